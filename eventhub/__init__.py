@@ -1,0 +1,1 @@
+"""eventhub: a self-hosted CloudEvents hub."""

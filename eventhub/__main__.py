@@ -1,0 +1,5 @@
+import sys
+
+from eventhub.cli import main
+
+sys.exit(main())

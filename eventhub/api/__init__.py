@@ -1,0 +1,1 @@
+"""HTTP API: routes, request helpers, and the single place errors become responses."""

@@ -1,0 +1,89 @@
+"""Request helpers shared by the endpoints: bounded bodies, credentials, raw path segments."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from eventhub import auth, errors
+from eventhub.hub import Hub
+
+
+def hub_of(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status, media_type="application/json")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing before reading it when it is too large or unsized."""
+    length = request.headers.get("content-length")
+    if length is None:
+        raise errors.LengthRequired("send a Content-Length header (chunked bodies are refused)")
+    try:
+        size = int(length)
+    except ValueError:
+        raise errors.InvalidRequest("Content-Length is not a number") from None
+    if size > limit:
+        raise errors.PayloadTooLarge(f"the body is {size} bytes; the limit is {limit}")
+    return await request.body()
+
+
+async def read_json(request: Request, limit: int = 1024 * 1024) -> Any:
+    body = await read_body(request, limit)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise errors.InvalidJson(f"request body is not valid JSON: {exc}") from None
+
+
+def principal(request: Request) -> auth.Principal | None:
+    """The caller's key, or None when no Authorization header was sent; a bad key is 401."""
+    token = auth.bearer(request.headers.get("authorization"))
+    if token is None:
+        return None
+    found = hub_of(request).keyring.authenticate(token)
+    if found is None:
+        raise errors.Unauthorized("the API key is not valid")
+    return found
+
+
+def require(request: Request, *roles: str) -> auth.Principal:
+    who = principal(request)
+    if who is None:
+        raise errors.Unauthorized("send an API key: Authorization: Bearer <key>")
+    if who.role not in roles:
+        raise errors.Forbidden(f"this needs a key with role {' or '.join(roles)}")
+    return who
+
+
+def raw_segments(request: Request, prefix: str) -> list[str]:
+    """Path segments after ``prefix``, each percent-decoded once from the raw path, so that
+    ``%2F`` inside a segment stays part of it."""
+    raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
+    raw = raw.split(b"?", 1)[0]
+    rest = raw[len(prefix) :] if raw.startswith(prefix.encode()) else b""
+    try:
+        return [unquote_to_bytes(part).decode("utf-8") for part in rest.split(b"/")]
+    except UnicodeDecodeError:
+        raise errors.NotFound("the path is not valid UTF-8") from None
+
+
+def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise errors.InvalidRequest(f"query parameter {name!r} must be an integer") from None
+    if not low <= value <= high:
+        raise errors.InvalidRequest(f"query parameter {name!r} must be between {low} and {high}")
+    return value

@@ -1,0 +1,103 @@
+"""Admin API: API keys and sources (the HMAC secrets producers sign with)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from eventhub import auth, errors
+from eventhub.api._http import hub_of, json_response, raw_segments, read_json, require
+from eventhub.log.store import KeyRecord, SourceRecord
+
+
+def _key_json(key: KeyRecord) -> dict[str, Any]:
+    return {
+        "id": key.key_id,
+        "name": key.name,
+        "role": key.role,
+        "sources": None if key.sources is None else list(key.sources),
+        "createdAt": key.created_at,
+        "revokedAt": key.revoked_at,
+    }
+
+
+def _source_json(source: SourceRecord) -> dict[str, Any]:
+    return {
+        "name": source.name,
+        "requireSignature": source.require_signature,
+        "createdAt": source.created_at,
+    }
+
+
+def _one_segment(request: Request, prefix: str) -> str:
+    segments = raw_segments(request, prefix)
+    if len(segments) != 1 or not segments[0]:
+        raise errors.NotFound(f"use {prefix}{{name}} with a percent-encoded name")
+    return segments[0]
+
+
+async def create_key(request: Request) -> Response:
+    require(request, "admin")
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise errors.InvalidRequest("send a JSON object {name, role, sources?}")
+    role, name, sources = body.get("role"), body.get("name", ""), body.get("sources")
+    if role not in auth.ROLES:
+        raise errors.InvalidRequest(f"role must be one of {', '.join(auth.ROLES)}")
+    if not isinstance(name, str):
+        raise errors.InvalidRequest("name must be a string")
+    if sources is not None and (
+        not isinstance(sources, list) or not all(isinstance(s, str) and s for s in sources)
+    ):
+        raise errors.InvalidRequest("sources must be a list of source names, or null for any")
+    if sources is not None and role != "producer":
+        raise errors.InvalidRequest("only producer keys are limited to sources")
+    hub = hub_of(request)
+    key = await hub.create_key(name, role, None if sources is None else tuple(sources))
+    key_id = key.split("_", 2)[1]
+    record = next(k for k in await hub.store.list_keys() if k.key_id == key_id)
+    return json_response({**_key_json(record), "key": key}, 201)
+
+
+async def list_keys(request: Request) -> Response:
+    require(request, "admin")
+    keys = await hub_of(request).store.list_keys()
+    return json_response({"keys": [_key_json(k) for k in keys]})
+
+
+async def revoke_key(request: Request) -> Response:
+    require(request, "admin")
+    await hub_of(request).revoke_key(_one_segment(request, "/admin/keys/"))
+    return Response(status_code=204)
+
+
+async def put_source(request: Request) -> Response:
+    require(request, "admin")
+    name = _one_segment(request, "/admin/sources/")
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise errors.InvalidRequest("send a JSON object {secret?, requireSignature?}")
+    secret, required = body.get("secret"), body.get("requireSignature", False)
+    if secret is not None and (not isinstance(secret, str) or len(secret) < 16):
+        raise errors.InvalidRequest("secret must be a string of at least 16 characters")
+    if not isinstance(required, bool):
+        raise errors.InvalidRequest("requireSignature must be true or false")
+    generated = secret is None
+    record = await hub_of(request).put_source(name, secret or auth.new_secret(), required)
+    out = _source_json(record)
+    if generated:
+        out["secret"] = record.secret  # generated here: shown to the admin this once
+    return json_response(out)
+
+
+async def list_sources(request: Request) -> Response:
+    require(request, "admin")
+    return json_response({"sources": [_source_json(s) for s in hub_of(request).sources.values()]})
+
+
+async def delete_source(request: Request) -> Response:
+    require(request, "admin")
+    await hub_of(request).delete_source(_one_segment(request, "/admin/sources/"))
+    return Response(status_code=204)

@@ -1,0 +1,59 @@
+"""The one place where exceptions become HTTP responses, all in one JSON shape:
+``{"error": {"code": "...", "message": "...", "details": [...]}}``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from eventhub import errors
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "invalid_request"}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    body = {"error": {"code": code, "message": message, "details": details or []}}
+    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+
+
+async def eventhub_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.EventHubError)
+    headers = None
+    if isinstance(exc, errors.TooManyRequests):
+        headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, errors.Unauthorized):
+        headers = {"WWW-Authenticate": 'Bearer realm="eventhub"'}
+    details = [p.to_json() for p in exc.details]
+    return error_response(exc.status, exc.code, exc.message, details, headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal", "internal error; see the server log")
+
+
+HANDLERS = {
+    errors.EventHubError: eventhub_error,
+    HTTPException: http_error,
+    Exception: unexpected_error,
+}

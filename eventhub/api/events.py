@@ -1,0 +1,38 @@
+"""Reading the log: ``GET /events?after=&limit=`` and ``GET /events/{source}/{id}``."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from eventhub import errors
+from eventhub.api._http import hub_of, int_param, json_response, raw_segments, require
+
+MAX_PAGE = 1000
+
+
+async def list_events(request: Request) -> Response:
+    require(request, "admin", "consumer")
+    after = int_param(request, "after", 0, 0, 2**63 - 1)
+    limit = int_param(request, "limit", 100, 1, MAX_PAGE)
+    events = await hub_of(request).store.read_after(after, limit)
+    return json_response(
+        {
+            "events": [e.to_entry() for e in events],
+            "nextAfter": events[-1].offset if events else after,
+        }
+    )
+
+
+async def get_event(request: Request) -> Response:
+    segments = raw_segments(request, "/events/")
+    if len(segments) != 2 or not all(segments):
+        raise errors.NotFound("use /events/{source}/{id}, each one percent-encoded path segment")
+    source, id_ = segments
+    who = require(request, "admin", "consumer", "producer")
+    if who.role == "producer" and not who.may_publish(source):
+        raise errors.Forbidden(f"this key may not read source {source!r}")
+    event = await hub_of(request).store.get_latest(source, id_)
+    if event is None:
+        raise errors.NotFound(f"no event {id_!r} from source {source!r}")
+    return json_response(event.to_entry())

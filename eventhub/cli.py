@@ -1,0 +1,133 @@
+"""The ``eventhub`` command: ``serve`` runs the hub; the other commands are a thin client of
+the admin API of a running hub (``--url``/``EVENTHUB_URL``, ``--key``/``EVENTHUB_KEY``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from eventhub import errors, settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from eventhub import server
+
+    flags = {"host": args.host, "port": args.port, "data": args.data}
+    try:
+        built = settings.load(flags, config_file=args.config)
+    except (errors.EventHubError, OSError) as exc:
+        print(f"eventhub: {exc}", file=sys.stderr)
+        return 2
+    server.run(built)
+    return 0
+
+
+def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    if not args.key:
+        raise SystemExit("eventhub: give an admin key with --key or EVENTHUB_KEY")
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        args.url.rstrip("/") + path,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {args.key}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            raw = response.read()
+    except urllib.error.HTTPError as exc:
+        raise SystemExit(f"eventhub: {exc.code} {exc.read().decode(errors='replace')}") from None
+    except urllib.error.URLError as exc:
+        raise SystemExit(f"eventhub: cannot reach {args.url}: {exc.reason}") from None
+    return json.loads(raw) if raw else None
+
+
+def _print(value: Any) -> int:
+    if value is not None:
+        print(json.dumps(value, indent=2))
+    return 0
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    body = {"name": args.name, "role": args.role, "sources": args.source or None}
+    return _print(_call(args, "POST", "/admin/keys", body))
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    return _print(_call(args, "GET", "/admin/keys"))
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    return _print(_call(args, "DELETE", f"/admin/keys/{quote(args.id, safe='')}"))
+
+
+def _sources_put(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"requireSignature": args.require_signature}
+    if args.secret:
+        body["secret"] = args.secret
+    return _print(_call(args, "PUT", f"/admin/sources/{quote(args.name, safe='')}", body))
+
+
+def _sources_list(args: argparse.Namespace) -> int:
+    return _print(_call(args, "GET", "/admin/sources"))
+
+
+def _sources_delete(args: argparse.Namespace) -> int:
+    return _print(_call(args, "DELETE", f"/admin/sources/{quote(args.name, safe='')}"))
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="eventhub", description="A self-hosted CloudEvents hub.")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the hub")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default 8080)")
+    serve.add_argument("--data", type=Path, help="SQLite database file")
+    serve.add_argument("--config", type=Path, help="TOML settings file")
+    serve.set_defaults(func=_serve)
+
+    def client(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--url", default=os.environ.get("EVENTHUB_URL", "http://127.0.0.1:8080"))
+        p.add_argument("--key", default=os.environ.get("EVENTHUB_KEY"))
+        return p
+
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(required=True)
+    create = client(keys.add_parser("create", help="create a key (printed once)"))
+    create.add_argument("--role", required=True, choices=["admin", "producer", "consumer"])
+    create.add_argument("--name", default="")
+    create.add_argument("--source", action="append", help="limit a producer key to a source")
+    create.set_defaults(func=_keys_create)
+    client(keys.add_parser("list", help="list keys")).set_defaults(func=_keys_list)
+    revoke = client(keys.add_parser("revoke", help="revoke a key by id"))
+    revoke.add_argument("id")
+    revoke.set_defaults(func=_keys_revoke)
+
+    sources = commands.add_parser("sources", help="manage sources").add_subparsers(required=True)
+    put = client(sources.add_parser("put", help="create or update a source's HMAC secret"))
+    put.add_argument("name")
+    put.add_argument("--secret", help="the shared secret (generated when omitted)")
+    put.add_argument("--require-signature", action="store_true")
+    put.set_defaults(func=_sources_put)
+    client(sources.add_parser("list", help="list sources")).set_defaults(func=_sources_list)
+    delete = client(sources.add_parser("delete", help="delete a source"))
+    delete.add_argument("name")
+    delete.set_defaults(func=_sources_delete)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Context attribute rules of CloudEvents 1.0.2 (spec.md sections 2-3), as pure functions.
+
+``check`` returns the attributes normalised (``null`` means absent) and the problems found; it
+never raises, so a batch can report every bad event at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from eventhub.errors import Problem
+
+REQUIRED = ("specversion", "id", "source", "type")
+_STRING_OPTIONAL = ("datacontenttype", "dataschema", "subject")
+RESERVED = frozenset({"data", "data_base64"})
+
+_NAME = re.compile(r"[a-z0-9]+\Z")
+# spec.md §3.1.1: control characters are not allowed in any String.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):(\d{2}))\Z"
+)
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def valid_name(name: str) -> bool:
+    return _NAME.match(name) is not None
+
+
+def valid_time(value: str) -> bool:
+    """RFC 3339 date-time, with the calendar and clock ranges checked."""
+    m = _RFC3339.match(value)
+    if m is None:
+        return False
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    if not (1 <= month <= 12 and 1 <= day <= _DAYS[month - 1]):
+        return False
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    if month == 2 and day == 29 and not leap:
+        return False
+    if hour > 23 or minute > 59 or second > 60:
+        return False
+    offset_ok = m.group(9) is None or (int(m.group(9)) <= 23 and int(m.group(10)) <= 59)
+    return offset_ok
+
+
+def _string_problem(name: str, value: Any, index: int | None) -> Problem | None:
+    if not isinstance(value, str):
+        return Problem("must be a string", name, index)
+    if not value:
+        return Problem("must not be empty", name, index)
+    if _CONTROL.search(value):
+        return Problem("must not contain control characters", name, index)
+    return None
+
+
+def check(
+    attributes: Mapping[str, Any], index: int | None = None
+) -> tuple[dict[str, Any], list[Problem]]:
+    """Validate context attributes; return them without ``null`` members, and the problems."""
+    out: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for name, value in attributes.items():
+        if value is None:
+            continue
+        if not valid_name(name):
+            problems.append(
+                Problem(
+                    "attribute names must be lower-case letters a-z and digits 0-9", name, index
+                )
+            )
+            continue
+        out[name] = value
+
+    for name in REQUIRED:
+        if name not in out:
+            problems.append(Problem("required attribute is missing", name, index))
+            continue
+        problem = _string_problem(name, out[name], index)
+        if problem is not None:
+            problems.append(problem)
+    if out.get("specversion", "1.0") != "1.0" and isinstance(out.get("specversion"), str):
+        problems.append(Problem("only specversion 1.0 is supported", "specversion", index))
+
+    for name in _STRING_OPTIONAL:
+        if name in out:
+            problem = _string_problem(name, out[name], index)
+            if problem is not None:
+                problems.append(problem)
+    if "time" in out:
+        value = out["time"]
+        if not isinstance(value, str) or not valid_time(value):
+            problems.append(Problem("must be an RFC 3339 timestamp", "time", index))
+
+    for name, value in out.items():
+        if name in REQUIRED or name in _STRING_OPTIONAL or name == "time":
+            continue
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            if not _INT_MIN <= value <= _INT_MAX:
+                problems.append(Problem("integer outside the 32-bit range", name, index))
+        elif isinstance(value, str):
+            if _CONTROL.search(value):
+                problems.append(Problem("must not contain control characters", name, index))
+        else:
+            problems.append(
+                Problem("extension values must be strings, booleans or integers", name, index)
+            )
+    return out, problems

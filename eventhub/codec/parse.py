@@ -1,0 +1,260 @@
+"""Turn HTTP requests into validated ``NewEvent``s: binary, structured and batch modes
+(http-protocol-binding.md §3, json-format.md), plus the producers' formats eventhub accepts
+(Camunda Optimize batches, UiPath Orchestrator webhooks).
+
+Every function validates fully and raises ``InvalidEvents`` listing every problem found, so
+nothing of a bad request is stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import orjson
+
+from eventhub import errors
+from eventhub.codec import attributes, media
+from eventhub.errors import Problem
+from eventhub.events import DataKind, NewEvent, digest_of
+
+_CE_PREFIX = "ce-"
+
+
+def _load_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise errors.InvalidJson(f"request body is not valid JSON: {exc}") from None
+
+
+def _canonical_json(data: bytes) -> bytes:
+    return orjson.dumps(orjson.loads(data), option=orjson.OPT_SORT_KEYS)
+
+
+def _event(
+    attrs: dict[str, Any],
+    data: bytes | None,
+    kind: DataKind,
+    default_time: str | None = None,
+) -> NewEvent:
+    identity = _canonical_json(data) if kind is DataKind.JSON and data is not None else data
+    digest = digest_of(attrs, identity, kind)
+    if default_time is not None and "time" not in attrs:
+        # Filled after the digest, so a re-sent event without a time is still a duplicate.
+        attrs = {**attrs, "time": default_time}
+    return NewEvent(attrs, data, kind, digest)
+
+
+# -- binary mode -----------------------------------------------------------------------------
+
+
+def decode_header_value(raw: str) -> str:
+    """Unquote an RFC 7230 quoted-string, then percent-decode once; invalid UTF-8 raises."""
+    value = raw.strip(" \t")
+    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        out: list[str] = []
+        escaped = False
+        for ch in value[1:-1]:
+            if escaped:
+                out.append(ch)
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            else:
+                out.append(ch)
+        value = "".join(out)
+    return unquote_to_bytes(value).decode("utf-8")
+
+
+def is_binary_mode(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    return any(name.lower().startswith(b"ce-") for name, _ in headers)
+
+
+def parse_binary(
+    headers: Iterable[tuple[bytes, bytes]], content_type: str | None, body: bytes
+) -> NewEvent:
+    problems: list[Problem] = []
+    attrs: dict[str, Any] = {}
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("latin-1").lower()
+        if not name.startswith(_CE_PREFIX):
+            continue
+        attr = name[len(_CE_PREFIX) :]
+        if attr == "datacontenttype":
+            problems.append(
+                Problem("send the data content type as Content-Type, not ce-datacontenttype", attr)
+            )
+            continue
+        if attr in attrs:
+            problems.append(Problem("header given more than once", attr))
+            continue
+        try:
+            attrs[attr] = decode_header_value(raw_value.decode("ascii"))
+        except UnicodeDecodeError:
+            problems.append(
+                Problem("header value is not percent-encoded ASCII or not valid UTF-8", attr)
+            )
+    if content_type:
+        attrs["datacontenttype"] = content_type
+    checked, found = attributes.check(attrs)
+    problems.extend(found)
+
+    data: bytes | None = body if body else None
+    kind = DataKind.NONE
+    if data is not None:
+        if content_type and media.is_json(content_type):
+            try:
+                orjson.loads(data)
+                kind = DataKind.JSON
+            except orjson.JSONDecodeError:
+                problems.append(
+                    Problem(f"body is not valid JSON but Content-Type is {content_type}", "data")
+                )
+        elif content_type and media.is_text(content_type):
+            try:
+                data.decode("utf-8")
+                kind = DataKind.TEXT
+            except UnicodeDecodeError:
+                kind = DataKind.BINARY
+        else:
+            kind = DataKind.BINARY
+    if problems:
+        raise errors.InvalidEvents("the event is not a valid CloudEvent", problems)
+    return _event(checked, data, kind)
+
+
+# -- structured and batch modes --------------------------------------------------------------
+
+
+def event_from_json(
+    obj: Any,
+    index: int | None = None,
+    default_time: str | None = None,
+    extra_rules: Callable[[dict[str, Any], int | None], list[Problem]] | None = None,
+) -> tuple[NewEvent | None, list[Problem]]:
+    """One event in the CloudEvents JSON format; returns the event or the problems."""
+    if not isinstance(obj, dict):
+        return None, [Problem("an event must be a JSON object", None, index)]
+    problems: list[Problem] = []
+    has_data, has_b64 = "data" in obj, "data_base64" in obj
+    if has_data and has_b64:
+        problems.append(Problem("data and data_base64 are mutually exclusive", "data", index))
+    attrs, found = attributes.check(
+        {k: v for k, v in obj.items() if k not in attributes.RESERVED}, index
+    )
+    problems.extend(found)
+    if extra_rules is not None:
+        problems.extend(extra_rules(attrs, index))
+
+    data: bytes | None = None
+    kind = DataKind.NONE
+    content_type = attrs.get("datacontenttype")
+    ct = content_type if isinstance(content_type, str) else None
+    if has_b64 and obj["data_base64"] is not None:
+        value = obj["data_base64"]
+        try:
+            if not isinstance(value, str):
+                raise ValueError
+            data, kind = base64.b64decode(value, validate=True), DataKind.BINARY
+        except (ValueError, binascii.Error):
+            problems.append(Problem("data_base64 must be a base64 string", "data_base64", index))
+    elif has_data:
+        value = obj["data"]
+        if isinstance(value, str) and not media.is_json(ct):
+            data, kind = value.encode("utf-8"), DataKind.TEXT
+        else:
+            data, kind = orjson.dumps(value), DataKind.JSON
+    if problems:
+        return None, problems
+    return _event(attrs, data, kind, default_time), []
+
+
+def parse_structured(body: bytes) -> NewEvent:
+    event, problems = event_from_json(_load_json(body))
+    if event is None:
+        raise errors.InvalidEvents("the event is not a valid CloudEvent", problems)
+    return event
+
+
+def parse_batch(
+    body: bytes,
+    max_events: int,
+    default_time: str | None = None,
+    extra_rules: Callable[[dict[str, Any], int | None], list[Problem]] | None = None,
+) -> list[NewEvent]:
+    items = _load_json(body)
+    if not isinstance(items, list):
+        raise errors.InvalidEvents("a batch must be a JSON array of events")
+    if len(items) > max_events:
+        raise errors.PayloadTooLarge(
+            f"a batch holds at most {max_events} events; this one holds {len(items)}"
+        )
+    events: list[NewEvent] = []
+    problems: list[Problem] = []
+    for index, item in enumerate(items):
+        event, found = event_from_json(item, index, default_time, extra_rules)
+        if event is not None:
+            events.append(event)
+        problems.extend(found)
+    if problems:
+        n = len({p.index for p in problems})
+        raise errors.InvalidEvents(
+            f"{n} of {len(items)} events are invalid; none was stored", problems
+        )
+    return events
+
+
+# -- producers' formats ----------------------------------------------------------------------
+
+
+def camunda_rules(attrs: dict[str, Any], index: int | None) -> list[Problem]:
+    """Camunda Optimize's extra constraints on an ingested event."""
+    problems: list[Problem] = []
+    trace = attrs.get("traceid")
+    if not isinstance(trace, str) or not trace:
+        problems.append(
+            Problem("traceid is required and must be a non-empty string", "traceid", index)
+        )
+    if attrs.get("type") == "camunda":
+        problems.append(Problem("the type 'camunda' is reserved", "type", index))
+    group = attrs.get("group")
+    if group is not None and not isinstance(group, str):
+        problems.append(Problem("group must be a string", "group", index))
+    ct = attrs.get("datacontenttype")
+    if isinstance(ct, str) and not media.is_json(ct):
+        problems.append(Problem("only application/json data is accepted", "datacontenttype", index))
+    return problems
+
+
+def parse_uipath(body: bytes, source: str, received_at: str) -> NewEvent:
+    """A UiPath Orchestrator webhook payload, as UiPath sends it, as one CloudEvent."""
+    payload = _load_json(body)
+    if not isinstance(payload, Mapping):
+        raise errors.InvalidEvents("a UiPath webhook payload must be a JSON object")
+    problems: list[Problem] = []
+    for field in ("Type", "EventId"):
+        value = payload.get(field)
+        if not isinstance(value, str) or not value:
+            problems.append(Problem("required field is missing or not a string", field))
+    stamp = payload.get("Timestamp")
+    if stamp is not None and (not isinstance(stamp, str) or not attributes.valid_time(stamp)):
+        problems.append(Problem("must be an RFC 3339 timestamp", "Timestamp"))
+    if problems:
+        raise errors.InvalidEvents("the payload is not a valid UiPath webhook event", problems)
+    attrs: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": payload["EventId"],
+        "source": source,
+        "type": payload["Type"],
+        "datacontenttype": "application/json",
+    }
+    if stamp is not None:
+        attrs["time"] = stamp
+    checked, found = attributes.check(attrs)
+    if found:
+        raise errors.InvalidEvents("the payload is not a valid UiPath webhook event", found)
+    return _event(checked, body, DataKind.JSON, default_time=received_at)

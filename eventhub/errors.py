@@ -1,0 +1,109 @@
+"""The exception tree of eventhub.
+
+Every error a client can cause is an ``EventHubError``; ``api/errors.py`` turns each one into
+the single JSON error shape ``{"error": {"code", "message", "details"}}`` and nothing else maps
+errors to HTTP.
+
+    EventHubError                      500 internal
+    ├── InvalidRequest                 400 invalid_request
+    │   ├── InvalidEvents              400 invalid_event   (details: index, attribute, reason)
+    │   └── InvalidJson                400 invalid_json
+    ├── Unauthorized                   401 unauthorized
+    ├── Forbidden                      403 forbidden
+    ├── NotFound                       404 not_found
+    ├── Conflict                       409 conflict
+    ├── LengthRequired                 411 length_required
+    ├── PayloadTooLarge                413 payload_too_large
+    ├── UnsupportedMediaType           415 unsupported_media_type
+    └── TooManyRequests                429 too_many_requests (carries Retry-After)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with one event of a request."""
+
+    reason: str
+    attribute: str | None = None
+    index: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"reason": self.reason}
+        if self.index is not None:
+            out["index"] = self.index
+        if self.attribute is not None:
+            out["attribute"] = self.attribute
+        return out
+
+
+class EventHubError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal"
+
+    def __init__(self, message: str, details: Sequence[Problem] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = tuple(details)
+
+
+class InvalidRequest(EventHubError):
+    status = 400
+    code = "invalid_request"
+
+
+class InvalidEvents(InvalidRequest):
+    code = "invalid_event"
+
+
+class InvalidJson(InvalidRequest):
+    code = "invalid_json"
+
+
+class Unauthorized(EventHubError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(EventHubError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(EventHubError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(EventHubError):
+    status = 409
+    code = "conflict"
+
+
+class LengthRequired(EventHubError):
+    status = 411
+    code = "length_required"
+
+
+class PayloadTooLarge(EventHubError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(EventHubError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class TooManyRequests(EventHubError):
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

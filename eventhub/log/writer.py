@@ -1,0 +1,87 @@
+"""Group commit: many concurrent requests, one writer, one commit for all of them.
+
+Requests hand their validated rows to ``submit`` and wait. The writer flushes whatever has
+queued as soon as it is free (no timer: a timer stalls at moderate load, see PERF-NOTES.md),
+then resolves every request whose rows that commit holds. The flush itself is synchronous
+and short; it runs on the event loop because a thread hand-off per batch costs more than the
+commit (PERF-NOTES.md: 16.6k vs 12.8k req/s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+log = logging.getLogger(__name__)
+
+
+class WriterClosed(RuntimeError):
+    pass
+
+
+class GroupCommitWriter(Generic[T, R]):
+    def __init__(self, flush: Callable[[list[T]], list[R]], name: str = "group-commit") -> None:
+        self._flush = flush
+        self._name = name
+        self._queue: list[tuple[T, asyncio.Future[R]]] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self._name)
+
+    async def submit(self, item: T) -> R:
+        if self._closing:
+            raise WriterClosed("the log is shutting down")
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        self._wake.set()
+        return await future
+
+    async def stop(self) -> None:
+        """Flush what is queued, then end the writer task."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            pending, self._queue = self._queue, []
+            if pending:
+                self._commit(pending)
+            elif self._closing:
+                return
+
+    def _commit(self, pending: list[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
+            results = self._flush([item for item, _ in pending])
+        except Exception:
+            log.exception(
+                "group commit of %d submissions failed; retrying one by one", len(pending)
+            )
+            self._commit_each(pending)
+            return
+        for (_, future), result in zip(pending, results, strict=True):
+            if not future.done():  # the waiting request may have been cancelled
+                future.set_result(result)
+
+    def _commit_each(self, pending: list[tuple[T, asyncio.Future[R]]]) -> None:
+        """One failing submission must not fail the others that shared its commit."""
+        for item, future in pending:
+            try:
+                (result,) = self._flush([item])
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+            else:
+                if not future.done():
+                    future.set_result(result)

@@ -1,0 +1,31 @@
+"""Run the app under uvicorn (uvloop + httptools). uvicorn owns the signals: on SIGTERM or
+SIGINT it stops accepting, lets in-flight requests finish, then the lifespan closes the hub
+(the writer flushes what is queued, the database is checkpointed and closed)."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from eventhub import app as app_module
+from eventhub.settings import Settings
+
+
+def run(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = uvicorn.Config(
+        app_module.build(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=30,
+        backlog=4096,
+    )
+    uvicorn.Server(config).run()

@@ -1,0 +1,110 @@
+"""Shared fixtures: a real eventhub on a free port of 127.0.0.1, in this test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import uvicorn
+
+from eventhub import app as app_module
+from eventhub.hub import Hub
+from eventhub.settings import Settings
+
+ADMIN_KEY = "test-admin-key-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ManualClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.t = start
+
+    def now(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@dataclass
+class Running:
+    url: str
+    hub: Hub
+    http: aiohttp.ClientSession
+    admin: dict[str, str]
+
+    async def post(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        async with self.http.post(self.url + path, **kwargs) as response:
+            await response.read()
+            return response
+
+    async def get_json(self, path: str, key: str | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {key or ADMIN_KEY}"}
+        async with self.http.get(self.url + path, headers=headers) as response:
+            assert response.status == 200, await response.text()
+            return await response.json()
+
+    async def log(self) -> list[dict[str, Any]]:
+        body = await self.get_json("/events?after=0&limit=1000")
+        entries: list[dict[str, Any]] = body["events"]
+        return entries
+
+    async def new_key(self, role: str, sources: list[str] | None = None) -> str:
+        response = await self.post(
+            "/admin/keys", json={"role": role, "sources": sources, "name": role}, headers=self.admin
+        )
+        assert response.status == 201
+        key: str = (await response.json())["key"]
+        return key
+
+
+def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
+    base = Settings(
+        host="127.0.0.1", port=free_port(), data=tmp_path / "eventhub.db", admin_key=ADMIN_KEY
+    )
+    return replace(base, **overrides)
+
+
+async def start(settings: Settings, clock: Any = None) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    app = app_module.build(settings, clock)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, lifespan="on", log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(), name="test-server")
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.005)
+    return server, task
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def server(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Running]:
+    settings = settings_for(tmp_path)
+    uv, task = await start(settings, clock)
+    hub: Hub = uv.config.app.state.hub
+    async with aiohttp.ClientSession() as http:
+        yield Running(
+            f"http://127.0.0.1:{settings.port}", hub, http, {"Authorization": f"Bearer {ADMIN_KEY}"}
+        )
+    uv.should_exit = True
+    await task
