@@ -82,6 +82,7 @@ class SqliteStore:
         self._checkpoint_interval = checkpoint_interval
         self._conn: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
+        self._checkpoint_conn: aiosqlite.Connection | None = None
         self._writer: GroupCommitWriter[Sequence[NewEvent], list[Appended]] | None = None
         self._checkpointer: asyncio.Task[None] | None = None
         self._dirty = False
@@ -100,6 +101,7 @@ class SqliteStore:
         self._reader = await self._connect()
         self._writer = GroupCommitWriter(self._write, name="log-writer")
         self._writer.start()
+        self._checkpoint_conn = await self._connect()
         self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="log-checkpointer")
 
     async def _connect(self) -> aiosqlite.Connection:
@@ -115,23 +117,22 @@ class SqliteStore:
             self._checkpointer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpointer
-        if self._reader is not None:
-            await self._reader.close()
+        for conn in (self._reader, self._checkpoint_conn):
+            if conn is not None:
+                await conn.close()
         if self._conn is not None:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.close()
-        self._conn = self._reader = self._writer = self._checkpointer = None
+        self._conn = self._reader = self._checkpoint_conn = None
+        self._writer = self._checkpointer = None
 
     async def _checkpoint_loop(self) -> None:
-        conn = await self._connect()
-        try:
-            while True:
-                await asyncio.sleep(self._checkpoint_interval)
-                if self._dirty:
-                    self._dirty = False
-                    await conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            await conn.close()
+        assert self._checkpoint_conn is not None
+        while True:
+            await asyncio.sleep(self._checkpoint_interval)
+            if self._dirty:
+                self._dirty = False
+                await self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     # -- the log -----------------------------------------------------------------------------
 

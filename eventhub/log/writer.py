@@ -53,13 +53,14 @@ class GroupCommitWriter(Generic[T, R]):
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            if not self._queue:
+                if self._closing:
+                    return
+                await self._wake.wait()
+                self._wake.clear()
+                continue
             pending, self._queue = self._queue, []
-            if pending:
-                self._commit(pending)
-            elif self._closing:
-                return
+            self._commit(pending)
 
     def _commit(self, pending: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
