@@ -4,12 +4,30 @@ SIGINT it stops accepting, lets in-flight requests finish, then the lifespan clo
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 
 import uvicorn
 
 from eventhub import app as app_module
 from eventhub.settings import Settings
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises a caught SIGTERM after its graceful shutdown, so the process would die
+    of the signal (exit status 143) even though it shut down cleanly. A clean shutdown exits 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        handled = (signal.SIGINT, signal.SIGTERM)
+        originals = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
 
 
 def run(settings: Settings) -> None:
@@ -28,4 +46,4 @@ def run(settings: Settings) -> None:
         timeout_graceful_shutdown=30,
         backlog=4096,
     )
-    uvicorn.Server(config).run()
+    _Server(config).run()
