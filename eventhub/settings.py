@@ -31,6 +31,21 @@ class Settings:
     synchronous: str = "full"
     checkpoint_interval: float = 1.0
     log_level: str = "info"
+    # catalogue
+    catalog_file: Path | None = None
+    # delivery
+    max_subscriptions: int = 10_000
+    delivery_max_retries: int = 5
+    delivery_initial_delay: float = 1.0
+    delivery_max_delay: float = 300.0
+    retry_after_cap: float = 3600.0
+    recovery_initial_delay: float = 30.0
+    recovery_max_delay: float = 1800.0
+    suspend_after: float = 8 * 3600.0
+    delivery_timeout: float = 30.0
+    delivery_connect_timeout: float = 5.0
+    delivery_connections: int = 1000
+    secret_rotation_overlap: float = 24 * 3600.0
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
@@ -43,8 +58,8 @@ def _convert(name: str, value: Any) -> Any:
             return int(value)
         if kind == "float":
             return float(value)
-        if kind == "Path":
-            return Path(str(value)).expanduser()
+        if kind.startswith("Path"):
+            return None if value is None else Path(str(value)).expanduser()
     except (TypeError, ValueError):
         raise errors.InvalidRequest(f"setting {name!r}: {value!r} is not a valid {kind}") from None
     return None if value is None else str(value)

@@ -27,16 +27,33 @@ def free_port() -> int:
 
 
 class ManualClock:
-    """A clock the test moves by hand."""
+    """A clock the test moves by hand: ``sleep`` returns when ``advance`` passes its deadline."""
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
         self.t = start
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
 
     def now(self) -> float:
         return self.t
 
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sleepers.append((self.t + seconds, future))
+        await future
+
+    def sleepers(self) -> int:
+        return sum(1 for _, f in self._sleepers if not f.done())
+
     def advance(self, seconds: float) -> None:
         self.t += seconds
+        due = [(d, f) for d, f in self._sleepers if d <= self.t]
+        self._sleepers = [(d, f) for d, f in self._sleepers if d > self.t and not f.done()]
+        for _, future in due:
+            if not future.done():
+                future.set_result(None)
 
 
 @dataclass

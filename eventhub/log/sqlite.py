@@ -14,21 +14,28 @@ import contextlib
 import importlib.resources
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 import orjson
 
 from eventhub.clock import Clock, rfc3339
 from eventhub.events import Appended, DataKind, NewEvent, StoredEvent
+from eventhub.log import records
 from eventhub.log.store import KeyRecord, SourceRecord
 from eventhub.log.writer import GroupCommitWriter
+from eventhub.models import Attempt, Subscription
 
 log = logging.getLogger(__name__)
 
 _EVENT_COLUMNS = "event_offset, revision, attributes, data, data_kind, received_at"
+
+R = TypeVar("R")
+# A write: runs inside the group commit's transaction, on the writer's cursor.
+WriteOp = Callable[[sqlite3.Cursor], Any]
+Matcher = Callable[[dict[str, Any]], Iterable[int]]
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -83,7 +90,10 @@ class SqliteStore:
         self._conn: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._checkpoint_conn: aiosqlite.Connection | None = None
-        self._writer: GroupCommitWriter[Sequence[NewEvent], list[Appended]] | None = None
+        self._writer: GroupCommitWriter[WriteOp, Any] | None = None
+        # Set by the hub: which triggers an event matches, and who to tell after a commit.
+        self.matcher: Matcher | None = None
+        self.on_commit: Callable[[set[int]], None] | None = None
         self._checkpointer: asyncio.Task[None] | None = None
         self._dirty = False
 
@@ -136,31 +146,68 @@ class SqliteStore:
 
     # -- the log -----------------------------------------------------------------------------
 
+    async def write(self, op: Callable[[sqlite3.Cursor], R]) -> R:
+        """Run ``op`` inside the next group commit; return its result once committed."""
+        assert self._writer is not None, "store is not open"
+        result: R = await self._writer.submit(op)
+        return result
+
     async def append(self, events: Sequence[NewEvent]) -> list[Appended]:
         if not events:
             return []
-        assert self._writer is not None, "store is not open"
-        return await self._writer.submit(events)
+        received_at = rfc3339(self._clock.now())
+        matched: set[int] = set()
 
-    def _write(self, groups: list[Sequence[NewEvent]]) -> list[list[Appended]]:
-        """One transaction for every queued group (runs on the loop, inside the writer)."""
+        def op(cur: sqlite3.Cursor) -> list[Appended]:
+            return self._append_rows(cur, events, received_at, matched)
+
+        appended = await self.write(op)
+        if matched and self.on_commit is not None:
+            self.on_commit(matched)
+        return appended
+
+    def _write(self, ops: list[WriteOp]) -> list[Any]:
+        """One transaction for every queued write (runs on the loop, inside the writer)."""
         assert self._conn is not None
         cur = self._conn.cursor()
-        received_at = rfc3339(self._clock.now())
-        results: list[list[Appended]] = []
         cur.execute("BEGIN IMMEDIATE")
         try:
-            for group in groups:
-                out: list[Appended] = []
-                for event in group:
-                    out.append(self._write_one(cur, event, received_at))
-                results.append(out)
+            results = [op(cur) for op in ops]
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
         self._dirty = True
         return results
+
+    def _append_rows(
+        self, cur: sqlite3.Cursor, events: Sequence[NewEvent], received_at: str, matched: set[int]
+    ) -> list[Appended]:
+        out: list[Appended] = []
+        classes: dict[tuple[str, str, str], int] = {}
+        links: list[tuple[int, int]] = []
+        for event in events:
+            appended = self._write_one(cur, event, received_at)
+            out.append(appended)
+            if appended.duplicate:
+                continue
+            group = event.attributes.get("group")
+            key = (event.type, event.source, group if isinstance(group, str) else "")
+            classes[key] = classes.get(key, 0) + 1
+            if self.matcher is not None:
+                for tid in self.matcher(event.attributes):
+                    links.append((tid, appended.offset))
+                    matched.add(tid)
+        if links:
+            cur.executemany("INSERT INTO trigger_events (tid, event_offset) VALUES (?, ?)", links)
+        if classes:
+            cur.executemany(
+                "INSERT INTO event_types (type, source, grp, count, first_seen, last_seen)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (type, source, grp) DO UPDATE SET"
+                " count = count + excluded.count, last_seen = excluded.last_seen",
+                [(t, s, g, n, received_at, received_at) for (t, s, g), n in classes.items()],
+            )
+        return out
 
     @staticmethod
     def _write_one(cur: sqlite3.Cursor, event: NewEvent, received_at: str) -> Appended:
@@ -290,3 +337,78 @@ class SqliteStore:
             "SELECT name, secret, require_signature, created_at FROM sources ORDER BY name"
         ).fetchall()
         return [SourceRecord(r[0], r[1], bool(r[2]), r[3]) for r in rows]
+
+    # -- catalog, subscriptions, attempts ------------------------------------------------------
+    # Reads of these small tables run on the writer's connection between flushes (microseconds);
+    # writes join the group commit.
+
+    def _read(self, fn: Callable[[sqlite3.Cursor], R]) -> R:
+        assert self._conn is not None
+        return fn(self._conn.cursor())
+
+    async def load_models(self) -> list[tuple[str, dict[str, Any], int]]:
+        return self._read(records.load_models)
+
+    async def load_published(self) -> list[dict[str, Any]]:
+        return self._read(records.load_published)
+
+    async def save_draft(self, km: str, draft: dict[str, Any], now: str) -> None:
+        await self.write(lambda cur: records.save_draft(cur, km, draft, now))
+
+    async def publish(
+        self, km: str, snapshot: dict[str, Any], now: str
+    ) -> dict[tuple[str, str], int]:
+        def op(cur: sqlite3.Cursor) -> dict[tuple[str, str], int]:
+            records.publish(cur, km, snapshot, now)
+            return records.trigger_ids(cur)
+
+        return await self.write(op)
+
+    async def delete_model(self, km: str) -> None:
+        await self.write(lambda cur: records.delete_model(cur, km))
+
+    async def trigger_ids(self) -> dict[tuple[str, str], int]:
+        return self._read(records.trigger_ids)
+
+    async def save_subscription(self, sub: Subscription) -> None:
+        await self.write(lambda cur: records.save_subscription(cur, sub))
+
+    async def save_delivery(self, sub: Subscription, attempt: Attempt | None) -> None:
+        """The subscription's new cursor and counters, and the attempt that moved them."""
+
+        def op(cur: sqlite3.Cursor) -> None:
+            records.save_subscription(cur, sub)
+            if attempt is not None:
+                records.add_attempt(cur, sub.id, attempt)
+
+        await self.write(op)
+
+    async def delete_subscription(self, sub_id: str) -> None:
+        await self.write(lambda cur: records.delete_subscription(cur, sub_id))
+
+    async def load_subscriptions(self) -> list[Subscription]:
+        return self._read(records.load_subscriptions)
+
+    async def list_attempts(self, sub_id: str, limit: int) -> list[Attempt]:
+        return self._read(lambda cur: records.list_attempts(cur, sub_id, limit))
+
+    async def trigger_head(self, tid: int) -> int:
+        return self._read(lambda cur: records.trigger_head(cur, tid))
+
+    async def count_between(self, tid: int, after: int, upto: int) -> int:
+        return self._read(lambda cur: records.count_between(cur, tid, after, upto))
+
+    async def event_types(self) -> list[dict[str, Any]]:
+        return self._read(records.event_types)
+
+    async def read_trigger_after(self, tid: int, offset: int, limit: int) -> list[StoredEvent]:
+        """The next events of one trigger after ``offset``, in offset order."""
+        assert self._reader is not None
+        async with self._reader.execute(
+            "SELECT e.event_offset, e.revision, e.attributes, e.data, e.data_kind, e.received_at"
+            " FROM trigger_events t JOIN events e ON e.event_offset = t.event_offset"
+            " WHERE t.tid = ? AND t.event_offset > ? ORDER BY t.event_offset LIMIT ?",
+            (tid, offset, limit),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [_event_from_row(row) for row in rows]

@@ -1,0 +1,221 @@
+"""SQL for the records kept beside the log: knowledge models, triggers, subscriptions,
+delivery attempts, event classes. Plain functions over a ``sqlite3`` cursor; writes run
+inside the store's group commit."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import orjson
+
+from eventhub.delivery.states import Status
+from eventhub.models import Attempt, Subscription
+
+ATTEMPTS_KEPT = 100
+
+# -- knowledge models ------------------------------------------------------------------------
+
+
+def load_models(cur: sqlite3.Cursor) -> list[tuple[str, dict[str, Any], int]]:
+    """(id, draft, published version) of every model."""
+    rows = cur.execute("SELECT id, draft, published_version FROM knowledge_models ORDER BY id")
+    return [(r[0], orjson.loads(r[1]), r[2]) for r in rows.fetchall()]
+
+
+def load_published(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
+    """The latest published snapshot of every model that has one."""
+    rows = cur.execute(
+        "SELECT v.snapshot FROM knowledge_models m JOIN knowledge_model_versions v"
+        " ON v.km = m.id AND v.version = m.published_version ORDER BY m.id"
+    ).fetchall()
+    return [orjson.loads(r[0]) for r in rows]
+
+
+def save_draft(cur: sqlite3.Cursor, km: str, draft: dict[str, Any], now: str) -> None:
+    cur.execute(
+        "INSERT INTO knowledge_models (id, draft, created_at, updated_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET draft = excluded.draft, updated_at = excluded.updated_at",
+        (km, orjson.dumps(draft), now, now),
+    )
+
+
+def publish(cur: sqlite3.Cursor, km: str, snapshot: dict[str, Any], now: str) -> None:
+    cur.execute(
+        "INSERT INTO knowledge_model_versions (km, version, snapshot, published_at)"
+        " VALUES (?, ?, ?, ?)",
+        (km, snapshot["version"], orjson.dumps(snapshot), now),
+    )
+    cur.execute(
+        "UPDATE knowledge_models SET published_version = ? WHERE id = ?",
+        (snapshot["version"], km),
+    )
+    cur.executemany(
+        "INSERT OR IGNORE INTO triggers (km, trigger) VALUES (?, ?)",
+        [(km, t["id"]) for t in snapshot["triggers"]],
+    )
+
+
+def delete_model(cur: sqlite3.Cursor, km: str) -> None:
+    cur.execute("DELETE FROM knowledge_model_versions WHERE km = ?", (km,))
+    cur.execute("DELETE FROM knowledge_models WHERE id = ?", (km,))
+
+
+def trigger_ids(cur: sqlite3.Cursor) -> dict[tuple[str, str], int]:
+    return {(r[1], r[2]): r[0] for r in cur.execute("SELECT tid, km, trigger FROM triggers")}
+
+
+# -- subscriptions ---------------------------------------------------------------------------
+
+_SUB_COLUMNS = (
+    "id, owner, km, trigger, tid, config, secrets, status, cursor, latest_succeed_event,"
+    " latest_succeed_offset, last_error, delivered, skipped, lost, failed_since, attempts,"
+    " created_at, updated_at"
+)
+
+
+def _sub_row(sub: Subscription) -> tuple[Any, ...]:
+    return (
+        sub.id,
+        sub.owner,
+        sub.km,
+        sub.trigger,
+        sub.tid,
+        orjson.dumps(sub.config_json()),
+        orjson.dumps(sub.secrets_json()),
+        str(sub.status),
+        sub.cursor,
+        sub.latest_succeed_event,
+        sub.latest_succeed_offset,
+        sub.last_error,
+        sub.delivered,
+        sub.skipped,
+        sub.lost,
+        sub.failed_since,
+        sub.attempts,
+        sub.created_at,
+        sub.updated_at,
+    )
+
+
+def _sub_from_row(r: tuple[Any, ...]) -> Subscription:
+    config, secrets = orjson.loads(r[5]), orjson.loads(r[6])
+    return Subscription(
+        id=r[0],
+        owner=r[1],
+        km=r[2],
+        trigger=r[3],
+        tid=r[4],
+        name=config["name"],
+        uri=config["uri"],
+        headers=config["headers"],
+        skip_errors=config["skipErrors"],
+        format=config["format"],
+        batch_size=config["batchSize"],
+        max_retries=config["maxRetries"],
+        secret=secrets["current"],
+        previous_secret=secrets["previous"],
+        previous_secret_expires=secrets["previousExpires"],
+        status=Status(r[7]),
+        cursor=r[8],
+        latest_succeed_event=r[9],
+        latest_succeed_offset=r[10],
+        last_error=r[11],
+        delivered=r[12],
+        skipped=r[13],
+        lost=r[14],
+        failed_since=r[15],
+        attempts=r[16],
+        created_at=r[17],
+        updated_at=r[18],
+    )
+
+
+def save_subscription(cur: sqlite3.Cursor, sub: Subscription) -> None:
+    cur.execute(
+        f"INSERT OR REPLACE INTO subscriptions ({_SUB_COLUMNS})"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        _sub_row(sub),
+    )
+
+
+def delete_subscription(cur: sqlite3.Cursor, sub_id: str) -> None:
+    cur.execute("DELETE FROM attempts WHERE subscription_id = ?", (sub_id,))
+    cur.execute("DELETE FROM subscriptions WHERE id = ?", (sub_id,))
+
+
+def load_subscriptions(cur: sqlite3.Cursor) -> list[Subscription]:
+    rows = cur.execute(f"SELECT {_SUB_COLUMNS} FROM subscriptions ORDER BY created_at, id")
+    return [_sub_from_row(r) for r in rows.fetchall()]
+
+
+def add_attempt(cur: sqlite3.Cursor, sub_id: str, attempt: Attempt) -> None:
+    cur.execute(
+        "INSERT OR REPLACE INTO attempts (subscription_id, n, at, offsets, status, latency_ms,"
+        " error, webhook_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            sub_id,
+            attempt.n,
+            attempt.at,
+            orjson.dumps([attempt.first_offset, attempt.last_offset]),
+            attempt.status,
+            attempt.latency_ms,
+            attempt.error,
+            attempt.webhook_id,
+        ),
+    )
+    if attempt.n > ATTEMPTS_KEPT:
+        cur.execute(
+            "DELETE FROM attempts WHERE subscription_id = ? AND n <= ?",
+            (sub_id, attempt.n - ATTEMPTS_KEPT),
+        )
+
+
+def list_attempts(cur: sqlite3.Cursor, sub_id: str, limit: int) -> list[Attempt]:
+    rows = cur.execute(
+        "SELECT n, at, offsets, status, latency_ms, error, webhook_id FROM attempts"
+        " WHERE subscription_id = ? ORDER BY n DESC LIMIT ?",
+        (sub_id, limit),
+    ).fetchall()
+    out = []
+    for n, at, offsets, status, latency, error, webhook_id in rows:
+        first, last = orjson.loads(offsets)
+        out.append(Attempt(n, at, first, last, status, latency, error, webhook_id))
+    return out
+
+
+# -- the trigger index -----------------------------------------------------------------------
+
+
+def trigger_head(cur: sqlite3.Cursor, tid: int) -> int:
+    row = cur.execute(
+        "SELECT COALESCE(MAX(event_offset), 0) FROM trigger_events WHERE tid = ?", (tid,)
+    ).fetchone()
+    return int(row[0])
+
+
+def count_between(cur: sqlite3.Cursor, tid: int, after: int, upto: int) -> int:
+    row = cur.execute(
+        "SELECT COUNT(*) FROM trigger_events WHERE tid = ? AND event_offset > ?"
+        " AND event_offset <= ?",
+        (tid, after, upto),
+    ).fetchone()
+    return int(row[0])
+
+
+def event_types(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
+    rows = cur.execute(
+        "SELECT type, source, grp, count, first_seen, last_seen FROM event_types"
+        " ORDER BY type, source, grp"
+    ).fetchall()
+    return [
+        {
+            "type": r[0],
+            "source": r[1],
+            "group": r[2] or None,
+            "count": r[3],
+            "firstSeen": r[4],
+            "lastSeen": r[5],
+        }
+        for r in rows
+    ]

@@ -1,0 +1,138 @@
+"""The records the hub manages beside events: knowledge models with their triggers, and
+subscriptions with their delivery state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventhub.delivery.states import Status
+
+FORMATS = ("envelope", "binary", "structured", "batch")
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    id: str
+    name: str
+    description: str
+    filters: tuple[dict[str, Any], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "filters": list(self.filters),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersion:
+    """A knowledge model as it was when published (or as the draft stands)."""
+
+    id: str
+    name: str
+    description: str
+    triggers: dict[str, Trigger]
+    version: int = 0
+    published_at: str | None = None
+
+    def to_json(self, with_triggers: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "version": self.version,
+            "publishedAt": self.published_at,
+        }
+        if with_triggers:
+            out["triggers"] = [t.to_json() for t in self.triggers.values()]
+        return out
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> ModelVersion:
+        return ModelVersion(
+            id=data["id"],
+            name=data["name"],
+            description=data.get("description", ""),
+            triggers={
+                t["id"]: Trigger(t["id"], t["name"], t.get("description", ""), tuple(t["filters"]))
+                for t in data.get("triggers", [])
+            },
+            version=data.get("version", 0),
+            published_at=data.get("publishedAt"),
+        )
+
+
+@dataclass(slots=True)
+class Subscription:
+    id: str
+    owner: str
+    km: str
+    trigger: str
+    tid: int
+    name: str
+    uri: str
+    headers: dict[str, str]
+    skip_errors: bool
+    format: str
+    batch_size: int
+    max_retries: int
+    secret: str
+    status: Status
+    cursor: int
+    created_at: str
+    updated_at: str
+    previous_secret: str | None = None
+    previous_secret_expires: float | None = None
+    latest_succeed_event: str | None = None
+    latest_succeed_offset: int | None = None
+    last_error: str | None = None
+    delivered: int = 0
+    skipped: int = 0
+    lost: int = 0
+    failed_since: float | None = None
+    attempts: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def config_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "uri": self.uri,
+            "headers": self.headers,
+            "skipErrors": self.skip_errors,
+            "format": self.format,
+            "batchSize": self.batch_size,
+            "maxRetries": self.max_retries,
+        }
+
+    def secrets_json(self) -> dict[str, Any]:
+        return {
+            "current": self.secret,
+            "previous": self.previous_secret,
+            "previousExpires": self.previous_secret_expires,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    n: int
+    at: str
+    first_offset: int
+    last_offset: int
+    status: int | None
+    latency_ms: float
+    error: str | None
+    webhook_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "at": self.at,
+            "offsets": [self.first_offset, self.last_offset],
+            "statusCode": self.status,
+            "latencyMs": round(self.latency_ms, 3),
+            "error": self.error,
+            "webhookId": self.webhook_id,
+        }
