@@ -119,6 +119,9 @@ def authorize_publish(
     names = sorted(set(sources))
     if principal is None and not names:
         raise errors.Unauthorized("send an API key (Authorization: Bearer) or a signature")
+    if principal is not None and not names and principal.role not in ("admin", "producer"):
+        # An empty batch names no source, but a key that may never publish still may not.
+        raise errors.Forbidden(f"a {principal.role} key may not publish")
     for source in names:
         record = registered.get(source)
         signed = False
