@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from eventhub import errors
@@ -47,6 +47,12 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    # The client hung up mid-body: nobody is left to answer and nothing was stored.
+    log.debug("client disconnected during %s %s", request.method, request.url.path)
+    return Response(status_code=499)
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal", "internal error; see the server log")
@@ -55,5 +61,6 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 HANDLERS = {
     errors.EventHubError: eventhub_error,
     HTTPException: http_error,
+    ClientDisconnect: client_gone,
     Exception: unexpected_error,
 }
