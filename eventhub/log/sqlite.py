@@ -32,6 +32,39 @@ log = logging.getLogger(__name__)
 
 _EVENT_COLUMNS = "event_offset, revision, attributes, data, data_kind, received_at"
 
+_UPSERT_ID = (
+    "INSERT INTO event_ids (source, id, latest_offset, revision, digest) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (source, id) DO UPDATE SET latest_offset = excluded.latest_offset,"
+    " revision = excluded.revision, digest = excluded.digest"
+)
+_KEYS_PER_QUERY = 400
+
+
+def _latest_of(
+    cur: sqlite3.Cursor, keys: set[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[int, int, bytes]]:
+    """(latest offset, revision, digest) of every already known (source, id) among ``keys``."""
+    found: dict[tuple[str, str], tuple[int, int, bytes]] = {}
+    ordered = list(keys)
+    for start in range(0, len(ordered), _KEYS_PER_QUERY):
+        chunk = ordered[start : start + _KEYS_PER_QUERY]
+        marks = ",".join(["(?, ?)"] * len(chunk))
+        rows = cur.execute(
+            "SELECT e.source, e.id, e.latest_offset, e.revision, e.digest"
+            f" FROM (VALUES {marks}) AS k CROSS JOIN event_ids AS e"
+            " ON e.source = k.column1 AND e.id = k.column2",
+            [part for key in chunk for part in key],
+        )
+        for source, id_, offset, revision, digest in rows:
+            found[(source, id_)] = (offset, revision, digest)
+    return found
+
+
+_INSERT_EVENT = (
+    "INSERT INTO events (event_offset, source, id, revision, type, attributes, data, data_kind,"
+    " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
 R = TypeVar("R")
 # A write: runs inside the group commit's transaction, on the writer's cursor.
 WriteOp = Callable[[sqlite3.Cursor], Any]
@@ -96,6 +129,7 @@ class SqliteStore:
         self.on_commit: Callable[[set[int]], None] | None = None
         self._checkpointer: asyncio.Task[None] | None = None
         self._dirty = False
+        self._last_offset = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -107,6 +141,14 @@ class SqliteStore:
         conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer task does it
         conn.execute("PRAGMA busy_timeout = 5000")
         migrate(conn)
+        # Offsets are handed out here and never reused: the next one follows the highest ever
+        # given (AUTOINCREMENT's record of it survives the deletion of old events).
+        self._last_offset = int(
+            conn.execute(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),"
+                " COALESCE((SELECT MAX(event_offset) FROM events), 0))"
+            ).fetchone()[0]
+        )
         self._conn = conn
         self._reader = await self._connect()
         self._writer = GroupCommitWriter(self._write, name="log-writer")
@@ -170,12 +212,14 @@ class SqliteStore:
         """One transaction for every queued write (runs on the loop, inside the writer)."""
         assert self._conn is not None
         cur = self._conn.cursor()
+        last_offset = self._last_offset
         cur.execute("BEGIN IMMEDIATE")
         try:
             results = [op(cur) for op in ops]
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
+            self._last_offset = last_offset  # the offsets handed out were not used
             raise
         self._dirty = True
         return results
@@ -183,21 +227,52 @@ class SqliteStore:
     def _append_rows(
         self, cur: sqlite3.Cursor, events: Sequence[NewEvent], received_at: str, matched: set[int]
     ) -> list[Appended]:
+        # Identity for the whole batch in one query, then two executemany: a statement per
+        # row would cost three times as much (PERF-NOTES.md: batch, never per row).
+        known = _latest_of(cur, {(e.source, e.id) for e in events})
+        touched: dict[tuple[str, str], tuple[int, int, bytes]] = {}
         out: list[Appended] = []
+        rows: list[tuple[Any, ...]] = []
         classes: dict[tuple[str, str, str], int] = {}
         links: list[tuple[int, int]] = []
+        offset = self._last_offset
         for event in events:
-            appended = self._write_one(cur, event, received_at)
-            out.append(appended)
-            if appended.duplicate:
+            key = (event.source, event.id)
+            previous = known.get(key)
+            if previous is not None and previous[2] == event.digest:
+                out.append(Appended(previous[0], previous[1], duplicate=True))
                 continue
-            group = event.attributes.get("group")
-            key = (event.type, event.source, group if isinstance(group, str) else "")
-            classes[key] = classes.get(key, 0) + 1
+            offset += 1
+            revision = 1 if previous is None else previous[1] + 1
+            known[key] = touched[key] = (offset, revision, event.digest)
+            out.append(Appended(offset, revision, duplicate=False))
+            attributes = event.attributes
+            rows.append(
+                (
+                    offset,
+                    key[0],
+                    key[1],
+                    revision,
+                    event.type,
+                    orjson.dumps(attributes),
+                    event.data,
+                    int(event.kind),
+                    received_at,
+                )
+            )
+            group = attributes.get("group")
+            cls = (event.type, key[0], group if isinstance(group, str) else "")
+            classes[cls] = classes.get(cls, 0) + 1
             if self.matcher is not None:
-                for tid in self.matcher(event.attributes):
-                    links.append((tid, appended.offset))
+                for tid in self.matcher(attributes):
+                    links.append((tid, offset))
                     matched.add(tid)
+        self._last_offset = offset
+        if rows:
+            cur.executemany(_INSERT_EVENT, rows)
+            cur.executemany(
+                _UPSERT_ID, [(s, i, off, rev, dig) for (s, i), (off, rev, dig) in touched.items()]
+            )
         if links:
             cur.executemany("INSERT INTO trigger_events (tid, event_offset) VALUES (?, ?)", links)
         if classes:
@@ -208,41 +283,6 @@ class SqliteStore:
                 [(t, s, g, n, received_at, received_at) for (t, s, g), n in classes.items()],
             )
         return out
-
-    @staticmethod
-    def _write_one(cur: sqlite3.Cursor, event: NewEvent, received_at: str) -> Appended:
-        source, id_ = event.source, event.id
-        row = cur.execute(
-            "SELECT latest_offset, revision, digest FROM event_ids WHERE source = ? AND id = ?",
-            (source, id_),
-        ).fetchone()
-        if row is not None and row[2] == event.digest:
-            return Appended(row[0], row[1], duplicate=True)
-        revision = 1 if row is None else row[1] + 1
-        cur.execute(
-            "INSERT INTO events (source, id, revision, type, attributes, data, data_kind,"
-            " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                source,
-                id_,
-                revision,
-                event.type,
-                orjson.dumps(event.attributes),
-                event.data,
-                int(event.kind),
-                received_at,
-            ),
-        )
-        offset = cur.lastrowid
-        assert offset is not None
-        cur.execute(
-            "INSERT INTO event_ids (source, id, latest_offset, revision, digest)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (source, id) DO UPDATE SET"
-            " latest_offset = excluded.latest_offset, revision = excluded.revision,"
-            " digest = excluded.digest",
-            (source, id_, offset, revision, event.digest),
-        )
-        return Appended(offset, revision, duplicate=False)
 
     async def read_after(self, offset: int, limit: int) -> list[StoredEvent]:
         assert self._reader is not None
