@@ -10,11 +10,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from eventhub.api import admin, errors, events, ingest
+from eventhub.api import admin, catalog, errors, events, ingest, subscriptions
 from eventhub.api._http import hub_of, json_response
 from eventhub.clock import Clock
 from eventhub.hub import Hub
 from eventhub.settings import Settings
+
+KM = "/intelligence/api/knowledge-models"
+SUBS = "/intelligence/api/subscriptions"
 
 
 async def healthz(request: Request) -> Response:
@@ -49,6 +52,33 @@ def build(settings: Settings, clock: Clock | None = None) -> Starlette:
         Route("/admin/sources", admin.list_sources, methods=["GET"]),
         Route("/admin/sources/{rest:path}", admin.put_source, methods=["PUT"]),
         Route("/admin/sources/{rest:path}", admin.delete_source, methods=["DELETE"]),
+        Route(f"{KM}", catalog.list_models, methods=["GET"]),
+        Route(f"{KM}/{{km}}", catalog.get_model, methods=["GET"]),
+        Route(f"{KM}/{{km}}", catalog.put_model, methods=["PUT"]),
+        Route(f"{KM}/{{km}}", catalog.delete_model, methods=["DELETE"]),
+        Route(f"{KM}/{{km}}/publish", catalog.publish, methods=["POST"]),
+        Route(f"{KM}/{{km}}/triggers", catalog.list_triggers, methods=["GET"]),
+        Route(f"{KM}/{{km}}/triggers/{{trigger}}", catalog.get_trigger, methods=["GET"]),
+        Route(f"{KM}/{{km}}/triggers/{{trigger}}", catalog.put_trigger, methods=["PUT"]),
+        Route(f"{KM}/{{km}}/triggers/{{trigger}}", catalog.delete_trigger, methods=["DELETE"]),
+        Route(
+            f"{KM}/{{km}}/triggers/{{trigger}}/subscriptions",
+            subscriptions.create,
+            methods=["POST"],
+        ),
+        Route(SUBS, subscriptions.list_all, methods=["GET"]),
+        Route(f"{SUBS}/{{id}}", subscriptions.get, methods=["GET"]),
+        Route(f"{SUBS}/{{id}}", subscriptions.update, methods=["PUT"]),
+        Route(f"{SUBS}/{{id}}", subscriptions.delete, methods=["DELETE"]),
+        Route(f"{SUBS}/{{id}}/pause", subscriptions.pause, methods=["PATCH"]),
+        Route(f"{SUBS}/{{id}}/resume", subscriptions.resume, methods=["PATCH"]),
+        Route(
+            f"{SUBS}/{{id}}/resume-from-latest", subscriptions.resume_from_latest, methods=["PATCH"]
+        ),
+        Route(f"{SUBS}/{{id}}/replay", subscriptions.replay, methods=["PATCH"]),
+        Route(f"{SUBS}/{{id}}/attempts", subscriptions.attempts, methods=["GET"]),
+        Route(f"{SUBS}/{{id}}/rotate-secret", subscriptions.rotate_secret, methods=["POST"]),
+        Route("/api/event-types", catalog.event_types, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]

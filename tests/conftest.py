@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,8 +30,9 @@ def free_port() -> int:
 class ManualClock:
     """A clock the test moves by hand: ``sleep`` returns when ``advance`` passes its deadline."""
 
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.t = start
+    def __init__(self, start: float | None = None) -> None:
+        # Starts at the real time, so receivers' signature checks (5 minutes' tolerance) pass.
+        self.t = time.time() if start is None else start
         self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
 
     def now(self) -> float:

@@ -59,8 +59,17 @@ class GroupCommitWriter(Generic[T, R]):
                 await self._wake.wait()
                 self._wake.clear()
                 continue
+            await self._gather()
             pending, self._queue = self._queue, []
             self._commit(pending)
+
+    async def _gather(self) -> None:
+        """Let the requests that are already runnable queue their rows first: yield to the
+        loop until a pass adds nothing. No timer, so an idle hub commits at once."""
+        queued = -1
+        while len(self._queue) != queued:
+            queued = len(self._queue)
+            await asyncio.sleep(0)
 
     def _commit(self, pending: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:

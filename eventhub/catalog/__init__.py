@@ -1,0 +1,1 @@
+"""The catalogue: knowledge models, triggers, and the filters that decide what fires them."""

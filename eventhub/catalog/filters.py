@@ -1,0 +1,162 @@
+"""Trigger filters in the CloudEvents Subscriptions API dialects (subscriptions-api.md
+3.2.4.1): ``exact``, ``prefix``, ``suffix``, ``all``, ``any``, ``not``. A list of filters is
+ANDed; an empty list matches every event. Comparisons are case sensitive; an attribute the
+event lacks never matches; non-string attributes compare by their canonical string form.
+
+Filters compile once into plain closures. ``TriggerIndex`` keeps thousands of triggers cheap:
+triggers that can only match certain ``type`` values are looked up by the event's type, and
+only the rest are evaluated for every event.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from eventhub import errors
+
+Filter = Callable[[Mapping[str, Any]], bool]
+
+DIALECTS = ("exact", "prefix", "suffix", "all", "any", "not")
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _pairs(dialect: str, body: Any) -> list[tuple[str, str]]:
+    if not isinstance(body, dict) or not body:
+        raise errors.InvalidRequest(f"{dialect!r} takes a non-empty object of attribute: value")
+    for name, value in body.items():
+        if not name or not isinstance(value, str) or not value:
+            raise errors.InvalidRequest(
+                f"{dialect!r}: attribute names and values must be non-empty strings"
+            )
+    return list(body.items())
+
+
+def _compare(pairs: list[tuple[str, str]], test: Callable[[str, str], bool]) -> Filter:
+    def match(attributes: Mapping[str, Any]) -> bool:
+        for name, wanted in pairs:
+            value = _text(attributes.get(name))
+            if value is None or not test(value, wanted):
+                return False
+        return True
+
+    return match
+
+
+def compile_one(expression: Any) -> Filter:
+    if not isinstance(expression, dict) or len(expression) != 1:
+        raise errors.InvalidRequest("a filter is an object with exactly one dialect key")
+    ((dialect, body),) = expression.items()
+    if dialect == "exact":
+        pairs = _pairs(dialect, body)
+        if len(pairs) == 1:
+            ((name, wanted),) = pairs
+            return lambda a: _text(a.get(name)) == wanted
+        return _compare(pairs, str.__eq__)
+    if dialect == "prefix":
+        return _compare(_pairs(dialect, body), str.startswith)
+    if dialect == "suffix":
+        return _compare(_pairs(dialect, body), str.endswith)
+    if dialect in ("all", "any"):
+        if not isinstance(body, list) or not body:
+            raise errors.InvalidRequest(f"{dialect!r} takes a non-empty list of filters")
+        parts = [compile_one(item) for item in body]
+        if dialect == "all":
+            return lambda a: all(p(a) for p in parts)
+        return lambda a: any(p(a) for p in parts)
+    if dialect == "not":
+        inner = compile_one(body)
+        return lambda a: not inner(a)
+    if dialect == "sql":
+        raise errors.InvalidRequest(
+            "the 'sql' (CESQL) filter dialect is not supported; use exact, prefix, suffix, "
+            "all, any or not"
+        )
+    raise errors.InvalidRequest(
+        f"unknown filter dialect {dialect!r}; supported: {', '.join(DIALECTS)}"
+    )
+
+
+def compile_filters(expressions: Sequence[Any]) -> Filter:
+    """A list of filter expressions, ANDed; the empty list matches everything."""
+    if not isinstance(expressions, list):
+        raise errors.InvalidRequest("filters must be a list of filter expressions")
+    parts = [compile_one(e) for e in expressions]
+    if not parts:
+        return lambda a: True
+    if len(parts) == 1:
+        return parts[0]
+    return lambda a: all(p(a) for p in parts)
+
+
+def exact_types(expressions: Sequence[Any]) -> frozenset[str] | None:
+    """The only ``type`` values a (valid) filter list can match, or None if it is not limited.
+
+    ANDed expressions: limited if any one is. ``exact`` with a type: that type. ``any``:
+    the union, if every branch is limited. ``all``: like a list."""
+    found: frozenset[str] | None = None
+    for expression in expressions:
+        types = _types_of(expression)
+        if types is not None:
+            found = types if found is None else found & types
+    return found
+
+
+def _types_of(expression: Any) -> frozenset[str] | None:
+    ((dialect, body),) = expression.items()
+    if dialect == "exact" and isinstance(body.get("type"), str):
+        return frozenset({body["type"]})
+    if dialect == "all":
+        return exact_types(body)
+    if dialect == "any":
+        branches = [_types_of(item) for item in body]
+        if all(b is not None for b in branches):
+            return frozenset().union(*(b for b in branches if b is not None))
+    return None
+
+
+class TriggerIndex:
+    """Which triggers an event fires. Triggers limited to exact types sit in a dict by type;
+    only the others are evaluated for every event."""
+
+    def __init__(self) -> None:
+        self._filters: dict[int, Filter] = {}
+        self._by_type: dict[str, set[int]] = defaultdict(set)
+        self._types_of: dict[int, frozenset[str]] = {}
+        self._scan: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._filters)
+
+    def add(self, key: int, expressions: Sequence[Any]) -> None:
+        self.remove(key)
+        self._filters[key] = compile_filters(expressions)
+        types = exact_types(expressions)
+        if types is None:
+            self._scan.add(key)
+        else:
+            self._types_of[key] = types
+            for t in types:
+                self._by_type[t].add(key)
+
+    def remove(self, key: int) -> None:
+        if self._filters.pop(key, None) is None:
+            return
+        self._scan.discard(key)
+        for t in self._types_of.pop(key, ()):
+            self._by_type[t].discard(key)
+            if not self._by_type[t]:
+                del self._by_type[t]
+
+    def match(self, attributes: Mapping[str, Any]) -> list[int]:
+        keys = self._by_type.get(_text(attributes.get("type")) or "", ())
+        filters = self._filters
+        return [k for k in (*keys, *self._scan) if filters[k](attributes)]

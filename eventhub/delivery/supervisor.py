@@ -1,0 +1,209 @@
+"""One supervisor task per live subscription: read the next page of its trigger after the
+cursor, deliver it, commit the cursor only after a 2xx, in offset order, forever.
+
+It waits on a wake-up from the writer (an event of its trigger was committed), on the clock
+(a retry or a recovery probe is due), or on cancellation (the hub stops, or the API changed
+the subscription). A slow receiver only ever delays its own subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from eventhub.auth import Principal
+from eventhub.clock import Clock, rfc3339
+from eventhub.delivery import policy, render, signing
+from eventhub.delivery.policy import RetryPolicy, Verdict
+from eventhub.delivery.sender import Answer, Sender
+from eventhub.delivery.states import Move, Status, next_status
+from eventhub.events import StoredEvent
+from eventhub.log.sqlite import SqliteStore
+from eventhub.models import Attempt, Subscription
+
+log = logging.getLogger(__name__)
+
+# (subscription, move, reason) -> append the lifecycle notification; move None is "created"
+Notify = Callable[[Subscription, Move | None, str], Awaitable[None]]
+# (who tried, the limit) -> append eventhub.subscriptions.limit_reached
+NotifyLimit = Callable[[Principal, int], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    store: SqliteStore
+    sender: Sender
+    clock: Clock
+    policy: RetryPolicy
+    notify: Notify
+    notify_limit: NotifyLimit
+
+
+class Supervisor:
+    def __init__(self, sub: Subscription, deps: Deps) -> None:
+        self.sub = sub
+        self._deps = deps
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._signer = signing.Signer(sub.secret, sub.previous_secret, sub.previous_secret_expires)
+
+    # -- ownership ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"subscription-{self.sub.id}")
+        self._task.add_done_callback(self._finished)
+
+    async def stop(self) -> None:
+        """Cancel the task and wait for it; an undelivered page is delivered again later."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("supervisor of %s died", self.sub.id, exc_info=task.exception())
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            status = self.sub.status
+            if status is Status.ACTIVE:
+                await self._deliver_backlog()
+            elif status is Status.FAILED:
+                await self._recover()
+            else:
+                # Paused, Rejected, Suspended: nothing moves until an API action restarts us.
+                await asyncio.Event().wait()
+
+    async def _deliver_backlog(self) -> None:
+        sub, store = self.sub, self._deps.store
+        while sub.status is Status.ACTIVE:
+            self._wake.clear()  # before the read, so a commit during it is not missed
+            page = await store.read_trigger_after(sub.tid, sub.cursor, render.page_size(sub))
+            if not page:
+                await self._wake.wait()
+                continue
+            await self._deliver(page)
+
+    async def _deliver(self, page: Sequence[StoredEvent]) -> None:
+        sub, deps = self.sub, self._deps
+        retry = 0
+        while True:
+            answer, attempt = await self._send(page)
+            verdict = policy.classify(answer.status)
+            if verdict is Verdict.SUCCESS:
+                self._succeeded(page)
+                await deps.store.save_delivery(sub, attempt)
+                return
+            sub.last_error = answer.error
+            if retry < sub.max_retries:
+                retry += 1
+                await deps.store.save_delivery(sub, attempt)
+                now = deps.clock.now()
+                retry_after = policy.parse_retry_after(answer.retry_after, now)
+                await deps.clock.sleep(policy.retry_delay(deps.policy, retry, retry_after))
+                continue
+            if sub.skip_errors:
+                sub.cursor = page[-1].offset
+                sub.skipped += len(page)
+                await deps.store.save_delivery(sub, attempt)
+                log.warning(
+                    "subscription %s skipped offsets %d-%d: %s",
+                    sub.id,
+                    page[0].offset,
+                    page[-1].offset,
+                    answer.error,
+                )
+                return
+            move = Move.FAIL if verdict is Verdict.TRANSIENT else Move.REJECT
+            self._transition(move)
+            if move is Move.FAIL:
+                sub.failed_since = deps.clock.now()
+            await deps.store.save_delivery(sub, attempt)
+            await deps.notify(sub, move, answer.error or "delivery failed")
+            return
+
+    async def _recover(self) -> None:
+        """Failed: probe the callback on a growing interval with the next page; on success the
+        subscription is Active again; after ``suspend_after`` in Failed it is Suspended."""
+        sub, deps = self.sub, self._deps
+        failed_since = sub.failed_since if sub.failed_since is not None else deps.clock.now()
+        deadline = failed_since + deps.policy.suspend_after
+        probe = 0
+        while sub.status is Status.FAILED:
+            remaining = deadline - deps.clock.now()
+            if remaining <= 0:
+                await self._suspend()
+                return
+            probe += 1
+            await deps.clock.sleep(min(policy.probe_delay(deps.policy, probe), remaining))
+            if deps.clock.now() >= deadline:
+                await self._suspend()
+                return
+            page = await deps.store.read_trigger_after(sub.tid, sub.cursor, render.page_size(sub))
+            if not page:
+                continue
+            answer, attempt = await self._send(page)
+            if policy.classify(answer.status) is Verdict.SUCCESS:
+                self._succeeded(page)
+                self._transition(Move.RECOVER)
+                sub.failed_since = None
+                await deps.store.save_delivery(sub, attempt)
+                await deps.notify(sub, Move.RECOVER, "the callback answered again")
+                return
+            sub.last_error = answer.error
+            await deps.store.save_delivery(sub, attempt)
+
+    async def _suspend(self) -> None:
+        sub, store = self.sub, self._deps.store
+        head = await store.trigger_head(sub.tid)
+        lost = await store.count_between(sub.tid, sub.cursor, head)
+        sub.lost += lost
+        sub.cursor = max(sub.cursor, head)
+        self._transition(Move.SUSPEND)
+        sub.failed_since = None
+        await store.save_subscription(sub)
+        await self._deps.notify(sub, Move.SUSPEND, f"{lost} queued events were dropped")
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _transition(self, move: Move) -> None:
+        status = next_status(self.sub.status, move)
+        assert status is not None
+        self.sub.status = status
+        self.sub.updated_at = rfc3339(self._deps.clock.now())
+
+    def _succeeded(self, page: Sequence[StoredEvent]) -> None:
+        sub = self.sub
+        sub.cursor = page[-1].offset
+        sub.delivered += len(page)
+        sub.latest_succeed_offset = page[-1].offset
+        sub.latest_succeed_event = page[-1].id
+        sub.last_error = None
+
+    async def _send(self, page: Sequence[StoredEvent]) -> tuple[Answer, Attempt]:
+        sub, deps = self.sub, self._deps
+        headers, body = render.render(sub, page)
+        msg_id = render.message_id(sub, page)
+        now = deps.clock.now()
+        all_headers = {**sub.headers, **headers, **self._signer.headers(msg_id, now, body)}
+        answer = await deps.sender.post(sub.uri, all_headers, body)
+        sub.attempts += 1
+        attempt = Attempt(
+            sub.attempts,
+            rfc3339(now),
+            page[0].offset,
+            page[-1].offset,
+            answer.status,
+            answer.latency_ms,
+            answer.error,
+            msg_id,
+        )
+        return answer, attempt
