@@ -79,7 +79,9 @@ async def sub_state(server: Running, sub_id: str) -> dict[str, Any]:
     return dict(body)
 
 
-async def wait_status(server: Running, sub_id: str, want: str, timeout: float = 10.0) -> dict[str, Any]:
+async def wait_status(
+    server: Running, sub_id: str, want: str, timeout: float = 10.0
+) -> dict[str, Any]:
     async with asyncio.timeout(timeout):
         while True:
             state = await sub_state(server, sub_id)

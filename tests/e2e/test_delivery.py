@@ -98,7 +98,7 @@ async def test_cloudevents_formats(server: Running, receiver: Receiver, fmt: str
         assert orjson.loads(first.body)["id"] == "e-0"
     else:
         assert headers["content-type"] == "application/cloudevents-batch+json"
-        assert [e["id"] for e in orjson.loads(first.body)][0] == "e-0"
+        assert orjson.loads(first.body)[0]["id"] == "e-0"
 
 
 async def test_transient_failures_retry_then_fail_then_auto_recover(
@@ -276,9 +276,14 @@ async def test_callback_headers_are_sent_but_never_echoed(
     server: Running, receiver: Receiver
 ) -> None:
     await publish_trigger(server)
-    body = {"name": "h", "callbackInfo": {"uri": receiver.url, "headers": {"Authorization": "Bearer s3cret"}}}
+    body = {
+        "name": "h",
+        "callbackInfo": {"uri": receiver.url, "headers": {"Authorization": "Bearer s3cret"}},
+    }
     code, sub = await request(
-        server, "POST", "/intelligence/api/knowledge-models/orders/triggers/created/subscriptions",
+        server,
+        "POST",
+        "/intelligence/api/knowledge-models/orders/triggers/created/subscriptions",
         json=body,
     )
     assert code == 201
@@ -339,8 +344,9 @@ async def test_random_failures_lose_nothing_and_keep_order(
 async def test_a_stalled_receiver_does_not_delay_another_subscription(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    from tests.conftest import ADMIN_KEY, settings_for, start
     import aiohttp
+
+    from tests.conftest import ADMIN_KEY, settings_for, start
 
     settings = settings_for(tmp_path, delivery_timeout=5.0)
     uv, task = await start(settings)
@@ -350,7 +356,9 @@ async def test_a_stalled_receiver_does_not_delay_another_subscription(
     try:
         async with aiohttp.ClientSession() as http:
             running = Running(
-                f"http://127.0.0.1:{settings.port}", uv.config.app.state.hub, http,
+                f"http://127.0.0.1:{settings.port}",
+                uv.config.app.state.hub,
+                http,
                 {"Authorization": f"Bearer {ADMIN_KEY}"},
             )
             await publish_trigger(running)
@@ -369,14 +377,19 @@ async def test_a_stalled_receiver_does_not_delay_another_subscription(
 
 
 async def test_subscriptions_resume_after_a_restart(tmp_path: Path, receiver: Receiver) -> None:
-    from tests.conftest import ADMIN_KEY, settings_for, start
     import aiohttp
+
+    from tests.conftest import ADMIN_KEY, settings_for, start
 
     settings = settings_for(tmp_path)
     async with aiohttp.ClientSession() as http:
         uv, task = await start(settings)
-        running = Running(f"http://127.0.0.1:{settings.port}", uv.config.app.state.hub, http,
-                          {"Authorization": f"Bearer {ADMIN_KEY}"})
+        running = Running(
+            f"http://127.0.0.1:{settings.port}",
+            uv.config.app.state.hub,
+            http,
+            {"Authorization": f"Bearer {ADMIN_KEY}"},
+        )
         await publish_trigger(running)
         sub = await subscribe(running, receiver.url)
         await request(running, "PATCH", f"{SUBS}/{sub['id']}/pause")
@@ -394,3 +407,92 @@ async def test_subscriptions_resume_after_a_restart(tmp_path: Path, receiver: Re
         finally:
             uv.should_exit = True
             await task
+
+
+async def test_the_subscription_limit_is_clear_and_notified(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    import aiohttp
+
+    from tests.conftest import ADMIN_KEY, settings_for, start
+
+    settings = settings_for(tmp_path, max_subscriptions=2)
+    uv, task = await start(settings)
+    try:
+        async with aiohttp.ClientSession() as http:
+            running = Running(
+                f"http://127.0.0.1:{settings.port}",
+                uv.config.app.state.hub,
+                http,
+                {"Authorization": f"Bearer {ADMIN_KEY}"},
+            )
+            await publish_trigger(running)
+            operator = await subscribe(
+                running, receiver.url, km="eventhub", trigger="subscriptions-limit-reached"
+            )
+            await subscribe(running, receiver.url)
+            code, body = await request(
+                running,
+                "POST",
+                "/intelligence/api/knowledge-models/orders/triggers/created/subscriptions",
+                json={"name": "third", "callbackInfo": {"uri": receiver.url}},
+            )
+            assert code == 409
+            assert body["error"]["code"] == "subscription_limit_reached"
+            assert "2" in body["error"]["message"]
+            (seen,) = await receiver.wait_for(1)
+            event = orjson.loads(seen.body)[0]
+            assert event["subscriptionId"] == operator["id"]
+            assert event["event"]["type"] == "eventhub.subscriptions.limit_reached"
+    finally:
+        uv.should_exit = True
+        await task
+
+
+async def test_rotating_the_secret_signs_with_both_during_the_overlap(
+    server: Running, receiver: Receiver, clock: ManualClock
+) -> None:
+    await publish_trigger(server)
+    sub = await subscribe(server, receiver.url)
+    code, rotated = await request(server, "POST", f"{SUBS}/{sub['id']}/rotate-secret")
+    assert code == 200 and rotated["secret"] != sub["secret"]
+    await send(server, 1)
+    (seen,) = await receiver.wait_for(1)
+    headers = {k.lower(): v for k, v in seen.headers.items()}
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    for secret in (sub["secret"], rotated["secret"]):
+        standardwebhooks.webhooks.Webhook(secret).verify(seen.body, headers)
+    state = await sub_state(server, sub["id"])
+    assert "secret" not in state
+    code, _ = await request(server, "POST", f"{SUBS}/nope/rotate-secret")
+    assert code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"callbackInfo": {"uri": "http://x"}},
+        {"name": "x"},
+        {"name": "x", "callbackInfo": {"uri": "ftp://x"}},
+        {"name": "x", "callbackInfo": {"uri": "http://x"}, "configurations": ["NOPE"]},
+        {"name": "x", "callbackInfo": {"uri": "http://x"}, "format": "xml"},
+        {"name": "x", "callbackInfo": {"uri": "http://x"}, "batchSize": 0},
+        {"name": "x", "callbackInfo": {"uri": "http://x", "headers": {"webhook-id": "1"}}},
+    ],
+)
+async def test_bad_subscriptions_are_refused(server: Running, body: dict[str, object]) -> None:
+    await publish_trigger(server)
+    code, answer = await request(
+        server,
+        "POST",
+        "/intelligence/api/knowledge-models/orders/triggers/created/subscriptions",
+        json=body,
+    )
+    assert code == 400 and answer["error"]["message"]
+    code, _ = await request(
+        server,
+        "POST",
+        "/intelligence/api/knowledge-models/orders/triggers/nope/subscriptions",
+        json={"name": "x", "callbackInfo": {"uri": "http://x"}},
+    )
+    assert code == 404
