@@ -18,13 +18,24 @@ def hub_of(request: Request) -> Hub:
     return hub
 
 
+def header(request: Request, name: bytes) -> str | None:
+    """One request header (``name`` in lower case). Starlette's ``request.headers`` scans and
+    decodes every header per lookup; ingest looks up five, so the map is built once."""
+    scope = request.scope
+    found = scope.get("eventhub.headers")
+    if found is None:
+        found = scope["eventhub.headers"] = dict(scope["headers"])
+    value = found.get(name)
+    return None if value is None else value.decode("latin-1")
+
+
 def json_response(payload: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status, media_type="application/json")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refusing before reading it when it is too large or unsized."""
-    length = request.headers.get("content-length")
+    length = header(request, b"content-length")
     if length is None:
         raise errors.LengthRequired("send a Content-Length header (chunked bodies are refused)")
     try:
@@ -46,7 +57,7 @@ async def read_json(request: Request, limit: int = 1024 * 1024) -> Any:
 
 def principal(request: Request) -> auth.Principal | None:
     """The caller's key, or None when no Authorization header was sent; a bad key is 401."""
-    token = auth.bearer(request.headers.get("authorization"))
+    token = auth.bearer(header(request, b"authorization"))
     if token is None:
         return None
     found = hub_of(request).keyring.authenticate(token)

@@ -10,16 +10,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from eventhub import auth, errors
-from eventhub.api._http import hub_of, json_response, principal, raw_segments, read_body
+from eventhub.api._http import (
+    header,
+    hub_of,
+    json_response,
+    principal,
+    raw_segments,
+    read_body,
+)
 from eventhub.codec import media, parse
 from eventhub.events import Appended, NewEvent
 
-_SIGNATURE_HEADERS = ("x-eventhub-hmac", "x-emporix-hmac")
+_SIGNATURE_HEADERS = (b"x-eventhub-hmac", b"x-emporix-hmac")
 
 
-def _signature(request: Request, names: Sequence[str] = _SIGNATURE_HEADERS) -> str | None:
+def _signature(request: Request, names: Sequence[bytes] = _SIGNATURE_HEADERS) -> str | None:
     for name in names:
-        value = request.headers.get(name)
+        value = header(request, name)
         if value is not None:
             return value
     return None
@@ -70,7 +77,7 @@ async def post_events(request: Request) -> Response:
         signature = _signature(request)
         who = _credentials(request, signature)
         body = await read_body(request, hub.settings.max_body_bytes)
-        content_type = request.headers.get("content-type")
+        content_type = header(request, b"content-type")
         essence = media.essence(content_type)
         if essence == media.STRUCTURED:
             events = [parse.parse_structured(body)]
@@ -100,7 +107,7 @@ async def post_camunda_batch(request: Request) -> Response:
     try:
         signature = _signature(request)
         who = _credentials(request, signature)
-        essence = media.essence(request.headers.get("content-type"))
+        essence = media.essence(header(request, b"content-type"))
         if essence not in (media.BATCH, "application/json"):
             raise errors.UnsupportedMediaType(
                 f"Content-Type must be {media.BATCH} or application/json"
@@ -125,7 +132,7 @@ async def post_uipath(request: Request) -> Response:
             raise errors.NotFound(
                 "use /api/ingestion/uipath/{source} with a percent-encoded source"
             )
-        signature = _signature(request, ("x-uipath-signature", *_SIGNATURE_HEADERS))
+        signature = _signature(request, (b"x-uipath-signature", *_SIGNATURE_HEADERS))
         who = _credentials(request, signature)
         body = await read_body(request, hub.settings.max_body_bytes)
         events = [parse.parse_uipath(body, segments[0], hub.now_rfc3339())]

@@ -6,6 +6,7 @@ never raises, so a batch can report every bad event at once.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +16,7 @@ from eventhub.errors import Problem
 REQUIRED = ("specversion", "id", "source", "type")
 _STRING_OPTIONAL = ("datacontenttype", "dataschema", "subject")
 RESERVED = frozenset({"data", "data_base64"})
+_STRING_ATTRIBUTES = frozenset(REQUIRED + _STRING_OPTIONAL)
 
 _NAME = re.compile(r"[a-z0-9]+\Z")
 # spec.md §3.1.1: control characters are not allowed in any String.
@@ -26,7 +28,9 @@ _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 _DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
+@functools.lru_cache(maxsize=4096)
 def valid_name(name: str) -> bool:
+    # Cached: the same few extension names arrive with every event of a producer.
     return _NAME.match(name) is not None
 
 
@@ -60,13 +64,15 @@ def _string_problem(name: str, value: Any, index: int | None) -> Problem | None:
 def check(
     attributes: Mapping[str, Any], index: int | None = None
 ) -> tuple[dict[str, Any], list[Problem]]:
-    """Validate context attributes; return them without ``null`` members, and the problems."""
+    """Validate context attributes; return them without ``null`` members, and the problems.
+
+    One pass over the attributes: this runs for every ingested event."""
     out: dict[str, Any] = {}
     problems: list[Problem] = []
     for name, value in attributes.items():
         if value is None:
             continue
-        if not valid_name(name):
+        if name not in _STRING_ATTRIBUTES and not valid_name(name):
             problems.append(
                 Problem(
                     "attribute names must be lower-case letters a-z and digits 0-9", name, index
@@ -74,33 +80,16 @@ def check(
             )
             continue
         out[name] = value
-
-    for name in REQUIRED:
-        if name not in out:
-            problems.append(Problem("required attribute is missing", name, index))
-            continue
-        problem = _string_problem(name, out[name], index)
-        if problem is not None:
-            problems.append(problem)
-    if out.get("specversion", "1.0") != "1.0" and isinstance(out.get("specversion"), str):
-        problems.append(Problem("only specversion 1.0 is supported", "specversion", index))
-
-    for name in _STRING_OPTIONAL:
-        if name in out:
-            problem = _string_problem(name, out[name], index)
+        if name in _STRING_ATTRIBUTES:
+            problem = _string_problem(name, value, index)
             if problem is not None:
                 problems.append(problem)
-    if "time" in out:
-        value = out["time"]
-        if not isinstance(value, str) or not valid_time(value):
-            problems.append(Problem("must be an RFC 3339 timestamp", "time", index))
-
-    for name, value in out.items():
-        if name in REQUIRED or name in _STRING_OPTIONAL or name == "time":
+        elif name == "time":
+            if not isinstance(value, str) or not valid_time(value):
+                problems.append(Problem("must be an RFC 3339 timestamp", "time", index))
+        elif isinstance(value, bool):
             continue
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, int):
+        elif isinstance(value, int):
             if not _INT_MIN <= value <= _INT_MAX:
                 problems.append(Problem("integer outside the 32-bit range", name, index))
         elif isinstance(value, str):
@@ -110,4 +99,10 @@ def check(
             problems.append(
                 Problem("extension values must be strings, booleans or integers", name, index)
             )
+    for name in REQUIRED:
+        if name not in out:
+            problems.append(Problem("required attribute is missing", name, index))
+    version = out.get("specversion")
+    if isinstance(version, str) and version and version != "1.0":
+        problems.append(Problem("only specversion 1.0 is supported", "specversion", index))
     return out, problems

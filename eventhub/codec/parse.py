@@ -31,8 +31,9 @@ def _load_json(body: bytes) -> Any:
         raise errors.InvalidJson(f"request body is not valid JSON: {exc}") from None
 
 
-def _canonical_json(data: bytes) -> bytes:
-    return orjson.dumps(orjson.loads(data), option=orjson.OPT_SORT_KEYS)
+def _canonical(value: Any) -> bytes:
+    """JSON data compared by value, not by spacing or key order."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def _event(
@@ -40,8 +41,13 @@ def _event(
     data: bytes | None,
     kind: DataKind,
     default_time: str | None = None,
+    identity: bytes | None = None,
 ) -> NewEvent:
-    identity = _canonical_json(data) if kind is DataKind.JSON and data is not None else data
+    """``identity``: the canonical form of JSON data, when the caller has it parsed already."""
+    if identity is None:
+        identity = (
+            _canonical(orjson.loads(data)) if kind is DataKind.JSON and data is not None else data
+        )
     digest = digest_of(attrs, identity, kind)
     if default_time is not None and "time" not in attrs:
         # Filled after the digest, so a re-sent event without a time is still a duplicate.
@@ -80,10 +86,9 @@ def parse_binary(
     problems: list[Problem] = []
     attrs: dict[str, Any] = {}
     for raw_name, raw_value in headers:
-        name = raw_name.decode("latin-1").lower()
-        if not name.startswith(_CE_PREFIX):
+        if raw_name[:3].lower() != b"ce-":
             continue
-        attr = name[len(_CE_PREFIX) :]
+        attr = raw_name[3:].decode("latin-1").lower()
         if attr == "datacontenttype":
             problems.append(
                 Problem("send the data content type as Content-Type, not ce-datacontenttype", attr)
@@ -93,7 +98,10 @@ def parse_binary(
             problems.append(Problem("header given more than once", attr))
             continue
         try:
-            attrs[attr] = decode_header_value(raw_value.decode("ascii"))
+            text = raw_value.decode("ascii")
+            # Most values need neither unquoting nor percent-decoding.
+            plain = "%" not in text and '"' not in text and text == text.strip(" \t")
+            attrs[attr] = text if plain else decode_header_value(text)
         except UnicodeDecodeError:
             problems.append(
                 Problem("header value is not percent-encoded ASCII or not valid UTF-8", attr)
@@ -105,10 +113,11 @@ def parse_binary(
 
     data: bytes | None = body if body else None
     kind = DataKind.NONE
+    identity: bytes | None = None
     if data is not None:
         if content_type and media.is_json(content_type):
             try:
-                orjson.loads(data)
+                identity = _canonical(orjson.loads(data))
                 kind = DataKind.JSON
             except orjson.JSONDecodeError:
                 problems.append(
@@ -124,7 +133,7 @@ def parse_binary(
             kind = DataKind.BINARY
     if problems:
         raise errors.InvalidEvents("the event is not a valid CloudEvent", problems)
-    return _event(checked, data, kind)
+    return _event(checked, data, kind, identity=identity)
 
 
 # -- structured and batch modes --------------------------------------------------------------
@@ -152,6 +161,7 @@ def event_from_json(
 
     data: bytes | None = None
     kind = DataKind.NONE
+    identity: bytes | None = None
     content_type = attrs.get("datacontenttype")
     ct = content_type if isinstance(content_type, str) else None
     if has_b64 and obj["data_base64"] is not None:
@@ -168,9 +178,10 @@ def event_from_json(
             data, kind = value.encode("utf-8"), DataKind.TEXT
         else:
             data, kind = orjson.dumps(value), DataKind.JSON
+            identity = _canonical(value)
     if problems:
         return None, problems
-    return _event(attrs, data, kind, default_time), []
+    return _event(attrs, data, kind, default_time, identity), []
 
 
 def parse_structured(body: bytes) -> NewEvent:
@@ -241,6 +252,14 @@ def parse_uipath(body: bytes, source: str, received_at: str) -> NewEvent:
         if not isinstance(value, str) or not value:
             problems.append(Problem("required field is missing or not a string", field))
     stamp = payload.get("Timestamp")
+    # Orchestrator sends some timestamps without an offset (job.stopped, task.deleted,
+    # task.forwarded in its own catalogue): they are UTC.
+    if (
+        isinstance(stamp, str)
+        and not attributes.valid_time(stamp)
+        and attributes.valid_time(stamp + "Z")
+    ):
+        stamp += "Z"
     if stamp is not None and (not isinstance(stamp, str) or not attributes.valid_time(stamp)):
         problems.append(Problem("must be an RFC 3339 timestamp", "Timestamp"))
     if problems:

@@ -61,10 +61,6 @@ async def test_payload_is_stored_as_a_cloudevent(server: Running, name: str) -> 
 
 
 @pytest.mark.parametrize("name", WITHOUT_OFFSET)
-@pytest.mark.xfail(
-    strict=True,
-    reason="codec/parse.py refuses UiPath Timestamps without an offset (real payloads in seed 002)",
-)
 async def test_timestamp_without_offset_is_taken_as_utc(server: Running, name: str) -> None:
     body = (DATA / f"{name}.json").read_bytes()
     payload = json.loads(body)
