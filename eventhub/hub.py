@@ -15,7 +15,7 @@ from eventhub.delivery.sender import Sender
 from eventhub.delivery.states import Move
 from eventhub.delivery.supervisor import Deps
 from eventhub.log.sqlite import SqliteStore
-from eventhub.log.store import KeyRecord, SourceRecord
+from eventhub.log.store import KeyRecord, SourceRecord, Store
 from eventhub.models import Subscription
 from eventhub.settings import Settings
 
@@ -26,7 +26,7 @@ class Hub:
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
-        self.store = SqliteStore(
+        self.store: Store = SqliteStore(
             settings.data, self.clock, settings.synchronous, settings.checkpoint_interval
         )
         self.keyring = auth.Keyring(())

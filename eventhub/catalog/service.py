@@ -14,7 +14,7 @@ from typing import Any
 from eventhub import errors
 from eventhub.catalog import filters
 from eventhub.clock import Clock, rfc3339
-from eventhub.log.sqlite import SqliteStore
+from eventhub.log.store import Store
 from eventhub.models import ModelVersion
 
 
@@ -35,7 +35,7 @@ def _check_id(kind: str, value: str) -> None:
 
 
 class Catalog:
-    def __init__(self, store: SqliteStore, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock) -> None:
         self._store = store
         self._clock = clock
         self.drafts: dict[str, dict[str, Any]] = {}

@@ -20,7 +20,7 @@ from eventhub.delivery.policy import RetryPolicy, Verdict
 from eventhub.delivery.sender import Answer, Sender
 from eventhub.delivery.states import Move, Status, next_status
 from eventhub.events import StoredEvent
-from eventhub.log.sqlite import SqliteStore
+from eventhub.log.store import Store
 from eventhub.models import Attempt, Subscription
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ NotifyLimit = Callable[[Principal, int], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class Deps:
-    store: SqliteStore
+    store: Store
     sender: Sender
     clock: Clock
     policy: RetryPolicy
