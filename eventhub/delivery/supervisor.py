@@ -100,7 +100,9 @@ class Supervisor:
             verdict = policy.classify(answer.status)
             if verdict is Verdict.SUCCESS:
                 self._succeeded(page)
-                await deps.store.save_delivery(sub, attempt)
+                # Not awaited: the next delivery need not wait for this commit. The cursor
+                # only ever moves after a 2xx, so losing it in a crash re-delivers.
+                deps.store.record_delivery(sub, attempt)
                 return
             sub.last_error = answer.error
             if retry < sub.max_retries:

@@ -28,7 +28,7 @@ class GroupCommitWriter(Generic[T, R]):
     def __init__(self, flush: Callable[[list[T]], list[R]], name: str = "group-commit") -> None:
         self._flush = flush
         self._name = name
-        self._queue: list[tuple[T, asyncio.Future[R]]] = []
+        self._queue: list[tuple[T, asyncio.Future[R] | None]] = []
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -43,6 +43,15 @@ class GroupCommitWriter(Generic[T, R]):
         self._queue.append((item, future))
         self._wake.set()
         return await future
+
+    def enqueue(self, item: T) -> None:
+        """Queue ``item`` for the next flush without waiting for it (a failure is logged).
+        For writes whose loss in a crash is harmless, like a delivery cursor moving forward:
+        losing it re-delivers, it never skips."""
+        if self._closing:
+            raise WriterClosed("the log is shutting down")
+        self._queue.append((item, None))
+        self._wake.set()
 
     async def stop(self) -> None:
         """Flush what is queued, then end the writer task."""
@@ -71,7 +80,7 @@ class GroupCommitWriter(Generic[T, R]):
             queued = len(self._queue)
             await asyncio.sleep(0)
 
-    def _commit(self, pending: list[tuple[T, asyncio.Future[R]]]) -> None:
+    def _commit(self, pending: list[tuple[T, asyncio.Future[R] | None]]) -> None:
         try:
             results = self._flush([item for item, _ in pending])
         except Exception:
@@ -81,17 +90,19 @@ class GroupCommitWriter(Generic[T, R]):
             self._commit_each(pending)
             return
         for (_, future), result in zip(pending, results, strict=True):
-            if not future.done():  # the waiting request may have been cancelled
+            if future is not None and not future.done():  # its request may have gone
                 future.set_result(result)
 
-    def _commit_each(self, pending: list[tuple[T, asyncio.Future[R]]]) -> None:
+    def _commit_each(self, pending: list[tuple[T, asyncio.Future[R] | None]]) -> None:
         """One failing submission must not fail the others that shared its commit."""
         for item, future in pending:
             try:
                 (result,) = self._flush([item])
             except Exception as exc:
-                if not future.done():
+                if future is None:
+                    log.error("a queued write failed", exc_info=exc)
+                elif not future.done():
                     future.set_exception(exc)
             else:
-                if not future.done():
+                if future is not None and not future.done():
                     future.set_result(result)

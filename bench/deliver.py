@@ -1,0 +1,458 @@
+"""Delivery benchmarks: eventhub against a raw aiohttp client posting to the same receiver.
+
+Every party is its own process on 127.0.0.1: the receiver (bench/receiver.py), the raw client
+(this file, ``raw`` sub-command), eventhub (``eventhub serve`` on a fresh database) and the
+producer (this process). Scenarios:
+
+    throughput   100 subscriptions on one trigger, a backlog of events: deliveries/s,
+                 and the same receiver's ceiling with a raw aiohttp client (64 in flight)
+    latency      10 subscriptions, events sent open-loop at a fixed rate (default 1,000/s):
+                 ingest acknowledged -> receiver has it, p50/p99 (the producer's send time
+                 travels in the event's data; one machine, one clock)
+    fanout       10,000 subscriptions on one trigger, one event: time until all have it;
+                 then the hub's RSS with 10,000 idle subscriptions, and its restart time
+
+    .venv/bin/python bench/deliver.py                 # every scenario
+    .venv/bin/python bench/deliver.py --quick         # small sizes, a smoke run
+    .venv/bin/python bench/deliver.py --only latency
+
+Prints a Markdown table and writes bench/results/deliver-<date>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+ADMIN_KEY = "bench-admin-key-" + "y" * 24
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+KM = "/intelligence/api/knowledge-models"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+class Process:
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        self._fh = log.open("wb")
+        self.proc = subprocess.Popen(
+            args, stdout=self._fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._fh.close()
+
+
+async def wait_http(url: str, timeout: float = 30.0) -> float:
+    """Seconds until ``url`` answers 200."""
+    started = time.perf_counter()
+    async with aiohttp.ClientSession() as http:
+        while time.perf_counter() - started < timeout:
+            try:
+                async with http.get(url) as r:
+                    if r.status == 200:
+                        return time.perf_counter() - started
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.01)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+@contextlib.contextmanager
+def receiver(tmp: Path, latency: bool = False) -> Iterator[tuple[str, Process]]:
+    port = free_port()
+    args = [sys.executable, str(BENCH / "receiver.py"), "--port", str(port)]
+    proc = Process([*args, "--latency"] if latency else args, tmp / f"receiver-{port}.log")
+    try:
+        asyncio.run(wait_http(f"http://127.0.0.1:{port}/stats"))
+        yield f"http://127.0.0.1:{port}", proc
+    finally:
+        proc.stop()
+
+
+def hub(tmp: Path, data: Path) -> tuple[str, Process]:
+    port = free_port()
+    proc = Process(
+        [sys.executable, "-m", "eventhub", "serve", "--port", str(port), "--data", str(data)],
+        tmp / f"hub-{port}.log",
+        {"EVENTHUB_ADMIN_KEY": ADMIN_KEY, "EVENTHUB_LOG_LEVEL": "warning"},
+    )
+    return f"http://127.0.0.1:{port}", proc
+
+
+# -- the raw client ceiling --------------------------------------------------------------------
+
+
+async def raw_client(url: str, seconds: float, concurrency: int, body: bytes) -> dict[str, Any]:
+    done = 0
+    deadline = time.perf_counter() + seconds
+    headers = {"content-type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                async with http.post(url, data=body, headers=headers) as r:
+                    await r.read()
+                done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {"requests": done, "seconds": elapsed, "requests_per_s": done / elapsed}
+
+
+# -- helpers against a running hub -------------------------------------------------------------
+
+
+async def setup_trigger(http: aiohttp.ClientSession, url: str) -> None:
+    trigger = {"name": "Orchestrator", "filters": [{"prefix": {"source": "/uipath/"}}]}
+    for method, path, body in [
+        ("PUT", f"{KM}/bench", {"name": "bench"}),
+        ("PUT", f"{KM}/bench/triggers/jobs", trigger),
+        ("POST", f"{KM}/bench/publish", None),
+    ]:
+        async with http.request(method, url + path, json=body, headers=AUTH) as r:
+            assert r.status == 200, await r.text()
+
+
+async def subscribe(
+    http: aiohttp.ClientSession, url: str, callback: str, n: int, concurrency: int = 16
+) -> float:
+    """Create ``n`` subscriptions; seconds it took."""
+    path = f"{url}{KM}/bench/triggers/jobs/subscriptions"
+    queue = list(range(n))
+    started = time.perf_counter()
+
+    async def worker() -> None:
+        while queue:
+            i = queue.pop()
+            body = {"name": f"s{i}", "callbackInfo": {"uri": callback}}
+            async with http.post(path, json=body, headers=AUTH) as r:
+                assert r.status == 201, await r.text()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started
+
+
+def event_batch(pool: list[tuple[str, str, str, bytes]], start: int, n: int) -> bytes:
+    events = [
+        b'{"specversion":"1.0","id":"e%d","source":%s,"type":%s,"data":%s}'
+        % (i, orjson.dumps(pool[i % len(pool)][1]), orjson.dumps(pool[i % len(pool)][0]),
+           pool[i % len(pool)][3])
+        for i in range(start, start + n)
+    ]
+    return b"[" + b",".join(events) + b"]"
+
+
+async def post_batch(http: aiohttp.ClientSession, url: str, body: bytes) -> None:
+    headers = {**AUTH, "content-type": "application/cloudevents-batch+json"}
+    async with http.post(url + "/events", data=body, headers=headers) as r:
+        assert r.status == 200, await r.text()
+
+
+async def receiver_stats(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    async with http.get(url + "/stats") as r:
+        result: dict[str, Any] = await r.json()
+        return result
+
+
+async def until_received(
+    http: aiohttp.ClientSession, url: str, n: int, timeout: float, poll: float = 0.01
+) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if (await receiver_stats(http, url))["requests"] >= n:
+            return time.perf_counter() - started
+        await asyncio.sleep(poll)
+    raise RuntimeError(f"the receiver did not get {n} deliveries within {timeout} s")
+
+
+# -- scenarios ---------------------------------------------------------------------------------
+
+
+def scenario_throughput(tmp: Path, opts: argparse.Namespace, pool: list[Any]) -> dict[str, Any]:
+    subs, events = opts.subscriptions, opts.backlog
+    sample = event_batch(pool, 0, 1)[1:-1]  # the size of one delivered event, roughly
+    with receiver(tmp) as (rurl, _):
+        raw = subprocess.run(
+            [sys.executable, __file__, "raw", "--url", rurl + "/hook", "--seconds",
+             str(opts.raw_seconds), "--body-bytes", str(len(sample) + 120)],
+            capture_output=True, check=True,
+        )
+        ceiling = orjson.loads(raw.stdout.splitlines()[-1])
+
+    with receiver(tmp) as (rurl, _):
+        url, proc = hub(tmp, tmp / "throughput.db")
+        try:
+
+            async def run() -> dict[str, Any]:
+                async with aiohttp.ClientSession() as http:
+                    await wait_http(url + "/readyz")
+                    await setup_trigger(http, url)
+                    await subscribe(http, url, rurl + "/hook", subs)
+                    started = time.perf_counter()
+                    for start in range(0, events, 100):
+                        await post_batch(http, url, event_batch(pool, start, min(100, events - start)))
+                    await until_received(http, rurl, subs * events, timeout=600, poll=0.05)
+                    elapsed = time.perf_counter() - started
+                    return {"deliveries": subs * events, "seconds": elapsed,
+                            "deliveries_per_s": subs * events / elapsed}
+
+            measured = asyncio.run(run())
+        finally:
+            proc.stop()
+    ratio = measured["deliveries_per_s"] / ceiling["requests_per_s"]
+    return {"subscriptions": subs, "backlog_events": events, "raw_client": ceiling,
+            "eventhub": measured, "ratio_to_raw_client": ratio, "target_ratio": 0.70,
+            "target_met": ratio >= 0.70}
+
+
+def scenario_latency(tmp: Path, opts: argparse.Namespace, pool: list[Any]) -> dict[str, Any]:
+    rate, seconds, subs = opts.rate, opts.latency_seconds, 10
+    with receiver(tmp, latency=True) as (rurl, _):
+        url, proc = hub(tmp, tmp / "latency.db")
+        try:
+
+            async def run() -> dict[str, Any]:
+                async with aiohttp.ClientSession() as http:
+                    await wait_http(url + "/readyz")
+                    await setup_trigger(http, url)
+                    await subscribe(http, url, rurl + "/hook", subs)
+                    await http.post(rurl + "/reset")
+                    type_, source = pool[0][0], pool[0][1]
+                    base = {**AUTH, "content-type": "application/json", "ce-specversion": "1.0",
+                            "ce-source": source, "ce-type": type_}
+                    failures = 0
+
+                    async def send(i: int) -> None:
+                        nonlocal failures
+                        body = b'{"sentAt":%r,"n":%d}' % (time.time(), i)
+                        try:
+                            async with http.post(url + "/events", data=body,
+                                                 headers={**base, "ce-id": f"l{i}"}) as r:
+                                if r.status != 200:
+                                    failures += 1
+                        except aiohttp.ClientError:
+                            failures += 1
+
+                    # Open loop: sends leave on schedule whether or not earlier ones finished,
+                    # so a slow hub shows up as latency instead of a lower offered rate.
+                    tasks = []
+                    total = int(rate * seconds)
+                    started = time.perf_counter()
+                    for i in range(total):
+                        delay = started + i / rate - time.perf_counter()
+                        if delay > 0:
+                            await asyncio.sleep(delay)
+                        tasks.append(asyncio.create_task(send(i)))
+                    await asyncio.gather(*tasks)
+                    sent_for = time.perf_counter() - started
+                    with contextlib.suppress(RuntimeError):
+                        await until_received(http, rurl, total * subs, timeout=60, poll=0.05)
+                    stats = await receiver_stats(http, rurl)
+                    lat = stats["latencies_ms"]
+                    return {"offered_per_s": rate, "achieved_per_s": total / sent_for,
+                            "events": total, "subscriptions": subs, "deliveries": len(lat),
+                            "ingest_failures": failures,
+                            "p50_ms": percentile(lat, 0.50), "p99_ms": percentile(lat, 0.99),
+                            "max_ms": max(lat) if lat else None}
+
+            result = asyncio.run(run())
+        finally:
+            proc.stop()
+    result["target_met"] = bool(
+        result["p50_ms"] is not None and result["p50_ms"] < 5 and result["p99_ms"] < 25
+    )
+    return result
+
+
+def scenario_fanout(tmp: Path, opts: argparse.Namespace, pool: list[Any]) -> dict[str, Any]:
+    subs = opts.fanout
+    data = tmp / "fanout.db"
+    with receiver(tmp) as (rurl, _):
+        url, proc = hub(tmp, data)
+        try:
+
+            async def run() -> dict[str, Any]:
+                async with aiohttp.ClientSession() as http:
+                    await wait_http(url + "/readyz")
+                    await setup_trigger(http, url)
+                    create_s = await subscribe(http, url, rurl + "/hook", subs, concurrency=32)
+                    await asyncio.sleep(1.0)
+                    await http.post(rurl + "/reset")
+                    started = time.perf_counter()
+                    await post_batch(http, url, event_batch(pool, 0, 1))
+                    await until_received(http, rurl, subs, timeout=120, poll=0.005)
+                    return {"subscriptions": subs, "create_seconds": create_s,
+                            "fanout_seconds": time.perf_counter() - started}
+
+            result = asyncio.run(run())
+            time.sleep(1.0)
+            result["idle_rss_mb"] = rss_mb(proc.proc.pid)
+        finally:
+            proc.stop()
+        url, proc = hub(tmp, data)
+        try:
+            result["restart_seconds"] = asyncio.run(wait_http(url + "/readyz", timeout=120))
+            result["restart_rss_mb"] = rss_mb(proc.proc.pid)
+        finally:
+            proc.stop()
+    result["targets"] = {"fanout_seconds": 2.0, "idle_rss_mb": 300, "restart_seconds": 3.0}
+    result["target_met"] = (
+        result["fanout_seconds"] < 2.0
+        and result["restart_rss_mb"] < 300
+        and result["restart_seconds"] < 3.0
+    )
+    return result
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def fmt(value: Any, pattern: str = "{:,.1f}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = ["| scenario | eventhub | ceiling / target | ratio | met |", "|---|---|---|---|---|"]
+    t = results.get("throughput")
+    if t:
+        lines.append(
+            f"| delivery, {t['subscriptions']} subscriptions | "
+            f"{fmt(t['eventhub']['deliveries_per_s'], '{:,.0f}')} deliveries/s | raw aiohttp "
+            f"client {fmt(t['raw_client']['requests_per_s'], '{:,.0f}')} req/s | "
+            f"{t['ratio_to_raw_client']:.0%} (target 70%) | {'yes' if t['target_met'] else 'no'} |"
+        )
+    lat = results.get("latency")
+    if lat:
+        lines.append(
+            f"| end-to-end latency, {lat['offered_per_s']:,} events/s, {lat['subscriptions']} "
+            f"subscriptions | p50 {fmt(lat['p50_ms'], '{:.1f}')} ms, p99 "
+            f"{fmt(lat['p99_ms'], '{:.1f}')} ms | p50 < 5 ms, p99 < 25 ms | - | "
+            f"{'yes' if lat['target_met'] else 'no'} |"
+        )
+    f = results.get("fanout")
+    if f:
+        lines.append(
+            f"| fan-out, one event to {f['subscriptions']:,} subscriptions | "
+            f"{f['fanout_seconds']:.2f} s | < 2 s | - | "
+            f"{'yes' if f['fanout_seconds'] < 2 else 'no'} |"
+        )
+        lines.append(
+            f"| {f['subscriptions']:,} idle subscriptions | RSS {f['restart_rss_mb']:.0f} MB "
+            f"after restart ({f['idle_rss_mb']:.0f} MB after the run), restart "
+            f"{f['restart_seconds']:.2f} s | < 300 MB, < 3 s | - | "
+            f"{'yes' if f['restart_rss_mb'] < 300 and f['restart_seconds'] < 3 else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    return {"nproc": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "loadavg": os.getloadavg()}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command")
+    raw = sub.add_parser("raw", help="(internal) the raw aiohttp client")
+    raw.add_argument("--url", required=True)
+    raw.add_argument("--seconds", type=float, default=5.0)
+    raw.add_argument("--concurrency", type=int, default=64)
+    raw.add_argument("--body-bytes", type=int, default=1200)
+    p.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    p.add_argument("--only", choices=["throughput", "latency", "fanout"], action="append")
+    p.add_argument("--subscriptions", type=int, default=100)
+    p.add_argument("--backlog", type=int, default=300, help="events, each to every subscription")
+    p.add_argument("--raw-seconds", type=float, default=5.0)
+    p.add_argument("--rate", type=int, default=1000)
+    p.add_argument("--latency-seconds", type=float, default=10.0)
+    p.add_argument("--fanout", type=int, default=10_000)
+    p.add_argument("--out", type=Path)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.subscriptions, args.backlog, args.raw_seconds = 10, 50, 1.0
+        args.rate, args.latency_seconds, args.fanout = 200, 2.0, 200
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.command == "raw":
+        body = b"x" * args.body_bytes
+        print(orjson.dumps(asyncio.run(raw_client(args.url, args.seconds, args.concurrency, body))).decode())
+        return 0
+    sys.path.insert(0, str(BENCH))
+    import payloads
+
+    pool = payloads.build_pool()
+    chosen = args.only or ["throughput", "latency", "fanout"]
+    results: dict[str, Any] = {"benchmark": "deliver", "started": datetime.now(UTC).isoformat(),
+                               "machine": machine(), "quick": args.quick}
+    with tempfile.TemporaryDirectory(prefix="eventhub-deliver-") as folder:
+        tmp = Path(folder)
+        for name in chosen:
+            run = {"throughput": scenario_throughput, "latency": scenario_latency,
+                   "fanout": scenario_fanout}[name]
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            results[name] = run(tmp, args, pool)
+    results["markdown"] = markdown(results)
+    RESULTS.mkdir(exist_ok=True)
+    out = args.out or RESULTS / f"deliver-{datetime.now(UTC):%Y-%m-%d-%H%M%S}.json"
+    out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    print(results["markdown"])
+    print(f"\nwritten to {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""A webhook receiver for the delivery benchmarks, in its own process: answers 200 at once,
+counts requests and events, and (with ``--latency``) records for every event how long it
+took from the producer's send time (``data.sentAt``, epoch seconds) to arrival here.
+
+    GET  /stats   {"requests", "events", "latencies_ms": [...]}  (latencies only with --latency)
+    POST /reset   forget everything counted so far
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import orjson
+from aiohttp import web
+
+
+class Counts:
+    def __init__(self, latency: bool) -> None:
+        self.latency = latency
+        self.requests = 0
+        self.events = 0
+        self.latencies: list[float] = []
+
+
+async def hook(request: web.Request) -> web.Response:
+    counts: Counts = request.app["counts"]
+    body = await request.read()
+    counts.requests += 1
+    if counts.latency:
+        now = time.time()
+        items = orjson.loads(body)
+        for item in items if isinstance(items, list) else [items]:
+            event = item.get("event", item)
+            data = event.get("data")
+            if isinstance(data, dict) and "sentAt" in data:
+                counts.latencies.append((now - data["sentAt"]) * 1000)
+        counts.events += len(items) if isinstance(items, list) else 1
+    else:
+        counts.events += 1
+    return web.Response(status=200)
+
+
+async def stats(request: web.Request) -> web.Response:
+    counts: Counts = request.app["counts"]
+    body = {"requests": counts.requests, "events": counts.events}
+    if counts.latency:
+        body["latencies_ms"] = counts.latencies
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+async def reset(request: web.Request) -> web.Response:
+    counts: Counts = request.app["counts"]
+    request.app["counts"] = Counts(counts.latency)
+    return web.Response(status=204)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--latency", action="store_true")
+    args = parser.parse_args()
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app["counts"] = Counts(args.latency)
+    app.router.add_post("/hook", hook)
+    app.router.add_get("/stats", stats)
+    app.router.add_post("/reset", reset)
+    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None, backlog=4096)
+
+
+if __name__ == "__main__":
+    main()
