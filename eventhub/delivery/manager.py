@@ -25,6 +25,9 @@ from eventhub.models import FORMATS, Subscription
 LIVE = (Status.ACTIVE, Status.FAILED)
 CONFIGURATIONS = frozenset({"SKIP_ERRORS"})
 MAX_BATCH = 1000
+# Up to this many queued events travel in one request (envelope and batch formats). A hub that
+# keeps up sends one event a request; a backlog drains a page at a time, not an event.
+DEFAULT_BATCH = 100
 
 
 class LimitReached(errors.Conflict):
@@ -78,7 +81,7 @@ def parse_config(body: Any, base: Subscription | None, default_retries: int) -> 
     if fmt not in FORMATS:
         raise errors.InvalidRequest(f"format must be one of {', '.join(FORMATS)}")
     out["format"] = fmt
-    batch = body.get("batchSize", base.batch_size if base else 1)
+    batch = body.get("batchSize", base.batch_size if base else DEFAULT_BATCH)
     if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= MAX_BATCH:
         raise errors.InvalidRequest(f"batchSize must be an integer from 1 to {MAX_BATCH}")
     out["batch_size"] = batch

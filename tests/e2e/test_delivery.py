@@ -496,3 +496,19 @@ async def test_bad_subscriptions_are_refused(server: Running, body: dict[str, ob
         json={"name": "x", "callbackInfo": {"uri": "http://x"}},
     )
     assert code == 404
+
+
+async def test_a_backlog_drains_a_page_at_a_time(server: Running, receiver: Receiver) -> None:
+    await publish_trigger(server)
+    body = {"name": "paged", "callbackInfo": {"uri": receiver.url}}  # batchSize by default
+    code, sub = await request(
+        server, "POST",
+        "/intelligence/api/knowledge-models/orders/triggers/created/subscriptions", json=body,
+    )
+    assert code == 201 and sub["batchSize"] == 100
+    await request(server, "PATCH", f"{SUBS}/{sub['id']}/pause")
+    offsets = await send(server, 5)
+    await request(server, "PATCH", f"{SUBS}/{sub['id']}/resume")
+    (seen,) = await receiver.wait_for(1)
+    assert [e["offset"] for e in orjson.loads(seen.body)] == offsets
+    assert seen.headers["webhook-id"] == f"msg_{sub['id']}_{offsets[0]}_{offsets[-1]}"
