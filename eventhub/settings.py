@@ -44,7 +44,7 @@ class Settings:
     suspend_after: float = 8 * 3600.0
     delivery_timeout: float = 30.0
     delivery_connect_timeout: float = 5.0
-    delivery_connections: int = 1000
+    delivery_connections: int = 256
     secret_rotation_overlap: float = 24 * 3600.0
 
 

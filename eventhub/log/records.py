@@ -139,6 +139,30 @@ def save_subscription(cur: sqlite3.Cursor, sub: Subscription) -> None:
     )
 
 
+def save_progress(cur: sqlite3.Cursor, sub: Subscription) -> None:
+    """Only what delivering changes (cursor, counters, last error): the hot path's write,
+    without re-serialising the configuration and secrets of the whole row."""
+    cur.execute(
+        "UPDATE subscriptions SET status = ?, cursor = ?, latest_succeed_event = ?,"
+        " latest_succeed_offset = ?, last_error = ?, delivered = ?, skipped = ?, lost = ?,"
+        " failed_since = ?, attempts = ?, updated_at = ? WHERE id = ?",
+        (
+            str(sub.status),
+            sub.cursor,
+            sub.latest_succeed_event,
+            sub.latest_succeed_offset,
+            sub.last_error,
+            sub.delivered,
+            sub.skipped,
+            sub.lost,
+            sub.failed_since,
+            sub.attempts,
+            sub.updated_at,
+            sub.id,
+        ),
+    )
+
+
 def delete_subscription(cur: sqlite3.Cursor, sub_id: str) -> None:
     cur.execute("DELETE FROM attempts WHERE subscription_id = ?", (sub_id,))
     cur.execute("DELETE FROM subscriptions WHERE id = ?", (sub_id,))

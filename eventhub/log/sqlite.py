@@ -462,7 +462,7 @@ class SqliteStore:
 
     @staticmethod
     def _save_delivery(cur: sqlite3.Cursor, sub: Subscription, attempt: Attempt | None) -> None:
-        records.save_subscription(cur, sub)
+        records.save_progress(cur, sub)
         if attempt is not None:
             records.add_attempt(cur, sub.id, attempt)
 
