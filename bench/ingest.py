@@ -1,0 +1,698 @@
+"""Ingest throughput of eventhub against the ceiling of a bare Starlette endpoint.
+
+Three scenarios, each against its own server process on 127.0.0.1 (eventhub with a fresh
+database in a temporary directory), driven by a separate load-generator process:
+
+    bare    bench/bare_app.py: POST, read the body, 204, same uvicorn settings as eventhub;
+            it receives exactly the requests of ``binary`` (the ceiling)
+    binary  eventhub, one ~1 KB CloudEvent a request in binary mode, a unique ce-id each
+    batch   eventhub, 100 events a request (application/cloudevents-batch+json)
+
+The generator is ``wrk`` (with bench/ingest.lua) when it is installed, else bench/loadgen.py
+(aiohttp); ``--generator both`` runs each scenario with each. Prints a Markdown table and
+writes everything measured to bench/results/ingest-<date>.json.
+
+    .venv/bin/python bench/ingest.py                 # 10 s a scenario, one round
+    .venv/bin/python bench/ingest.py --runs 3        # medians of 3 rounds
+    .venv/bin/python bench/ingest.py --quick         # 3 s a scenario, a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import importlib.metadata
+import io
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import loadgen
+import orjson
+import payloads
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+RESULTS = BENCH / "results"
+ADMIN_KEY = "bench-admin-key-" + "x" * 24
+
+TARGET_RATIO = 0.60  # (b) binary events/s over (a) bare requests/s
+TARGET_BATCH = 50_000  # (c) batch events/s
+SATURATED = 0.9  # a process using this share of a core is taken to be the bottleneck
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    server: str  # "bare" or "eventhub"
+    mode: str  # "binary" or "batch"
+
+
+SCENARIOS = {
+    "bare": Scenario("bare", "(a) bare Starlette, 204", "bare", "binary"),
+    "binary": Scenario("binary", "(b) eventhub binary, 1 event/request", "eventhub", "binary"),
+    "batch": Scenario("batch", "(c) eventhub batch, 100 events/request", "eventhub", "batch"),
+}
+
+
+# -- child processes -------------------------------------------------------------------------
+
+
+class Children:
+    """Every process the benchmark starts, each in its own session; all are stopped on exit,
+    whether the run ends, fails, or is interrupted (Ctrl-C, SIGTERM)."""
+
+    def __init__(self) -> None:
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(argv, start_new_session=True, **kwargs)
+        self._procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], grace: float = 40.0) -> int | None:
+        """SIGINT (uvicorn's graceful shutdown, wrk's early stop), then SIGKILL after ``grace``."""
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        with contextlib.suppress(ValueError):
+            self._procs.remove(proc)
+        return proc.returncode
+
+    def stop_all(self) -> None:
+        for proc in list(self._procs):
+            self.stop(proc, grace=5.0)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{_tail(log)}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server not ready after {timeout} s:\n{_tail(log)}")
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# -- one measurement -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    duration: float
+    warmup: float
+    connections: int
+    batch: int
+    synchronous: str | None
+    wrk_threads: int
+    py_spy: Path | None
+    eventhub_dir: Path  # holds the eventhub package the server runs
+
+
+def start_server(
+    children: Children, scenario: Scenario, workdir: Path, port: int, opts: Options
+) -> subprocess.Popen[bytes]:
+    log = workdir / "server.log"
+    env = dict(os.environ)
+    if scenario.server == "bare":
+        argv = [sys.executable, str(BENCH / "bare_app.py"), "--port", str(port)]
+    else:
+        argv = [sys.executable, "-m", "eventhub", "serve", "--port", str(port)]
+        argv += ["--data", str(workdir / "eventhub.db")]
+        env.update(EVENTHUB_ADMIN_KEY=ADMIN_KEY, EVENTHUB_LOG_LEVEL="warning")
+        # The package in eventhub_dir wins over any installed one: it is first on sys.path.
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(opts.eventhub_dir), env.get("PYTHONPATH")) if p
+        )
+        if opts.synchronous:
+            env["EVENTHUB_SYNCHRONOUS"] = opts.synchronous
+    with log.open("wb") as out:
+        proc = children.start(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=opts.eventhub_dir
+        )
+    try:
+        wait_ready(port, proc, log)
+    except BaseException:
+        children.stop(proc, grace=5)
+        raise
+    return proc
+
+
+def start_profiler(
+    children: Children, pid: int, seconds: float, out: Path
+) -> subprocess.Popen[bytes] | None:
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(py_spy).exists():
+        print("  py-spy not found; not profiling", file=sys.stderr)
+        return None
+    argv = [py_spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds)))]
+    argv += ["--format", "raw", "--output", str(out), "--nonblocking"]
+    return children.start(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run_wrk(
+    children: Children,
+    url: str,
+    pool: Path,
+    mode: str,
+    seconds: float,
+    opts: Options,
+) -> dict[str, Any]:
+    argv = ["wrk", f"-t{opts.wrk_threads}", f"-c{opts.connections}", f"-d{seconds:g}s"]
+    argv += ["--timeout", "30s", "-s", str(BENCH / "ingest.lua"), url, "--", mode, str(pool)]
+    argv += [ADMIN_KEY, f"w{uuid.uuid4().hex[:8]}-", str(opts.batch)]
+    proc = children.start(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=seconds + 60)
+    finally:
+        children.stop(proc, grace=5)
+    for line in out.decode(errors="replace").splitlines():
+        if line.startswith("wrk-json "):
+            result: dict[str, Any] = orjson.loads(line[len("wrk-json ") :])
+            return result
+    raise RuntimeError(f"wrk printed no result: {out.decode()} {err.decode()}")
+
+
+def measure_wrk(
+    children: Children,
+    server: subprocess.Popen[bytes],
+    scenario: Scenario,
+    url: str,
+    pool: Path,
+    opts: Options,
+    profile_to: Path | None,
+) -> dict[str, Any]:
+    per_request = opts.batch if scenario.mode == "batch" else 1
+    warm = run_wrk(children, url, pool, scenario.mode, opts.warmup, opts) if opts.warmup else None
+    profiler = (
+        start_profiler(children, server.pid, opts.duration, profile_to) if profile_to else None
+    )
+    gen0, server0 = _children_cpu_seconds(), loadgen.process_cpu_seconds(server.pid)
+    got = run_wrk(children, url, pool, scenario.mode, opts.duration, opts)
+    gen1, server1 = _children_cpu_seconds(), loadgen.process_cpu_seconds(server.pid)
+    if profiler is not None:
+        children.stop(profiler, grace=30)
+    ok = got["requests"] - got["errors"]["status"]
+    acked = ok + (warm["requests"] - warm["errors"]["status"] if warm else 0)
+    return {
+        "generator": "wrk",
+        "window_s": got["duration_us"] / 1e6,
+        "requests": ok,
+        "events": ok * per_request,
+        "acked_events_total": acked * per_request,
+        "errors": {k: v for k, v in got["errors"].items() if v},
+        "p50_ms": got["p50_us"] / 1e3,
+        "p90_ms": got["p90_us"] / 1e3,
+        "p99_ms": got["p99_us"] / 1e3,
+        "generator_cpu_s": gen1 - gen0,
+        "server_cpu_s": None if server0 is None or server1 is None else server1 - server0,
+    }
+
+
+def measure_aiohttp(
+    children: Children,
+    server: subprocess.Popen[bytes],
+    scenario: Scenario,
+    url: str,
+    pool: Path,
+    opts: Options,
+    profile_to: Path | None,
+) -> dict[str, Any]:
+    argv = [sys.executable, str(BENCH / "loadgen.py"), "--url", url, "--pool", str(pool)]
+    argv += ["--mode", scenario.mode, "--batch", str(opts.batch), "--key", ADMIN_KEY]
+    argv += ["--connections", str(opts.connections), "--server-pid", str(server.pid)]
+    argv += ["--warmup", str(opts.warmup), "--duration", str(opts.duration)]
+    argv += ["--id-prefix", f"a{uuid.uuid4().hex[:8]}-"]
+    proc = children.start(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    profiler = None
+    try:
+        if profile_to:
+            time.sleep(opts.warmup)
+            profiler = start_profiler(children, server.pid, opts.duration, profile_to)
+        out, err = proc.communicate(timeout=opts.warmup + opts.duration + 60)
+    finally:
+        children.stop(proc, grace=5)
+        if profiler is not None:
+            children.stop(profiler, grace=30)
+    if proc.returncode != 0:
+        raise RuntimeError(f"loadgen failed ({proc.returncode}): {err.decode()}")
+    result: dict[str, Any] = orjson.loads(out)
+    return result
+
+
+def count_stored(db: Path) -> int | None:
+    if not db.exists():
+        return None
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        (n,) = conn.execute("SELECT count(*) FROM events").fetchone()
+    return int(n)
+
+
+def run_one(
+    children: Children,
+    scenario: Scenario,
+    generator: str,
+    pool: Path,
+    workdir: Path,
+    opts: Options,
+) -> dict[str, Any]:
+    workdir.mkdir(parents=True)
+    port = free_port()
+    load_before = os.getloadavg()
+    server = start_server(children, scenario, workdir, port, opts)
+    url = f"http://127.0.0.1:{port}/events"
+    profile_to = None
+    if opts.py_spy is not None:
+        profile_to = opts.py_spy / f"{workdir.name}.txt"
+    measure = measure_wrk if generator == "wrk" else measure_aiohttp
+    try:
+        result = measure(children, server, scenario, url, pool, opts, profile_to)
+    finally:
+        load_after = os.getloadavg()
+        code = children.stop(server)
+    result.update(
+        scenario=scenario.name,
+        server_exit=code,
+        loadavg_before=[round(x, 2) for x in load_before],
+        loadavg_after=[round(x, 2) for x in load_after],
+    )
+    result["events_per_s"] = result["events"] / result["window_s"]
+    result["requests_per_s"] = result["requests"] / result["window_s"]
+    cpu = result.get("server_cpu_s")
+    result["server_cpu_us_per_event"] = (
+        cpu / result["events"] * 1e6 if cpu and result["events"] else None
+    )
+    if scenario.server == "eventhub":
+        result["stored_events"] = count_stored(workdir / "eventhub.db")
+    if profile_to is not None:
+        result["profile"] = str(profile_to)
+    return result
+
+
+# -- the code under test ---------------------------------------------------------------------
+
+
+def _git(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["git", "-C", str(REPO), *args], capture_output=True, timeout=60, check=False
+    )
+
+
+def export_rev(rev: str, into: Path) -> dict[str, Any]:
+    """Extract the eventhub package as committed at ``rev`` (git archive), so a benchmark of a
+    commit is not disturbed by work in progress in the tree."""
+    sha = _git("rev-parse", "--verify", f"{rev}^{{commit}}")
+    if sha.returncode != 0:
+        raise SystemExit(f"ingest.py: not a commit: {rev}: {sha.stderr.decode().strip()}")
+    archive = _git("archive", "--format=tar", sha.stdout.decode().strip(), "eventhub")
+    if archive.returncode != 0:
+        raise SystemExit(f"ingest.py: git archive failed: {archive.stderr.decode().strip()}")
+    into.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    return {"dir": str(into), "rev": sha.stdout.decode().strip(), "dirty": False}
+
+
+def describe_tree(path: Path) -> dict[str, Any]:
+    head = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--", "eventhub")
+    return {
+        "dir": str(path),
+        "rev": head.stdout.decode().strip() if head.returncode == 0 else None,
+        "dirty": bool(status.stdout.strip()) if status.returncode == 0 else None,
+    }
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    def run(argv: list[str], lines: int = 10) -> str | None:
+        if shutil.which(argv[0]) is None:
+            return None
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        return "\n".join((done.stdout or done.stderr).splitlines()[:lines])
+
+    versions = {}
+    for name in ("uvicorn", "starlette", "uvloop", "httptools", "aiohttp", "orjson"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[name] = importlib.metadata.version(name)
+    return {
+        "nproc": os.cpu_count(),
+        "lscpu": run(["lscpu"]),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "packages": versions,
+        "wrk": run(["wrk", "--version"], 1),
+    }
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def _bound_by(server: float | None, generator: float | None) -> str:
+    """What saturated: a process using (nearly) a whole core is the bottleneck."""
+    if generator is not None and generator >= SATURATED:
+        return "generator"
+    if server is not None and server >= SATURATED:
+        return "server"
+    return "-"
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians per (generator, scenario), and the ratio (b)/(a) taken within each round."""
+    rows = []
+    for generator in dict.fromkeys(r["generator"] for r in runs):
+        for name in SCENARIOS:
+            mine = [r for r in runs if r["generator"] == generator and r["scenario"] == name]
+            if not mine:
+                continue
+            row: dict[str, Any] = {"generator": generator, "scenario": name, "runs": len(mine)}
+            for field in (
+                "events_per_s",
+                "requests_per_s",
+                "p50_ms",
+                "p99_ms",
+                "server_cpu_us_per_event",
+            ):
+                row[field] = _median([r.get(field) for r in mine])
+            row["server_cpu_share"] = _median(
+                [r["server_cpu_s"] / r["window_s"] if r.get("server_cpu_s") else None for r in mine]
+            )
+            row["generator_cpu_share"] = _median(
+                [r["generator_cpu_s"] / r["window_s"] for r in mine]
+            )
+            row["loadavg_1m"] = _median([r["loadavg_before"][0] for r in mine])
+            row["bound_by"] = _bound_by(row["server_cpu_share"], row["generator_cpu_share"])
+            rows.append(row)
+
+    ratios: dict[str, Any] = {}
+    for generator in dict.fromkeys(r["generator"] for r in runs):
+        per_round, cpu_per_round = [], []
+        for round_no in sorted({r["round"] for r in runs}):
+            by = {
+                r["scenario"]: r
+                for r in runs
+                if r["generator"] == generator and r["round"] == round_no
+            }
+            if "bare" in by and "binary" in by:
+                per_round.append(by["binary"]["events_per_s"] / by["bare"]["events_per_s"])
+                a, b = (
+                    by["bare"]["server_cpu_us_per_event"],
+                    by["binary"]["server_cpu_us_per_event"],
+                )
+                if a and b:
+                    cpu_per_round.append(a / b)
+        batch = next(
+            (r for r in rows if r["generator"] == generator and r["scenario"] == "batch"), None
+        )
+        ratios[generator] = {
+            "binary_over_bare": _median(per_round),
+            "binary_over_bare_per_round": per_round,
+            "cpu_cost_bare_over_binary": _median(cpu_per_round),
+            "ratio_target_met": None if not per_round else _median(per_round) >= TARGET_RATIO,
+            "batch_events_per_s": batch["events_per_s"] if batch else None,
+            "batch_target_met": None if not batch else batch["events_per_s"] >= TARGET_BATCH,
+        }
+    return {"rows": rows, "ratios": ratios}
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "-" if value is None else format(value, pattern)
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    lines = [
+        "| scenario | generator | events/s | requests/s | p50 ms | p99 ms "
+        "| server CPU µs/event | server CPU | generator CPU | bound by | load 1 min |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for row in summary["rows"]:
+        lines.append(
+            f"| {SCENARIOS[row['scenario']].title} | {row['generator']} "
+            f"| {_fmt(row['events_per_s'], ',.0f')} | {_fmt(row['requests_per_s'], ',.0f')} "
+            f"| {_fmt(row['p50_ms'], '.2f')} | {_fmt(row['p99_ms'], '.2f')} "
+            f"| {_fmt(row['server_cpu_us_per_event'], '.1f')} "
+            f"| {_fmt(row['server_cpu_share'], '.0%')} | {_fmt(row['generator_cpu_share'], '.0%')} "
+            f"| {row['bound_by']} | {_fmt(row['loadavg_1m'], '.2f')} |"
+        )
+    lines.append("")
+    for row in summary["rows"]:
+        if row["scenario"] == "bare" and row["bound_by"] == "generator":
+            lines.append(
+                f"- {row['generator']}: the load generator saturated its core before the bare "
+                "server did, so (a) and the ratio (b)/(a) are understated/overstated; "
+                "the server-CPU ratio below does not depend on the generator"
+            )
+    for generator, r in summary["ratios"].items():
+        ratio, cpu = r["binary_over_bare"], r["cpu_cost_bare_over_binary"]
+        if ratio is not None:
+            verdict = "met" if r["ratio_target_met"] else "MISSED"
+            lines.append(
+                f"- {generator}: (b)/(a) = {ratio:.2f} (target ≥ {TARGET_RATIO:.2f}: {verdict}); "
+                f"server CPU a request, (a)/(b) = {_fmt(cpu, '.2f')}"
+            )
+        if r["batch_events_per_s"] is not None:
+            verdict = "met" if r["batch_target_met"] else "MISSED"
+            lines.append(
+                f"- {generator}: (c) = {r['batch_events_per_s']:,.0f} events/s "
+                f"(target ≥ {TARGET_BATCH:,}: {verdict})"
+            )
+    return "\n".join(lines)
+
+
+def results_path(stamp: str) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"ingest-{stamp}.json"
+    n = 2
+    while path.exists() and n < 1000:
+        path = RESULTS / f"ingest-{stamp}-{n}.json"
+        n += 1
+    return path
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured a scenario")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before that")
+    parser.add_argument("--connections", type=int, default=64, help="keep-alive connections")
+    parser.add_argument("--runs", type=int, default=1, help="rounds; the report shows medians")
+    parser.add_argument(
+        "--generator",
+        choices=["auto", "wrk", "aiohttp", "both"],
+        default="auto",
+        help="auto: wrk when installed, else aiohttp",
+    )
+    parser.add_argument(
+        "--scenarios",
+        default="bare,binary,batch",
+        help="comma-separated subset of " + ",".join(SCENARIOS),
+    )
+    parser.add_argument("--batch", type=int, default=100, help="events a batch request")
+    parser.add_argument("--synchronous", choices=["full", "normal"], help="EVENTHUB_SYNCHRONOUS")
+    parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument(
+        "--py-spy", type=Path, metavar="DIR", help="profile each server with py-spy (raw output)"
+    )
+    parser.add_argument(
+        "--rev",
+        help="benchmark eventhub as committed at this git revision (e.g. HEAD), "
+        "not the working tree",
+    )
+    parser.add_argument("--output", type=Path, help="results file (default bench/results/...)")
+    parser.add_argument("--quick", action="store_true", help="3 s a scenario, 1 s warm-up, 1 round")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.warmup, args.runs = 3.0, 1.0, 1
+    names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown or not names:
+        parser.error(f"unknown scenarios {unknown}; choose from {', '.join(SCENARIOS)}")
+    args.scenario_list = [SCENARIOS[n] for n in names]
+    has_wrk = shutil.which("wrk") is not None
+    if args.generator in ("wrk", "both") and not has_wrk:
+        parser.error("wrk is not installed (apt-get install wrk), use --generator aiohttp")
+    args.generators = {
+        "auto": ["wrk" if has_wrk else "aiohttp"],
+        "wrk": ["wrk"],
+        "aiohttp": ["aiohttp"],
+        "both": ["wrk", "aiohttp"],
+    }[args.generator]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.py_spy is not None:
+        args.py_spy.mkdir(parents=True, exist_ok=True)
+    # Installed explicitly: a shell starts background jobs with SIGINT ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_interrupt)
+    children = Children()
+    atexit.register(children.stop_all)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    runs: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    print(
+        f"{len(args.scenario_list)} scenarios x {len(args.generators)} generator(s) x {args.runs} "
+        f"round(s), {args.duration:g} s each after {args.warmup:g} s warm-up, "
+        f"{args.connections} connections; load average {os.getloadavg()[0]:.2f}",
+        file=sys.stderr,
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="eventhub-bench-") as tmp:
+            code = export_rev(args.rev, Path(tmp) / "src") if args.rev else describe_tree(REPO)
+            print(f"eventhub under test: {code}", file=sys.stderr)
+            opts = Options(
+                args.duration,
+                args.warmup,
+                args.connections,
+                args.batch,
+                args.synchronous,
+                args.wrk_threads,
+                args.py_spy,
+                Path(code["dir"]),
+            )
+            pool_file = Path(tmp) / "pool.tsv"
+            payloads.write_pool(pool_file, payloads.build_pool())
+            for round_no in range(1, args.runs + 1):
+                for generator in args.generators:
+                    for scenario in args.scenario_list:
+                        workdir = Path(tmp) / f"r{round_no}-{generator}-{scenario.name}"
+                        label = f"  round {round_no} {generator:7} {scenario.name:6}"
+                        try:
+                            result = run_one(
+                                children, scenario, generator, pool_file, workdir, opts
+                            )
+                        except (
+                            RuntimeError,
+                            OSError,
+                            ValueError,
+                            subprocess.SubprocessError,
+                        ) as exc:
+                            # One broken scenario must not lose the others' figures.
+                            print(f"{label} FAILED: {exc}", file=sys.stderr)
+                            failures.append(
+                                {
+                                    "round": round_no,
+                                    "generator": generator,
+                                    "scenario": scenario.name,
+                                    "error": str(exc),
+                                }
+                            )
+                            continue
+                        result["round"] = round_no
+                        runs.append(result)
+                        print(
+                            f"{label} {result['events_per_s']:>9,.0f} events/s  "
+                            f"p50 {_fmt(result['p50_ms'], '.2f')} ms  "
+                            f"p99 {_fmt(result['p99_ms'], '.2f')} ms  "
+                            f"load {result['loadavg_before'][0]:.2f}",
+                            file=sys.stderr,
+                        )
+                        stored = result.get("stored_events")
+                        if stored is not None and stored < result["acked_events_total"]:
+                            print(
+                                f"  WARNING: {result['acked_events_total']} events acknowledged "
+                                f"but only {stored} stored",
+                                file=sys.stderr,
+                            )
+    except KeyboardInterrupt:
+        print("interrupted; servers and generators stopped", file=sys.stderr)
+        return 130
+    finally:
+        children.stop_all()
+
+    summary = summarize(runs)
+    report = {
+        "benchmark": "ingest",
+        "started": started,
+        "machine": machine(),
+        "options": {
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "connections": args.connections,
+            "runs": args.runs,
+            "batch": args.batch,
+            "generators": args.generators,
+            "synchronous": args.synchronous or "full (default)",
+            "wrk_threads": args.wrk_threads,
+        },
+        "eventhub": code,
+        "targets": {"binary_over_bare": TARGET_RATIO, "batch_events_per_s": TARGET_BATCH},
+        "summary": summary,
+        "runs": runs,
+        "failures": failures,
+    }
+    out = args.output or results_path(time.strftime("%Y-%m-%d"))
+    out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    print(markdown(summary))
+    for failure in failures:
+        print(
+            f"- FAILED: round {failure['round']} {failure['generator']} {failure['scenario']}: "
+            f"{failure['error'].splitlines()[0]}"
+        )
+    print(f"\nresults: {out}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
