@@ -24,6 +24,7 @@ from tests.e2e.delivery_helpers import (
     until_sleeping,
     wait_status,
 )
+from tests.e2e.helpers import custom_server
 from tests.e2e.receiver import Receiver, reset, status
 
 
@@ -344,23 +345,11 @@ async def test_random_failures_lose_nothing_and_keep_order(
 async def test_a_stalled_receiver_does_not_delay_another_subscription(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    import aiohttp
-
-    from tests.conftest import ADMIN_KEY, settings_for, start
-
-    settings = settings_for(tmp_path, delivery_timeout=5.0)
-    uv, task = await start(settings)
     slow = await Receiver().start()
     slow.default = status(200)
     slow.default.stall = 3.0
     try:
-        async with aiohttp.ClientSession() as http:
-            running = Running(
-                f"http://127.0.0.1:{settings.port}",
-                uv.config.app.state.hub,
-                http,
-                {"Authorization": f"Bearer {ADMIN_KEY}"},
-            )
+        async with custom_server(tmp_path, delivery_timeout=5.0) as running:
             await publish_trigger(running)
             await subscribe(running, slow.url)
             await subscribe(running, receiver.url)
@@ -372,8 +361,6 @@ async def test_a_stalled_receiver_does_not_delay_another_subscription(
             assert slow.seen == []
     finally:
         await slow.stop()
-        uv.should_exit = True
-        await task
 
 
 async def test_subscriptions_resume_after_a_restart(tmp_path: Path, receiver: Receiver) -> None:
@@ -412,41 +399,25 @@ async def test_subscriptions_resume_after_a_restart(tmp_path: Path, receiver: Re
 async def test_the_subscription_limit_is_clear_and_notified(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    import aiohttp
-
-    from tests.conftest import ADMIN_KEY, settings_for, start
-
-    settings = settings_for(tmp_path, max_subscriptions=2)
-    uv, task = await start(settings)
-    try:
-        async with aiohttp.ClientSession() as http:
-            running = Running(
-                f"http://127.0.0.1:{settings.port}",
-                uv.config.app.state.hub,
-                http,
-                {"Authorization": f"Bearer {ADMIN_KEY}"},
-            )
-            await publish_trigger(running)
-            operator = await subscribe(
-                running, receiver.url, km="eventhub", trigger="subscriptions-limit-reached"
-            )
-            await subscribe(running, receiver.url)
-            code, body = await request(
-                running,
-                "POST",
-                "/intelligence/api/knowledge-models/orders/triggers/created/subscriptions",
-                json={"name": "third", "callbackInfo": {"uri": receiver.url}},
-            )
-            assert code == 409
-            assert body["error"]["code"] == "subscription_limit_reached"
-            assert "2" in body["error"]["message"]
-            (seen,) = await receiver.wait_for(1)
-            event = orjson.loads(seen.body)[0]
-            assert event["subscriptionId"] == operator["id"]
-            assert event["event"]["type"] == "eventhub.subscriptions.limit_reached"
-    finally:
-        uv.should_exit = True
-        await task
+    async with custom_server(tmp_path, max_subscriptions=2) as running:
+        await publish_trigger(running)
+        operator = await subscribe(
+            running, receiver.url, km="eventhub", trigger="subscriptions-limit-reached"
+        )
+        await subscribe(running, receiver.url)
+        code, body = await request(
+            running,
+            "POST",
+            "/intelligence/api/knowledge-models/orders/triggers/created/subscriptions",
+            json={"name": "third", "callbackInfo": {"uri": receiver.url}},
+        )
+        assert code == 409
+        assert body["error"]["code"] == "subscription_limit_reached"
+        assert "2" in body["error"]["message"]
+        (seen,) = await receiver.wait_for(1)
+        event = orjson.loads(seen.body)[0]
+        assert event["subscriptionId"] == operator["id"]
+        assert event["event"]["type"] == "eventhub.subscriptions.limit_reached"
 
 
 async def test_rotating_the_secret_signs_with_both_during_the_overlap(
@@ -502,8 +473,10 @@ async def test_a_backlog_drains_a_page_at_a_time(server: Running, receiver: Rece
     await publish_trigger(server)
     body = {"name": "paged", "callbackInfo": {"uri": receiver.url}}  # batchSize by default
     code, sub = await request(
-        server, "POST",
-        "/intelligence/api/knowledge-models/orders/triggers/created/subscriptions", json=body,
+        server,
+        "POST",
+        "/intelligence/api/knowledge-models/orders/triggers/created/subscriptions",
+        json=body,
     )
     assert code == 201 and sub["batchSize"] == 100
     await request(server, "PATCH", f"{SUBS}/{sub['id']}/pause")

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from tests.conftest import ADMIN_KEY, ManualClock, Running, settings_for, start
+from tests.conftest import ManualClock, Running
 from tests.e2e.delivery_helpers import (
     SUBS,
     auto_clock,
@@ -18,6 +17,7 @@ from tests.e2e.delivery_helpers import (
     subscribe,
     wait_status,
 )
+from tests.e2e.helpers import custom_server
 from tests.e2e.receiver import Receiver, status
 
 
@@ -94,27 +94,14 @@ async def test_each_action_from_each_state(
 async def test_a_receiver_stalling_past_the_timeout_is_a_transient_failure(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    settings = settings_for(tmp_path, delivery_timeout=0.3)
-    clock = ManualClock()
-    uv, task = await start(settings, clock)
-    try:
-        async with aiohttp.ClientSession() as http:
-            running = Running(
-                f"http://127.0.0.1:{settings.port}",
-                uv.config.app.state.hub,
-                http,
-                {"Authorization": f"Bearer {ADMIN_KEY}"},
-            )
-            await publish_trigger(running)
-            sub = await subscribe(running, receiver.url, maxRetries=0)
-            receiver.default = status(200)
-            receiver.default.stall = 1.0
-            await send(running, 1)
-            state = await wait_status(running, sub["id"], "Failed")
-            assert state["lastError"] == "timed out"
-            code, attempts = await request(running, "GET", f"{SUBS}/{sub['id']}/attempts")
-            assert code == 200
-            assert attempts["content"][0]["statusCode"] is None
-    finally:
-        uv.should_exit = True
-        await task
+    async with custom_server(tmp_path, delivery_timeout=0.3) as running:
+        await publish_trigger(running)
+        sub = await subscribe(running, receiver.url, maxRetries=0)
+        receiver.default = status(200)
+        receiver.default.stall = 1.0
+        await send(running, 1)
+        state = await wait_status(running, sub["id"], "Failed")
+        assert state["lastError"] == "timed out"
+        code, attempts = await request(running, "GET", f"{SUBS}/{sub['id']}/attempts")
+        assert code == 200
+        assert attempts["content"][0]["statusCode"] is None
