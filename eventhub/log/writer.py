@@ -19,6 +19,8 @@ R = TypeVar("R")
 
 log = logging.getLogger(__name__)
 
+_GATHER_PASSES = 4
+
 
 class WriterClosed(RuntimeError):
     pass
@@ -74,9 +76,12 @@ class GroupCommitWriter(Generic[T, R]):
 
     async def _gather(self) -> None:
         """Let the requests that are already runnable queue their rows first: yield to the
-        loop until a pass adds nothing. No timer, so an idle hub commits at once."""
+        loop until a pass adds nothing (a few passes at most, so a steady stream of arrivals
+        cannot hold the commit back). No timer, so an idle hub commits at once."""
         queued = -1
-        while len(self._queue) != queued:
+        for _ in range(_GATHER_PASSES):
+            if len(self._queue) == queued:
+                return
             queued = len(self._queue)
             await asyncio.sleep(0)
 
