@@ -1,0 +1,177 @@
+"""Property tests of the parsers: whatever arrives, the outcome is a valid event or a 4xx
+EventHubError, never anything else, and an accepted event re-validates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventhub import errors
+from eventhub.codec import attributes, parse
+
+header_names = st.one_of(
+    st.sampled_from(
+        [
+            b"ce-specversion",
+            b"ce-id",
+            b"ce-source",
+            b"ce-type",
+            b"ce-time",
+            b"ce-subject",
+            b"ce-datacontenttype",
+            b"ce-Ext",
+            b"ce-my_ext",
+            b"ce-x1",
+        ]
+    ),
+    st.binary(min_size=1, max_size=12).map(lambda b: b"ce-" + b),
+    st.sampled_from([b"content-type", b"authorization", b"x-other"]),
+)
+header_values = st.one_of(
+    st.sampled_from(
+        [
+            b"1.0",
+            b"0.3",
+            b"",
+            b'"quoted \\" value"',
+            b"%C0%A0",
+            b"%E2%82%AC",
+            b"2020-01-01T00:00:00Z",
+            b"not a time",
+            b"%",
+            b"%zz",
+        ]
+    ),
+    st.binary(max_size=20),
+)
+bodies = st.one_of(st.binary(max_size=64), st.just(b'{"a": 1}'), st.just(b"<x/>"))
+content_types = st.one_of(
+    st.none(),
+    st.sampled_from(
+        [
+            "application/json",
+            "text/plain",
+            "application/xml",
+            "application/octet-stream",
+            "text/json; charset=utf-8",
+            "",
+        ]
+    ),
+)
+
+
+def _assert_client_error(exc: errors.EventHubError) -> None:
+    assert 400 <= exc.status < 500
+    assert exc.message
+
+
+def _assert_valid(attrs: dict[str, Any]) -> None:
+    _, problems = attributes.check(attrs)
+    assert problems == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    headers=st.lists(st.tuples(header_names, header_values), max_size=8),
+    content_type=content_types,
+    body=bodies,
+)
+def test_binary_mode_never_fails_otherwise(
+    headers: list[tuple[bytes, bytes]], content_type: str | None, body: bytes
+) -> None:
+    base = [(b"ce-specversion", b"1.0"), (b"ce-id", b"1"), (b"ce-source", b"s"), (b"ce-type", b"t")]
+    for candidate in (headers, base + headers):
+        try:
+            event = parse.parse_binary(candidate, content_type, body)
+        except errors.EventHubError as exc:
+            _assert_client_error(exc)
+        else:
+            _assert_valid(event.attributes)
+            assert event.data == (body or None)
+
+
+json_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**63), 2**63 - 1),
+        st.floats(allow_nan=False),
+        st.text(max_size=10),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=8,
+)
+event_objects = st.fixed_dictionaries(
+    {},
+    optional={
+        "specversion": st.sampled_from(["1.0", "0.3", 1]),
+        "id": st.one_of(st.text(max_size=5), st.integers(-(2**63), 2**63 - 1)),
+        "source": st.text(max_size=5),
+        "type": st.text(max_size=5),
+        "time": st.sampled_from(["2020-01-01T00:00:00Z", "yesterday", 5]),
+        "data": json_values,
+        "data_base64": st.sampled_from(["AAEC", "!!", 3]),
+        "datacontenttype": st.sampled_from(["application/json", "text/plain", 7]),
+        "Bad_Name": st.text(max_size=3),
+        "ext": json_values,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=st.lists(st.one_of(event_objects, json_values), max_size=6))
+def test_batches_are_all_valid_or_refused_whole(items: list[Any]) -> None:
+    body = orjson.dumps(items)
+    try:
+        events = parse.parse_batch(body, 100)
+    except errors.EventHubError as exc:
+        _assert_client_error(exc)
+        if isinstance(exc, errors.InvalidEvents):
+            assert all(p.index is None or 0 <= p.index < len(items) for p in exc.details)
+    else:
+        assert len(events) == len(items)
+        for event in events:
+            _assert_valid(event.attributes)
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.one_of(st.binary(max_size=40), json_values.map(orjson.dumps)))
+def test_structured_and_uipath_bodies(body: bytes) -> None:
+    for attempt in (
+        lambda: parse.parse_structured(body),
+        lambda: parse.parse_uipath(body, "orchestrator", "2026-01-01T00:00:00Z"),
+    ):
+        try:
+            event = attempt()
+        except errors.EventHubError as exc:
+            _assert_client_error(exc)
+        else:
+            _assert_valid(event.attributes)
+
+
+@given(st.text(max_size=12))
+def test_same_event_same_digest_whatever_the_mode(text: str) -> None:
+    data = orjson.dumps({"k": text, "a": [1, 2]})
+    binary = parse.parse_binary(
+        [(b"ce-specversion", b"1.0"), (b"ce-id", b"x"), (b"ce-source", b"s"), (b"ce-type", b"t")],
+        "application/json",
+        data,
+    )
+    structured = parse.parse_structured(
+        orjson.dumps(
+            {
+                "specversion": "1.0",
+                "id": "x",
+                "source": "s",
+                "type": "t",
+                "datacontenttype": "application/json",
+                "data": {"a": [1, 2], "k": text},
+            }
+        )
+    )
+    assert binary.digest == structured.digest
