@@ -11,6 +11,7 @@ errors to HTTP.
     ├── Unauthorized                   401 unauthorized
     ├── Forbidden                      403 forbidden
     ├── NotFound                       404 not_found
+    ├── RequestTimeout                 408 request_timeout
     ├── Conflict                       409 conflict
     ├── LengthRequired                 411 length_required
     ├── PayloadTooLarge                413 payload_too_large
@@ -78,6 +79,11 @@ class Forbidden(EventHubError):
 class NotFound(EventHubError):
     status = 404
     code = "not_found"
+
+
+class RequestTimeout(EventHubError):
+    status = 408
+    code = "request_timeout"
 
 
 class Conflict(EventHubError):

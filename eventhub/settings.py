@@ -28,6 +28,7 @@ class Settings:
     max_batch_events: int = 10_000
     max_concurrent_ingests: int = 1024
     retry_after_seconds: int = 1
+    body_timeout: float = 30.0
     synchronous: str = "full"
     checkpoint_interval: float = 1.0
     log_level: str = "info"

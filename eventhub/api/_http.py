@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -33,8 +34,9 @@ def json_response(payload: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status, media_type="application/json")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing before reading it when it is too large or unsized."""
+async def read_body(request: Request, limit: int, timeout: float = 30.0) -> bytes:
+    """The whole body, refusing before reading it when it is too large or unsized, and
+    giving up on a client that takes longer than ``timeout`` to send it (it holds a slot)."""
     length = header(request, b"content-length")
     if length is None:
         raise errors.LengthRequired("send a Content-Length header (chunked bodies are refused)")
@@ -44,7 +46,13 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise errors.InvalidRequest("Content-Length is not a number") from None
     if size > limit:
         raise errors.PayloadTooLarge(f"the body is {size} bytes; the limit is {limit}")
-    return await request.body()
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.body()
+    except TimeoutError:
+        raise errors.RequestTimeout(
+            f"the body did not arrive within {timeout:g} s; send it faster or in smaller parts"
+        ) from None
 
 
 async def read_json(request: Request, limit: int = 1024 * 1024) -> Any:

@@ -76,7 +76,7 @@ async def post_events(request: Request) -> Response:
     try:
         signature = _signature(request)
         who = _credentials(request, signature)
-        body = await read_body(request, hub.settings.max_body_bytes)
+        body = await read_body(request, hub.settings.max_body_bytes, hub.settings.body_timeout)
         content_type = header(request, b"content-type")
         essence = media.essence(content_type)
         if essence == media.STRUCTURED:
@@ -112,7 +112,7 @@ async def post_camunda_batch(request: Request) -> Response:
             raise errors.UnsupportedMediaType(
                 f"Content-Type must be {media.BATCH} or application/json"
             )
-        body = await read_body(request, hub.settings.max_body_bytes)
+        body = await read_body(request, hub.settings.max_body_bytes, hub.settings.body_timeout)
         events = parse.parse_batch(
             body, hub.settings.max_batch_events, hub.now_rfc3339(), parse.camunda_rules
         )
@@ -134,7 +134,7 @@ async def post_uipath(request: Request) -> Response:
             )
         signature = _signature(request, (b"x-uipath-signature", *_SIGNATURE_HEADERS))
         who = _credentials(request, signature)
-        body = await read_body(request, hub.settings.max_body_bytes)
+        body = await read_body(request, hub.settings.max_body_bytes, hub.settings.body_timeout)
         events = [parse.parse_uipath(body, segments[0], hub.now_rfc3339())]
         appended = await _ingest(request, events, body, who, signature)
     finally:

@@ -396,3 +396,28 @@ async def test_changed_content_is_a_new_revision(server: Running) -> None:
     # Only the attributes changing counts as a change too.
     response = await post_json(server, {**first, "subject": "s"}, STRUCTURED)
     assert (await response.json())["events"][0]["revision"] == 4
+
+
+async def test_a_body_slower_than_body_timeout_is_408_and_frees_its_slot(tmp_path: Path) -> None:
+    async with custom_server(tmp_path, max_concurrent_ingests=1, body_timeout=0.3) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            (
+                "POST /events HTTP/1.1\r\n"
+                f"Host: {host}\r\nAuthorization: Bearer {ADMIN_KEY}\r\n"
+                f"Content-Type: {STRUCTURED}\r\nContent-Length: 1000\r\n\r\n"
+                '{"specversion": "1.0", '
+            ).encode()
+        )
+        await writer.drain()
+        try:
+            async with asyncio.timeout(5):
+                status_line = await reader.readline()
+            assert status_line.startswith(b"HTTP/1.1 408"), status_line
+            response = await post_json(server, ce(), STRUCTURED)
+            assert response.status == 200, "the slow request's slot is free again"
+        finally:
+            writer.close()
+            await writer.wait_closed()
+        assert len(await server.log()) == 1
