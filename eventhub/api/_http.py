@@ -34,9 +34,10 @@ def json_response(payload: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status, media_type="application/json")
 
 
-async def read_body(request: Request, limit: int, timeout: float = 30.0) -> bytes:
+async def read_body(request: Request, limit: int, within: float = 30.0) -> bytes:
     """The whole body, refusing before reading it when it is too large or unsized, and
-    giving up on a client that takes longer than ``timeout`` to send it (it holds a slot)."""
+    giving up on a client that takes longer than ``within`` seconds to send it (it holds a
+    slot meanwhile)."""
     length = header(request, b"content-length")
     if length is None:
         raise errors.LengthRequired("send a Content-Length header (chunked bodies are refused)")
@@ -47,11 +48,11 @@ async def read_body(request: Request, limit: int, timeout: float = 30.0) -> byte
     if size > limit:
         raise errors.PayloadTooLarge(f"the body is {size} bytes; the limit is {limit}")
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             return await request.body()
     except TimeoutError:
         raise errors.RequestTimeout(
-            f"the body did not arrive within {timeout:g} s; send it faster or in smaller parts"
+            f"the body did not arrive within {within:g} s; send it faster or in smaller parts"
         ) from None
 
 

@@ -70,19 +70,12 @@ def trigger_ids(cur: sqlite3.Cursor) -> dict[tuple[str, str], int]:
 _SUB_COLUMNS = (
     "id, owner, km, trigger, tid, config, secrets, status, cursor, latest_succeed_event,"
     " latest_succeed_offset, last_error, delivered, skipped, lost, failed_since, attempts,"
-    " created_at, updated_at"
+    " updated_at, created_at"
 )
 
 
-def _sub_row(sub: Subscription) -> tuple[Any, ...]:
+def _progress_of(sub: Subscription) -> tuple[Any, ...]:
     return (
-        sub.id,
-        sub.owner,
-        sub.km,
-        sub.trigger,
-        sub.tid,
-        orjson.dumps(sub.config_json()),
-        orjson.dumps(sub.secrets_json()),
         str(sub.status),
         sub.cursor,
         sub.latest_succeed_event,
@@ -93,8 +86,22 @@ def _sub_row(sub: Subscription) -> tuple[Any, ...]:
         sub.lost,
         sub.failed_since,
         sub.attempts,
-        sub.created_at,
         sub.updated_at,
+    )
+
+
+def _sub_row(sub: Subscription) -> tuple[Any, ...]:
+    """In the order of ``_SUB_COLUMNS``: identity, configuration, then ``_PROGRESS``."""
+    return (
+        sub.id,
+        sub.owner,
+        sub.km,
+        sub.trigger,
+        sub.tid,
+        orjson.dumps(sub.config_json()),
+        orjson.dumps(sub.secrets_json()),
+        *_progress_of(sub),
+        sub.created_at,
     )
 
 
@@ -126,8 +133,8 @@ def _sub_from_row(r: tuple[Any, ...]) -> Subscription:
         lost=r[14],
         failed_since=r[15],
         attempts=r[16],
-        created_at=r[17],
-        updated_at=r[18],
+        created_at=r[18],
+        updated_at=r[17],
     )
 
 
@@ -139,27 +146,18 @@ def save_subscription(cur: sqlite3.Cursor, sub: Subscription) -> None:
     )
 
 
+_PROGRESS = (
+    "status, cursor, latest_succeed_event, latest_succeed_offset, last_error, delivered,"
+    " skipped, lost, failed_since, attempts, updated_at"
+)
+
+
 def save_progress(cur: sqlite3.Cursor, sub: Subscription) -> None:
     """Only what delivering changes (cursor, counters, last error): the hot path's write,
     without re-serialising the configuration and secrets of the whole row."""
+    assignments = ", ".join(f"{column.strip()} = ?" for column in _PROGRESS.split(","))
     cur.execute(
-        "UPDATE subscriptions SET status = ?, cursor = ?, latest_succeed_event = ?,"
-        " latest_succeed_offset = ?, last_error = ?, delivered = ?, skipped = ?, lost = ?,"
-        " failed_since = ?, attempts = ?, updated_at = ? WHERE id = ?",
-        (
-            str(sub.status),
-            sub.cursor,
-            sub.latest_succeed_event,
-            sub.latest_succeed_offset,
-            sub.last_error,
-            sub.delivered,
-            sub.skipped,
-            sub.lost,
-            sub.failed_since,
-            sub.attempts,
-            sub.updated_at,
-            sub.id,
-        ),
+        f"UPDATE subscriptions SET {assignments} WHERE id = ?", (*_progress_of(sub), sub.id)
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
@@ -26,13 +25,6 @@ from tests.e2e.delivery_helpers import (
 )
 from tests.e2e.helpers import custom_server
 from tests.e2e.receiver import Receiver, reset, status
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = await Receiver().start()
-    yield r
-    await r.stop()
 
 
 async def test_events_arrive_in_order_in_the_envelope_format(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,13 +18,6 @@ from tests.e2e.delivery_helpers import (
 )
 from tests.e2e.helpers import custom_server
 from tests.e2e.receiver import Receiver, status
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = await Receiver().start()
-    yield r
-    await r.stop()
 
 
 async def into(state: str, server: Running, receiver: Receiver, clock: ManualClock) -> str:

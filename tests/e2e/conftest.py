@@ -1,0 +1,17 @@
+"""Fixtures of the end-to-end tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.e2e.receiver import Receiver
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A scripted webhook receiver on 127.0.0.1 (answers 200 until told otherwise)."""
+    r = await Receiver().start()
+    yield r
+    await r.stop()
