@@ -1,5 +1,6 @@
 """Trigger filters in the CloudEvents Subscriptions API dialects (subscriptions-api.md
-3.2.4.1): ``exact``, ``prefix``, ``suffix``, ``all``, ``any``, ``not``. A list of filters is
+3.2.4.1): ``exact``, ``prefix``, ``suffix``, ``all``, ``any``, ``not``, and ``sql`` (CESQL,
+``cesql.py``: true only when the expression is TRUE without errors). A list of filters is
 ANDed; an empty list matches every event. Comparisons are case sensitive; an attribute the
 event lacks never matches; non-string attributes compare by their canonical string form.
 
@@ -15,10 +16,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from eventhub import errors
+from eventhub.catalog import cesql
 
 Filter = Callable[[Mapping[str, Any]], bool]
 
-DIALECTS = ("exact", "prefix", "suffix", "all", "any", "not")
+DIALECTS = ("exact", "prefix", "suffix", "all", "any", "not", "sql")
 
 
 def _text(value: Any) -> str | None:
@@ -76,10 +78,9 @@ def compile_one(expression: Any) -> Filter:
         inner = compile_one(body)
         return lambda a: not inner(a)
     if dialect == "sql":
-        raise errors.InvalidRequest(
-            "the 'sql' (CESQL) filter dialect is not supported; use exact, prefix, suffix, "
-            "all, any or not"
-        )
+        if not isinstance(body, str):
+            raise errors.InvalidRequest("'sql' takes a CESQL expression string")
+        return cesql.compile_expression(body).matches
     raise errors.InvalidRequest(
         f"unknown filter dialect {dialect!r}; supported: {', '.join(DIALECTS)}"
     )

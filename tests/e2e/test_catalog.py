@@ -132,3 +132,25 @@ async def test_models_load_from_a_toml_file_at_start(with_catalog_file: Running)
     code, model = await request(with_catalog_file, "GET", f"{KM}/orders")
     assert code == 200 and model["version"] == 1
     assert model["triggers"][0]["filters"] == [{"exact": {"type": "order.created"}}]
+
+
+async def test_a_cesql_trigger_fires_for_what_its_expression_selects(server: Running) -> None:
+    receiver = await Receiver().start()
+    try:
+        await publish_trigger(
+            server, filters=[{"sql": "type = 'order.created' AND id LIKE 'e-1%'"}]
+        )
+        await subscribe(server, receiver.url)
+        await send(server, 12)
+        await receiver.wait_for(3)
+        delivered = [item["eventId"] for body in receiver.json_bodies() for item in body]
+        assert delivered == ["e-1", "e-10", "e-11"]
+        code, body = await request(
+            server,
+            "PUT",
+            f"{KM}/orders/triggers/bad",
+            json={"name": "bad", "filters": [{"sql": "id LIKE 5"}]},
+        )
+        assert code == 400 and "CESQL" in body["error"]["message"]
+    finally:
+        await receiver.stop()

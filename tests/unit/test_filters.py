@@ -44,6 +44,11 @@ EVENT = {
         ({"not": {"exact": {"type": "com.github.push"}}}, False),
         ({"not": {"exact": {"missing": "x"}}}, True),
         ({"not": {"any": [{"exact": {"type": "x"}}, {"not": {"prefix": {"id": "1"}}}]}}, True),
+        ({"sql": "type LIKE 'com.github.%' AND count > 5"}, True),
+        ({"sql": "type = 'com.github.push' AND missing = 'x'"}, False),  # an error: no match
+        ({"sql": "count / 0 = 0"}, False),  # a math error: no match
+        ({"sql": "flag AND subject IN ('main', 'dev')"}, True),
+        ({"all": [{"sql": "EXISTS subject"}, {"prefix": {"type": "com."}}]}, True),
     ],
 )
 def test_dialects(expression: dict[str, Any], expected: bool) -> None:
@@ -61,7 +66,8 @@ def test_a_list_is_anded_and_empty_matches_everything() -> None:
     ("expression", "message"),
     [
         ({"regex": {"type": ".*"}}, "unknown filter dialect 'regex'"),
-        ({"sql": "type = 'x'"}, "'sql'"),
+        ({"sql": "type = "}, "CESQL"),
+        ({"sql": 5}, "CESQL expression string"),
         ({"exact": {}}, "non-empty"),
         ({"exact": {"type": ""}}, "non-empty strings"),
         ({"exact": {"": "x"}}, "non-empty strings"),
