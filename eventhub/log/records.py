@@ -12,7 +12,8 @@ import orjson
 from eventhub.delivery.states import Status
 from eventhub.models import Attempt, Subscription
 
-ATTEMPTS_KEPT = 100
+ATTEMPTS_KEPT = 100  # at least; pruned every _PRUNE_EVERY attempts, not on every one
+_PRUNE_EVERY = 20
 
 # -- knowledge models ------------------------------------------------------------------------
 
@@ -186,7 +187,7 @@ def add_attempt(cur: sqlite3.Cursor, sub_id: str, attempt: Attempt) -> None:
             attempt.webhook_id,
         ),
     )
-    if attempt.n > ATTEMPTS_KEPT:
+    if attempt.n > ATTEMPTS_KEPT and attempt.n % _PRUNE_EVERY == 0:
         cur.execute(
             "DELETE FROM attempts WHERE subscription_id = ? AND n <= ?",
             (sub_id, attempt.n - ATTEMPTS_KEPT),
