@@ -4,6 +4,7 @@ through it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from eventhub import auth, errors, notifications
@@ -47,7 +48,15 @@ class Hub:
             recovery_max=settings.recovery_max_delay,
             suspend_after=settings.suspend_after,
         )
-        deps = Deps(self.store, self.sender, self.clock, policy, self._notify, self._notify_limit)
+        deps = Deps(
+            self.store,
+            self.sender,
+            self.clock,
+            policy,
+            self._notify,
+            self._notify_limit,
+            asyncio.Semaphore(2 * settings.delivery_connections),
+        )
         self.subscriptions = Subscriptions(
             deps,
             settings.max_subscriptions,

@@ -43,6 +43,29 @@ class Deps:
     policy: RetryPolicy
     notify: Notify
     notify_limit: NotifyLimit
+    # Supervisors holding a page of events in memory while they deliver it. Without a bound,
+    # 10,000 subscriptions waking to a backlog would each read a page before waiting for a
+    # connection: gigabytes. A supervisor waiting out a backoff gives its permit back.
+    pages: asyncio.Semaphore
+
+
+class _Permit:
+    """One supervisor's hold on ``Deps.pages``, released at most once per acquire, whatever
+    cancellation interrupts."""
+
+    def __init__(self, pages: asyncio.Semaphore) -> None:
+        self._pages = pages
+        self._held = False
+
+    async def acquire(self) -> None:
+        if not self._held:
+            await self._pages.acquire()
+            self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._pages.release()
 
 
 class Supervisor:
@@ -52,6 +75,7 @@ class Supervisor:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._signer = signing.Signer(sub.secret, sub.previous_secret, sub.previous_secret_expires)
+        self._permit = _Permit(deps.pages)
 
     # -- ownership ---------------------------------------------------------------------------
 
@@ -89,16 +113,25 @@ class Supervisor:
     async def _deliver_backlog(self) -> None:
         sub, store = self.sub, self._deps.store
         ahead: list[StoredEvent] = []  # read after the cursor, not delivered yet
-        while sub.status is Status.ACTIVE:
-            size = render.page_size(sub)
-            if not ahead:
-                self._wake.clear()  # before the read, so a commit during it is not missed
-                ahead = await store.read_trigger_after(sub.tid, sub.cursor, max(size, READ_AHEAD))
+        permit = self._permit
+        try:
+            while sub.status is Status.ACTIVE:
+                size = render.page_size(sub)
+                await permit.acquire()
                 if not ahead:
-                    await self._wake.wait()
-                    continue
-            page, ahead = ahead[:size], ahead[size:]
-            await self._deliver(page)
+                    self._wake.clear()  # before the read, so a commit during it is not missed
+                    ahead = await store.read_trigger_after(
+                        sub.tid, sub.cursor, max(size, READ_AHEAD)
+                    )
+                    if not ahead:
+                        permit.release()
+                        await self._wake.wait()
+                        continue
+                page, ahead = ahead[:size], ahead[size:]
+                await self._deliver(page)
+                permit.release()
+        finally:
+            permit.release()
 
     async def _deliver(self, page: Sequence[StoredEvent]) -> None:
         sub, deps = self.sub, self._deps
@@ -118,7 +151,9 @@ class Supervisor:
                 await deps.store.save_delivery(sub, attempt)
                 now = deps.clock.now()
                 retry_after = policy.parse_retry_after(answer.retry_after, now)
+                self._permit.release()  # a backoff holds no permit: others deliver meanwhile
                 await deps.clock.sleep(policy.retry_delay(deps.policy, retry, retry_after))
+                await self._permit.acquire()
                 continue
             if sub.skip_errors:
                 sub.cursor = page[-1].offset

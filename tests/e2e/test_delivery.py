@@ -477,3 +477,25 @@ async def test_a_backlog_drains_a_page_at_a_time(server: Running, receiver: Rece
     (seen,) = await receiver.wait_for(1)
     assert [e["offset"] for e in orjson.loads(seen.body)] == offsets
     assert seen.headers["webhook-id"] == f"msg_{sub['id']}_{offsets[0]}_{offsets[-1]}"
+
+
+async def test_subscriptions_in_backoff_leave_room_for_the_others(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    # One connection and two page permits for the whole hub: three failing subscriptions
+    # waiting out their backoff must not hold them.
+    failing = await Receiver().start()
+    failing.default = status(503)
+    try:
+        async with custom_server(tmp_path, delivery_connections=1) as running:
+            await publish_trigger(running)
+            for _ in range(3):
+                await subscribe(running, failing.url, maxRetries=5)
+            healthy = await subscribe(running, receiver.url)
+            await send(running, 4)
+            await receiver.wait_for(4, timeout=5)
+            assert len(failing.seen) == 3, "each failing subscription tried once, then backs off"
+            state = await sub_state(running, healthy["id"])
+            assert state["counts"]["delivered"] == 4
+    finally:
+        await failing.stop()
