@@ -73,7 +73,6 @@ def deliver_part(size: str, out: Path) -> dict[str, Any]:
     args = [str(BENCH / "deliver.py"), "--out", str(out)]
     if size == "tiny":
         args += [
-            "--quick",
             "--subscriptions",
             "3",
             "--backlog",
@@ -86,6 +85,16 @@ def deliver_part(size: str, out: Path) -> dict[str, Any]:
             "1",
             "--fanout",
             "20",
+            "--matrix-counts",
+            "1,3",
+            "--matrix-deliveries",
+            "30",
+            "--rates",
+            "20,40",
+            "--recovery-rate",
+            "30",
+            "--recovery-seconds",
+            "1.5",
         ]
     elif size == "quick":
         args += ["--quick"]

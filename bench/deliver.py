@@ -105,10 +105,14 @@ async def wait_http(url: str, timeout: float = 30.0) -> float:
 
 
 @contextlib.contextmanager
-def receiver(tmp: Path, latency: bool = False) -> Iterator[tuple[str, Process]]:
+def receiver(
+    tmp: Path, latency: bool = False, record: bool = False
+) -> Iterator[tuple[str, Process]]:
     port = free_port()
     args = [sys.executable, str(BENCH / "receiver.py"), "--port", str(port)]
-    proc = Process([*args, "--latency"] if latency else args, tmp / f"receiver-{port}.log")
+    args += ["--latency"] if latency else []
+    args += ["--record"] if record else []
+    proc = Process(args, tmp / f"receiver-{port}.log")
     try:
         asyncio.run(wait_http(f"http://127.0.0.1:{port}/stats"))
         yield f"http://127.0.0.1:{port}", proc
@@ -170,6 +174,7 @@ async def subscribe(
     n: int,
     concurrency: int = 16,
     batch_size: int | None = None,
+    fmt: str = "envelope",
 ) -> float:
     """Create ``n`` subscriptions; seconds it took. ``batch_size`` None: the hub's default."""
     path = f"{url}{KM}/bench/triggers/jobs/subscriptions"
@@ -179,7 +184,11 @@ async def subscribe(
     async def worker() -> None:
         while queue:
             i = queue.pop()
-            body: dict[str, Any] = {"name": f"s{i}", "callbackInfo": {"uri": callback}}
+            body: dict[str, Any] = {
+                "name": f"s{i}",
+                "callbackInfo": {"uri": callback},
+                "format": fmt,
+            }
             if batch_size is not None:
                 body["batchSize"] = batch_size
             async with http.post(path, json=body, headers=AUTH) as r:
@@ -288,8 +297,10 @@ def scenario_throughput(tmp: Path, opts: argparse.Namespace, pool: list[Any]) ->
     }
 
 
-def scenario_latency(tmp: Path, opts: argparse.Namespace, pool: list[Any]) -> dict[str, Any]:
-    rate, seconds, subs = opts.rate, opts.latency_seconds, 10
+def scenario_latency(
+    tmp: Path, opts: argparse.Namespace, pool: list[Any], rate: int | None = None
+) -> dict[str, Any]:
+    rate, seconds, subs = rate or opts.rate, opts.latency_seconds, 10
     with receiver(tmp, latency=True) as (rurl, _):
         url, proc = hub(tmp, tmp / "latency.db")
         try:
@@ -404,6 +415,160 @@ def scenario_fanout(tmp: Path, opts: argparse.Namespace, pool: list[Any]) -> dic
     return result
 
 
+async def delivered_total(http: aiohttp.ClientSession, url: str) -> int:
+    async with http.get(url + "/intelligence/api/subscriptions", headers=AUTH) as r:
+        body = await r.json()
+    return sum(
+        s["counts"]["delivered"] for s in body["content"] if s["knowledgeModelId"] == "bench"
+    )
+
+
+def _matrix_cell(
+    tmp: Path, opts: argparse.Namespace, pool: list[Any], count: int, fmt: str
+) -> dict[str, Any]:
+    events = max(10, opts.matrix_deliveries // count)
+    batch_size = 100 if fmt == "batch" else 1
+    with receiver(tmp) as (rurl, _):
+        url, proc = hub(tmp, tmp / f"matrix-{count}-{fmt}.db")
+        try:
+
+            async def run() -> dict[str, Any]:
+                async with aiohttp.ClientSession() as http:
+                    await wait_http(url + "/readyz")
+                    await setup_trigger(http, url)
+                    await subscribe(
+                        http, url, rurl + "/hook", count, 32, batch_size=batch_size, fmt=fmt
+                    )
+                    started = time.perf_counter()
+                    for start in range(0, events, 100):
+                        await post_batch(
+                            http, url, event_batch(pool, start, min(100, events - start))
+                        )
+                    while await delivered_total(http, url) < count * events:
+                        if time.perf_counter() - started > 600:
+                            raise RuntimeError("a matrix cell did not finish in 600 s")
+                        await asyncio.sleep(0.1)
+                    elapsed = time.perf_counter() - started
+                    requests = (await receiver_stats(http, rurl))["requests"]
+                return {
+                    "subscriptions": count,
+                    "format": fmt,
+                    "batch_size": batch_size,
+                    "events": count * events,
+                    "seconds": elapsed,
+                    "events_per_s": count * events / elapsed,
+                    "requests_per_s": requests / elapsed,
+                }
+
+            return asyncio.run(run())
+        finally:
+            proc.stop()
+
+
+def scenario_matrix(tmp: Path, opts: argparse.Namespace, pool: list[Any]) -> dict[str, Any]:
+    """Delivered events/s for each subscription count and each format (``batch`` with
+    batchSize 100, the others one event a request)."""
+    rows = []
+    for count in opts.matrix_counts:
+        for fmt in ("envelope", "binary", "structured", "batch"):
+            rows.append(_matrix_cell(tmp, opts, pool, count, fmt))
+            print(
+                f"  {count:>5} x {fmt:10} {rows[-1]['events_per_s']:,.0f} events/s",
+                file=sys.stderr,
+                flush=True,
+            )
+    return {"rows": rows}
+
+
+def scenario_rates(tmp: Path, opts: argparse.Namespace, pool: list[Any]) -> dict[str, Any]:
+    """End-to-end latency percentiles at each offered rate (open loop)."""
+    rows = [scenario_latency(tmp, opts, pool, rate) for rate in opts.rates]
+    return {"rows": rows}
+
+
+def scenario_recovery(tmp: Path, opts: argparse.Namespace, pool: list[Any]) -> dict[str, Any]:
+    """kill -9 under load: restart time, time until delivery resumes, acknowledged events
+    never delivered (must be 0), and deliveries repeated."""
+    subs, rate, seconds = 10, opts.recovery_rate, opts.recovery_seconds
+    data = tmp / "recovery.db"
+    with receiver(tmp, record=True) as (rurl, _):
+        url, proc = hub(tmp, data)
+        result: dict[str, Any] = {"subscriptions": subs, "offered_per_s": rate}
+        try:
+
+            async def run() -> None:
+                nonlocal url, proc
+                async with aiohttp.ClientSession() as http:
+                    await wait_http(url + "/readyz")
+                    await setup_trigger(http, url)
+                    await subscribe(http, url, rurl + "/hook", subs)
+                    type_, source, _, body = pool[0]
+                    acked: list[int] = []
+
+                    async def send(i: int) -> None:
+                        headers = {
+                            **AUTH,
+                            "content-type": "application/json",
+                            "ce-specversion": "1.0",
+                            "ce-source": source,
+                            "ce-type": type_,
+                            "ce-id": f"r{i}",
+                        }
+                        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                            async with http.post(
+                                url + "/events",
+                                data=body,
+                                headers=headers,
+                                timeout=aiohttp.ClientTimeout(total=5),
+                            ) as r:
+                                if r.status == 200:
+                                    acked.append(i)
+
+                    total = int(rate * seconds)
+                    tasks = []
+                    started = time.perf_counter()
+                    killed_at = restarted_at = None
+                    for i in range(total):
+                        delay = started + i / rate - time.perf_counter()
+                        if delay > 0:
+                            await asyncio.sleep(delay)
+                        if killed_at is None and i >= total // 2:
+                            proc.proc.kill()
+                            proc.proc.wait()
+                            killed_at = time.perf_counter()
+                            before = (await receiver_stats(http, rurl))["requests"]
+                            url, proc = hub(tmp, data)
+                            result["restart_seconds"] = await wait_http(url + "/readyz", 60)
+                            restarted_at = time.perf_counter()
+                        tasks.append(asyncio.create_task(send(i)))
+                    await asyncio.gather(*tasks)
+                    assert killed_at is not None and restarted_at is not None
+                    while (await receiver_stats(http, rurl))["requests"] <= before:
+                        if time.perf_counter() - restarted_at > 60:
+                            raise RuntimeError("delivery did not resume within 60 s")
+                        await asyncio.sleep(0.01)
+                    result["resume_seconds"] = time.perf_counter() - killed_at
+                    want = len(acked) * subs
+                    deadline = time.perf_counter() + 120
+                    while (stats := await receiver_stats(http, rurl))["unique"] < want:
+                        if time.perf_counter() > deadline:
+                            break
+                        await asyncio.sleep(0.1)
+                    result.update(
+                        acknowledged=len(acked),
+                        expected_deliveries=want,
+                        delivered_unique=stats["unique"],
+                        lost=want - stats["unique"],
+                        duplicates=stats["events"] - stats["unique"],
+                    )
+
+            asyncio.run(run())
+        finally:
+            proc.stop()
+    result["target_met"] = result.get("lost") == 0
+    return result
+
+
 # -- report ------------------------------------------------------------------------------------
 
 
@@ -442,6 +607,40 @@ def markdown(results: dict[str, Any]) -> str:
             f"{f['restart_seconds']:.2f} s | < 300 MB, < 3 s | - | "
             f"{'yes' if f['restart_rss_mb'] < 300 and f['restart_seconds'] < 3 else 'no'} |"
         )
+    m = results.get("matrix")
+    if m:
+        lines += [
+            "",
+            "| subscriptions | format | batchSize | events/s | requests/s |",
+            "|---:|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r['subscriptions']:,} | {r['format']} | {r['batch_size']} | "
+            f"{r['events_per_s']:,.0f} | {r['requests_per_s']:,.0f} |"
+            for r in m["rows"]
+        ]
+    rates = results.get("rates")
+    if rates:
+        lines += [
+            "",
+            "| offered events/s (10 subscriptions) | achieved | p50 ms | p99 ms |",
+            "|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r['offered_per_s']:,} | {r['achieved_per_s']:,.0f} | {fmt(r['p50_ms'])} | "
+            f"{fmt(r['p99_ms'])} |"
+            for r in rates["rows"]
+        ]
+    rec = results.get("recovery")
+    if rec:
+        lines += [
+            "",
+            f"kill -9 at {rec['offered_per_s']:,} events/s over {rec['subscriptions']} "
+            f"subscriptions: restart {fmt(rec.get('restart_seconds'), '{:.2f}')} s, delivery "
+            f"resumed {fmt(rec.get('resume_seconds'), '{:.2f}')} s after the kill; "
+            f"{rec.get('acknowledged', 0):,} events acknowledged, **{rec.get('lost')} lost**, "
+            f"{rec.get('duplicates')} deliveries repeated.",
+        ]
     return "\n".join(lines)
 
 
@@ -463,18 +662,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     raw.add_argument("--concurrency", type=int, default=64)
     raw.add_argument("--body-bytes", type=int, default=1200)
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    p.add_argument("--only", choices=["throughput", "latency", "fanout"], action="append")
+    p.add_argument(
+        "--only",
+        choices=["throughput", "latency", "fanout", "matrix", "rates", "recovery"],
+        action="append",
+    )
     p.add_argument("--subscriptions", type=int, default=100)
     p.add_argument("--backlog", type=int, default=300, help="events, each to every subscription")
     p.add_argument("--raw-seconds", type=float, default=5.0)
     p.add_argument("--rate", type=int, default=1000)
     p.add_argument("--latency-seconds", type=float, default=10.0)
     p.add_argument("--fanout", type=int, default=10_000)
+    p.add_argument(
+        "--matrix-counts", type=lambda v: [int(x) for x in v.split(",")], default=[1, 100, 1000]
+    )
+    p.add_argument(
+        "--matrix-deliveries",
+        type=int,
+        default=10_000,
+        help="events x subscriptions per matrix cell",
+    )
+    p.add_argument(
+        "--rates", type=lambda v: [int(x) for x in v.split(",")], default=[500, 1000, 2000, 5000]
+    )
+    p.add_argument("--recovery-rate", type=int, default=500)
+    p.add_argument("--recovery-seconds", type=float, default=6.0)
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     if args.quick:
         args.subscriptions, args.backlog, args.raw_seconds = 10, 50, 1.0
         args.rate, args.latency_seconds, args.fanout = 200, 2.0, 200
+        args.matrix_counts, args.matrix_deliveries = [1, 10], 500
+        args.rates, args.recovery_rate, args.recovery_seconds = [100, 200], 100, 3.0
     return args
 
 
@@ -492,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
     import payloads
 
     pool = payloads.build_pool()
-    chosen = args.only or ["throughput", "latency", "fanout"]
+    chosen = args.only or ["throughput", "latency", "fanout", "matrix", "rates", "recovery"]
     results: dict[str, Any] = {
         "benchmark": "deliver",
         "started": datetime.now(UTC).isoformat(),
@@ -506,6 +725,9 @@ def main(argv: list[str] | None = None) -> int:
                 "throughput": scenario_throughput,
                 "latency": scenario_latency,
                 "fanout": scenario_fanout,
+                "matrix": scenario_matrix,
+                "rates": scenario_rates,
+                "recovery": scenario_recovery,
             }[name]
             print(f"running {name} ...", file=sys.stderr, flush=True)
             results[name] = run(tmp, args, pool)

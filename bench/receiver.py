@@ -2,7 +2,8 @@
 counts requests and events, and (with ``--latency``) records for every event how long it
 took from the producer's send time (``data.sentAt``, epoch seconds) to arrival here.
 
-    GET  /stats   {"requests", "events", "latencies_ms": [...]}  (latencies only with --latency)
+    GET  /stats   {"requests", "events", "latencies_ms": [...], "unique"}  (latencies only with
+                  --latency; "unique" (subscription, event) pairs only with --record)
     POST /reset   forget everything counted so far
 """
 
@@ -16,18 +17,25 @@ from aiohttp import web
 
 
 class Counts:
-    def __init__(self, latency: bool) -> None:
+    def __init__(self, latency: bool, record: bool = False) -> None:
         self.latency = latency
+        self.record = record
         self.requests = 0
         self.events = 0
         self.latencies: list[float] = []
+        self.seen: set[tuple[str, str]] = set()  # (subscription, event id), with --record
 
 
 async def hook(request: web.Request) -> web.Response:
     counts: Counts = request.app["counts"]
     body = await request.read()
     counts.requests += 1
-    if counts.latency:
+    if counts.record:
+        items = orjson.loads(body)
+        for item in items:
+            counts.seen.add((item["subscriptionId"], item["eventId"]))
+        counts.events += len(items)
+    elif counts.latency:
         now = time.time()
         items = orjson.loads(body)
         for item in items if isinstance(items, list) else [items]:
@@ -46,12 +54,14 @@ async def stats(request: web.Request) -> web.Response:
     body = {"requests": counts.requests, "events": counts.events}
     if counts.latency:
         body["latencies_ms"] = counts.latencies
+    if counts.record:
+        body["unique"] = len(counts.seen)
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
 async def reset(request: web.Request) -> web.Response:
     counts: Counts = request.app["counts"]
-    request.app["counts"] = Counts(counts.latency)
+    request.app["counts"] = Counts(counts.latency, counts.record)
     return web.Response(status=204)
 
 
@@ -59,9 +69,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--latency", action="store_true")
+    parser.add_argument("--record", action="store_true", help="count unique deliveries")
     args = parser.parse_args()
     app = web.Application(client_max_size=16 * 1024 * 1024)
-    app["counts"] = Counts(args.latency)
+    app["counts"] = Counts(args.latency, args.record)
     app.router.add_post("/hook", hook)
     app.router.add_get("/stats", stats)
     app.router.add_post("/reset", reset)

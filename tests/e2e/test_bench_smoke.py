@@ -34,6 +34,10 @@ def test_python_m_bench_tiny_writes_a_report(tmp_path: Path) -> None:
     assert deliver["throughput"]["raw_client"]["requests_per_s"] > 0
     assert deliver["latency"]["p50_ms"] is not None and deliver["latency"]["p99_ms"] is not None
     assert deliver["fanout"]["fanout_seconds"] > 0 and deliver["fanout"]["restart_seconds"] > 0
+    cells = {(r["subscriptions"], r["format"]) for r in deliver["matrix"]["rows"]}
+    assert cells == {(n, f) for n in (1, 3) for f in ("envelope", "binary", "structured", "batch")}
+    assert [r["offered_per_s"] for r in deliver["rates"]["rows"]] == [20, 40]
+    assert deliver["recovery"]["lost"] is not None and deliver["recovery"]["restart_seconds"] > 0
     assert set(report["ratios"]) >= {"delivery_over_raw_client"}
     assert any(name.startswith("ingest_binary_over_bare") for name in report["ratios"])
     assert "## Delivery" in out.with_suffix(".md").read_text()
