@@ -2,8 +2,9 @@
 counts requests and events, and (with ``--latency``) records for every event how long it
 took from the producer's send time (``data.sentAt``, epoch seconds) to arrival here.
 
-    GET  /stats   {"requests", "events", "latencies_ms": [...], "unique"}  (latencies only with
-                  --latency; "unique" (subscription, event) pairs only with --record)
+    GET  /stats   {"requests", "events", "latencies_ms": [...], "unique", "per_event"}  (latencies only with
+                  --latency; "unique" (subscription, event) pairs only with --record, and with
+                  ?detail=1 how many subscriptions got each event id)
     POST /reset   forget everything counted so far
 """
 
@@ -56,6 +57,11 @@ async def stats(request: web.Request) -> web.Response:
         body["latencies_ms"] = counts.latencies
     if counts.record:
         body["unique"] = len(counts.seen)
+        if request.query.get("detail"):
+            per_event: dict[str, int] = {}
+            for _, event_id in counts.seen:
+                per_event[event_id] = per_event.get(event_id, 0) + 1
+            body["per_event"] = per_event
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
