@@ -11,10 +11,21 @@ producer (this process). Scenarios:
                  travels in the event's data; one machine, one clock)
     fanout       10,000 subscriptions on one trigger, one event: time until all have it;
                  then the hub's RSS with 10,000 idle subscriptions, and its restart time
+    matrix       delivered events/s for 1, 100 and 1,000 subscriptions x each format
+    rates        end-to-end latency percentiles at 500, 1k, 2k and 5k events/s (open loop)
+    recovery     kill -9 under load: restart, time until delivery resumes, lost, repeated
 
     .venv/bin/python bench/deliver.py                 # every scenario
     .venv/bin/python bench/deliver.py --quick         # small sizes, a smoke run
     .venv/bin/python bench/deliver.py --only latency
+    .venv/bin/python bench/deliver.py --url https://hub.example --key "$ADMIN_KEY" \\
+        --receiver-host 0.0.0.0 --advertise 10.0.0.5   # an eventhub already running
+
+With ``--url`` the hub is that running eventhub (``--key``: an admin key, for the run's own
+knowledge model and subscriptions, deleted afterwards); the receivers listen on
+``--receiver-host`` and the hub reaches them at ``--advertise``. Scenarios that must start,
+measure or kill the hub's process (the idle RSS and restart of ``fanout``, ``recovery``) are
+skipped there.
 
 Prints a Markdown table and writes bench/results/deliver-<date>.json.
 """
@@ -26,108 +37,19 @@ import asyncio
 import contextlib
 import os
 import platform
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import harness
 import orjson
 
-BENCH = Path(__file__).resolve().parent
-RESULTS = BENCH / "results"
-ADMIN_KEY = "bench-admin-key-" + "y" * 24
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
-KM = "/intelligence/api/knowledge-models"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-# -- processes ---------------------------------------------------------------------------------
-
-
-class Process:
-    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.log = log
-        self._fh = log.open("wb")
-        self.proc = subprocess.Popen(
-            args, stdout=self._fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._fh.close()
-
-
-async def wait_http(url: str, timeout: float = 30.0) -> float:
-    """Seconds until ``url`` answers 200."""
-    started = time.perf_counter()
-    async with aiohttp.ClientSession() as http:
-        while time.perf_counter() - started < timeout:
-            try:
-                async with http.get(url) as r:
-                    if r.status == 200:
-                        return time.perf_counter() - started
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.01)
-    raise RuntimeError(f"{url} did not answer within {timeout} s")
-
-
-@contextlib.contextmanager
-def receiver(
-    tmp: Path, latency: bool = False, record: bool = False
-) -> Iterator[tuple[str, Process]]:
-    port = free_port()
-    args = [sys.executable, str(BENCH / "receiver.py"), "--port", str(port)]
-    args += ["--latency"] if latency else []
-    args += ["--record"] if record else []
-    proc = Process(args, tmp / f"receiver-{port}.log")
-    try:
-        asyncio.run(wait_http(f"http://127.0.0.1:{port}/stats"))
-        yield f"http://127.0.0.1:{port}", proc
-    finally:
-        proc.stop()
-
-
-def hub(tmp: Path, data: Path) -> tuple[str, Process]:
-    port = free_port()
-    proc = Process(
-        [sys.executable, "-m", "eventhub", "serve", "--port", str(port), "--data", str(data)],
-        tmp / f"hub-{port}.log",
-        {"EVENTHUB_ADMIN_KEY": ADMIN_KEY, "EVENTHUB_LOG_LEVEL": "warning"},
-    )
-    return f"http://127.0.0.1:{port}", proc
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 # -- the raw client ceiling --------------------------------------------------------------------
@@ -153,102 +75,20 @@ async def raw_client(url: str, seconds: float, concurrency: int, body: bytes) ->
     return {"requests": done, "seconds": elapsed, "requests_per_s": done / elapsed}
 
 
-# -- helpers against a running hub -------------------------------------------------------------
-
-
-async def setup_trigger(http: aiohttp.ClientSession, url: str) -> None:
-    trigger = {"name": "Orchestrator", "filters": [{"prefix": {"source": "/uipath/"}}]}
-    for method, path, body in [
-        ("PUT", f"{KM}/bench", {"name": "bench"}),
-        ("PUT", f"{KM}/bench/triggers/jobs", trigger),
-        ("POST", f"{KM}/bench/publish", None),
-    ]:
-        async with http.request(method, url + path, json=body, headers=AUTH) as r:
-            assert r.status == 200, await r.text()
-
-
-async def subscribe(
-    http: aiohttp.ClientSession,
-    url: str,
-    callback: str,
-    n: int,
-    concurrency: int = 16,
-    batch_size: int | None = None,
-    fmt: str = "envelope",
-) -> float:
-    """Create ``n`` subscriptions; seconds it took. ``batch_size`` None: the hub's default."""
-    path = f"{url}{KM}/bench/triggers/jobs/subscriptions"
-    queue = list(range(n))
-    started = time.perf_counter()
-
-    async def worker() -> None:
-        while queue:
-            i = queue.pop()
-            body: dict[str, Any] = {
-                "name": f"s{i}",
-                "callbackInfo": {"uri": callback},
-                "format": fmt,
-            }
-            if batch_size is not None:
-                body["batchSize"] = batch_size
-            async with http.post(path, json=body, headers=AUTH) as r:
-                assert r.status == 201, await r.text()
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - started
-
-
-def event_batch(pool: list[tuple[str, str, str, bytes]], start: int, n: int) -> bytes:
-    events = [
-        b'{"specversion":"1.0","id":"e%d","source":%s,"type":%s,"data":%s}'
-        % (
-            i,
-            orjson.dumps(pool[i % len(pool)][1]),
-            orjson.dumps(pool[i % len(pool)][0]),
-            pool[i % len(pool)][3],
-        )
-        for i in range(start, start + n)
-    ]
-    return b"[" + b",".join(events) + b"]"
-
-
-async def post_batch(http: aiohttp.ClientSession, url: str, body: bytes) -> None:
-    headers = {**AUTH, "content-type": "application/cloudevents-batch+json"}
-    async with http.post(url + "/events", data=body, headers=headers) as r:
-        assert r.status == 200, await r.text()
-
-
-async def receiver_stats(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
-    async with http.get(url + "/stats") as r:
-        result: dict[str, Any] = await r.json()
-        return result
-
-
-async def until_received(
-    http: aiohttp.ClientSession, url: str, n: int, timeout: float, poll: float = 0.01
-) -> float:
-    started = time.perf_counter()
-    while time.perf_counter() - started < timeout:
-        if (await receiver_stats(http, url))["requests"] >= n:
-            return time.perf_counter() - started
-        await asyncio.sleep(poll)
-    raise RuntimeError(f"the receiver did not get {n} deliveries within {timeout} s")
-
-
 # -- scenarios ---------------------------------------------------------------------------------
 
 
-def scenario_throughput(tmp: Path, opts: argparse.Namespace, pool: list[Any]) -> dict[str, Any]:
+def scenario_throughput(tmp: Path, opts: argparse.Namespace, pool: harness.Pool) -> dict[str, Any]:
     subs, events = opts.subscriptions, opts.backlog
-    sample = event_batch(pool, 0, 1)[1:-1]  # the size of one delivered event, roughly
-    with receiver(tmp) as (rurl, _):
+    sample = harness.event_batch(pool, "r", 0, 1)[1:-1]  # the size of one delivered event, roughly
+    with harness.receiver(tmp, opts.net) as (rlocal, _):
         raw = subprocess.run(
             [
                 sys.executable,
                 __file__,
                 "raw",
                 "--url",
-                rurl + "/hook",
+                rlocal + "/hook",
                 "--seconds",
                 str(opts.raw_seconds),
                 "--body-bytes",
@@ -259,32 +99,33 @@ def scenario_throughput(tmp: Path, opts: argparse.Namespace, pool: list[Any]) ->
         )
         ceiling = orjson.loads(raw.stdout.splitlines()[-1])
 
-    with receiver(tmp) as (rurl, _):
-        url, proc = hub(tmp, tmp / "throughput.db")
-        try:
+    with (
+        harness.receiver(tmp, opts.net) as (rlocal, rhub),
+        harness.served(tmp, tmp / "throughput.db", opts.external) as hub,
+    ):
 
-            async def run() -> dict[str, Any]:
-                async with aiohttp.ClientSession() as http:
-                    await wait_http(url + "/readyz")
-                    await setup_trigger(http, url)
-                    # One event a request: a delivery here is a request, like the raw client's.
-                    await subscribe(http, url, rurl + "/hook", subs, batch_size=1)
-                    started = time.perf_counter()
-                    for start in range(0, events, 100):
-                        await post_batch(
-                            http, url, event_batch(pool, start, min(100, events - start))
-                        )
-                    await until_received(http, rurl, subs * events, timeout=600, poll=0.05)
-                    elapsed = time.perf_counter() - started
-                    return {
-                        "deliveries": subs * events,
-                        "seconds": elapsed,
-                        "deliveries_per_s": subs * events / elapsed,
-                    }
+        async def run() -> dict[str, Any]:
+            async with aiohttp.ClientSession() as http:
+                await harness.wait_http(hub.url + "/readyz")
+                await harness.setup_trigger(http, hub)
+                # One event a request: a delivery here is a request, like the raw client's.
+                await harness.subscribe(http, hub, rhub + "/hook", subs, batch_size=1)
+                started = time.perf_counter()
+                for start in range(0, events, 100):
+                    await harness.post_batch(
+                        http,
+                        hub,
+                        harness.event_batch(pool, hub.run, start, min(100, events - start)),
+                    )
+                await harness.until_received(http, rlocal, subs * events, timeout=600, poll=0.05)
+                elapsed = time.perf_counter() - started
+                return {
+                    "deliveries": subs * events,
+                    "seconds": elapsed,
+                    "deliveries_per_s": subs * events / elapsed,
+                }
 
-            measured = asyncio.run(run())
-        finally:
-            proc.stop()
+        measured = asyncio.run(run())
     ratio = measured["deliveries_per_s"] / ceiling["requests_per_s"]
     return {
         "subscriptions": subs,
@@ -298,97 +139,89 @@ def scenario_throughput(tmp: Path, opts: argparse.Namespace, pool: list[Any]) ->
 
 
 def scenario_latency(
-    tmp: Path, opts: argparse.Namespace, pool: list[Any], rate: int | None = None
+    tmp: Path, opts: argparse.Namespace, pool: harness.Pool, rate: int | None = None
 ) -> dict[str, Any]:
     rate, seconds, subs = rate or opts.rate, opts.latency_seconds, 10
-    with receiver(tmp, latency=True) as (rurl, _):
-        url, proc = hub(tmp, tmp / "latency.db")
-        try:
+    with (
+        harness.receiver(tmp, opts.net, latency=True) as (rlocal, rhub),
+        harness.served(tmp, tmp / f"latency-{rate}.db", opts.external) as hub,
+    ):
 
-            async def run() -> dict[str, Any]:
-                async with aiohttp.ClientSession() as http:
-                    await wait_http(url + "/readyz")
-                    await setup_trigger(http, url)
-                    await subscribe(http, url, rurl + "/hook", subs)
-                    await http.post(rurl + "/reset")
-                    type_, source = pool[0][0], pool[0][1]
-                    base = {
-                        **AUTH,
-                        "content-type": "application/json",
-                        "ce-specversion": "1.0",
-                        "ce-source": source,
-                        "ce-type": type_,
-                    }
-                    failures = 0
+        async def run() -> dict[str, Any]:
+            async with aiohttp.ClientSession() as http:
+                await harness.wait_http(hub.url + "/readyz")
+                await harness.setup_trigger(http, hub)
+                await harness.subscribe(http, hub, rhub + "/hook", subs)
+                await http.post(rlocal + "/reset")
+                type_, source = pool[0][0], pool[0][1]
+                failures = 0
 
-                    async def send(i: int) -> None:
-                        nonlocal failures
-                        body = b'{"sentAt":%r,"n":%d}' % (time.time(), i)
-                        try:
-                            async with http.post(
-                                url + "/events", data=body, headers={**base, "ce-id": f"l{i}"}
-                            ) as r:
-                                if r.status != 200:
-                                    failures += 1
-                        except aiohttp.ClientError:
-                            failures += 1
+                async def send(i: int) -> None:
+                    nonlocal failures
+                    body = b'{"sentAt":%r,"n":%d}' % (time.time(), i)
+                    headers = harness.binary_headers(hub, type_, source, f"l{i}")
+                    try:
+                        async with http.post(hub.url + "/events", data=body, headers=headers) as r:
+                            if r.status != 200:
+                                failures += 1
+                    except aiohttp.ClientError:
+                        failures += 1
 
-                    # Open loop: sends leave on schedule whether or not earlier ones finished,
-                    # so a slow hub shows up as latency instead of a lower offered rate.
-                    tasks = []
-                    total = int(rate * seconds)
-                    started = time.perf_counter()
-                    for i in range(total):
-                        delay = started + i / rate - time.perf_counter()
-                        if delay > 0:
-                            await asyncio.sleep(delay)
-                        tasks.append(asyncio.create_task(send(i)))
-                    await asyncio.gather(*tasks)
-                    sent_for = time.perf_counter() - started
-                    with contextlib.suppress(RuntimeError):
-                        await until_received(http, rurl, total * subs, timeout=60, poll=0.05)
-                    stats = await receiver_stats(http, rurl)
-                    lat = stats["latencies_ms"]
-                    return {
-                        "offered_per_s": rate,
-                        "achieved_per_s": total / sent_for,
-                        "events": total,
-                        "subscriptions": subs,
-                        "deliveries": len(lat),
-                        "ingest_failures": failures,
-                        "p50_ms": percentile(lat, 0.50),
-                        "p99_ms": percentile(lat, 0.99),
-                        "max_ms": max(lat) if lat else None,
-                    }
+                # Open loop: sends leave on schedule whether or not earlier ones finished,
+                # so a slow hub shows up as latency instead of a lower offered rate.
+                tasks = []
+                total = int(rate * seconds)
+                started = time.perf_counter()
+                for i in range(total):
+                    delay = started + i / rate - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    tasks.append(asyncio.create_task(send(i)))
+                await asyncio.gather(*tasks)
+                sent_for = time.perf_counter() - started
+                with contextlib.suppress(RuntimeError):
+                    await harness.until_received(http, rlocal, total * subs, timeout=60, poll=0.05)
+                stats = await harness.receiver_stats(http, rlocal)
+                lat = stats["latencies_ms"]
+                return {
+                    "offered_per_s": rate,
+                    "achieved_per_s": total / sent_for,
+                    "events": total,
+                    "subscriptions": subs,
+                    "deliveries": len(lat),
+                    "ingest_failures": failures,
+                    "p50_ms": harness.percentile(lat, 0.50),
+                    "p90_ms": harness.percentile(lat, 0.90),
+                    "p99_ms": harness.percentile(lat, 0.99),
+                    "p999_ms": harness.percentile(lat, 0.999),
+                    "max_ms": max(lat) if lat else None,
+                }
 
-            result = asyncio.run(run())
-        finally:
-            proc.stop()
+        result = asyncio.run(run())
     result["target_met"] = bool(
         result["p50_ms"] is not None and result["p50_ms"] < 5 and result["p99_ms"] < 25
     )
     return result
 
 
-def scenario_fanout(tmp: Path, opts: argparse.Namespace, pool: list[Any]) -> dict[str, Any]:
+def scenario_fanout(tmp: Path, opts: argparse.Namespace, pool: harness.Pool) -> dict[str, Any]:
     subs = opts.fanout
     data = tmp / "fanout.db"
-    with receiver(tmp) as (rurl, _):
-        url, proc = hub(tmp, data)
-        try:
+    with harness.receiver(tmp, opts.net) as (rlocal, rhub):
+        with harness.served(tmp, data, opts.external) as hub:
 
             async def run() -> dict[str, Any]:
                 async with aiohttp.ClientSession() as http:
-                    await wait_http(url + "/readyz")
-                    await setup_trigger(http, url)
-                    create_s = await subscribe(
-                        http, url, rurl + "/hook", subs, concurrency=32, batch_size=1
+                    await harness.wait_http(hub.url + "/readyz")
+                    await harness.setup_trigger(http, hub)
+                    create_s = await harness.subscribe(
+                        http, hub, rhub + "/hook", subs, concurrency=32, batch_size=1
                     )
                     await asyncio.sleep(1.0)
-                    await http.post(rurl + "/reset")
+                    await http.post(rlocal + "/reset")
                     started = time.perf_counter()
-                    await post_batch(http, url, event_batch(pool, 0, 1))
-                    await until_received(http, rurl, subs, timeout=120, poll=0.005)
+                    await harness.post_batch(http, hub, harness.event_batch(pool, hub.run, 0, 1))
+                    await harness.until_received(http, rlocal, subs, timeout=120, poll=0.005)
                     return {
                         "subscriptions": subs,
                         "create_seconds": create_s,
@@ -396,16 +229,22 @@ def scenario_fanout(tmp: Path, opts: argparse.Namespace, pool: list[Any]) -> dic
                     }
 
             result = asyncio.run(run())
-            time.sleep(1.0)
-            result["idle_rss_mb"] = rss_mb(proc.proc.pid)
-        finally:
-            proc.stop()
-        url, proc = hub(tmp, data)
+            if hub.local:
+                time.sleep(1.0)
+                result["idle_rss_mb"] = harness.rss_mb(hub.pid)
+        if not hub.local:
+            result["skipped"] = "idle RSS and restart: the hub's process is not ours (--url)"
+            result["target_met"] = result["fanout_seconds"] < 2.0
+            return result
+        again = harness.start_local(tmp, data, hub.run)
         try:
-            result["restart_seconds"] = asyncio.run(wait_http(url + "/readyz", timeout=120))
-            result["restart_rss_mb"] = rss_mb(proc.proc.pid)
+            result["restart_seconds"] = asyncio.run(
+                harness.wait_http(again.url + "/readyz", timeout=120)
+            )
+            result["restart_rss_mb"] = harness.rss_mb(again.pid)
         finally:
-            proc.stop()
+            assert again.proc is not None
+            again.proc.stop()
     result["targets"] = {"fanout_seconds": 2.0, "idle_rss_mb": 300, "restart_seconds": 3.0}
     result["target_met"] = (
         result["fanout_seconds"] < 2.0
@@ -415,57 +254,50 @@ def scenario_fanout(tmp: Path, opts: argparse.Namespace, pool: list[Any]) -> dic
     return result
 
 
-async def delivered_total(http: aiohttp.ClientSession, url: str) -> int:
-    async with http.get(url + "/intelligence/api/subscriptions", headers=AUTH) as r:
-        body = await r.json()
-    return sum(
-        s["counts"]["delivered"] for s in body["content"] if s["knowledgeModelId"] == "bench"
-    )
-
-
 def _matrix_cell(
-    tmp: Path, opts: argparse.Namespace, pool: list[Any], count: int, fmt: str
+    tmp: Path, opts: argparse.Namespace, pool: harness.Pool, count: int, fmt: str
 ) -> dict[str, Any]:
     events = max(10, opts.matrix_deliveries // count)
     batch_size = 100 if fmt == "batch" else 1
-    with receiver(tmp) as (rurl, _):
-        url, proc = hub(tmp, tmp / f"matrix-{count}-{fmt}.db")
-        try:
+    with (
+        harness.receiver(tmp, opts.net) as (rlocal, rhub),
+        harness.served(tmp, tmp / f"matrix-{count}-{fmt}.db", opts.external) as hub,
+    ):
 
-            async def run() -> dict[str, Any]:
-                async with aiohttp.ClientSession() as http:
-                    await wait_http(url + "/readyz")
-                    await setup_trigger(http, url)
-                    await subscribe(
-                        http, url, rurl + "/hook", count, 32, batch_size=batch_size, fmt=fmt
+        async def run() -> dict[str, Any]:
+            async with aiohttp.ClientSession() as http:
+                await harness.wait_http(hub.url + "/readyz")
+                await harness.setup_trigger(http, hub)
+                await harness.subscribe(
+                    http, hub, rhub + "/hook", count, 32, batch_size=batch_size, fmt=fmt
+                )
+                started = time.perf_counter()
+                for start in range(0, events, 100):
+                    await harness.post_batch(
+                        http,
+                        hub,
+                        harness.event_batch(pool, hub.run, start, min(100, events - start)),
                     )
-                    started = time.perf_counter()
-                    for start in range(0, events, 100):
-                        await post_batch(
-                            http, url, event_batch(pool, start, min(100, events - start))
-                        )
-                    while await delivered_total(http, url) < count * events:
-                        if time.perf_counter() - started > 600:
-                            raise RuntimeError("a matrix cell did not finish in 600 s")
-                        await asyncio.sleep(0.1)
-                    elapsed = time.perf_counter() - started
-                    requests = (await receiver_stats(http, rurl))["requests"]
-                return {
-                    "subscriptions": count,
-                    "format": fmt,
-                    "batch_size": batch_size,
-                    "events": count * events,
-                    "seconds": elapsed,
-                    "events_per_s": count * events / elapsed,
-                    "requests_per_s": requests / elapsed,
-                }
+                while await harness.delivered_total(http, hub) < count * events:
+                    if time.perf_counter() - started > 600:
+                        raise RuntimeError("a matrix cell did not finish in 600 s")
+                    await asyncio.sleep(0.1)
+                elapsed = time.perf_counter() - started
+                requests = (await harness.receiver_stats(http, rlocal))["requests"]
+            return {
+                "subscriptions": count,
+                "format": fmt,
+                "batch_size": batch_size,
+                "events": count * events,
+                "seconds": elapsed,
+                "events_per_s": count * events / elapsed,
+                "requests_per_s": requests / elapsed,
+            }
 
-            return asyncio.run(run())
-        finally:
-            proc.stop()
+        return asyncio.run(run())
 
 
-def scenario_matrix(tmp: Path, opts: argparse.Namespace, pool: list[Any]) -> dict[str, Any]:
+def scenario_matrix(tmp: Path, opts: argparse.Namespace, pool: harness.Pool) -> dict[str, Any]:
     """Delivered events/s for each subscription count and each format (``batch`` with
     batchSize 100, the others one event a request)."""
     rows = []
@@ -480,102 +312,112 @@ def scenario_matrix(tmp: Path, opts: argparse.Namespace, pool: list[Any]) -> dic
     return {"rows": rows}
 
 
-def scenario_rates(tmp: Path, opts: argparse.Namespace, pool: list[Any]) -> dict[str, Any]:
+def scenario_rates(tmp: Path, opts: argparse.Namespace, pool: harness.Pool) -> dict[str, Any]:
     """End-to-end latency percentiles at each offered rate (open loop)."""
-    rows = [scenario_latency(tmp, opts, pool, rate) for rate in opts.rates]
+    rows = []
+    for rate in opts.rates:
+        rows.append(scenario_latency(tmp, opts, pool, rate))
+        row = rows[-1]
+        print(
+            f"  {rate:>6,}/s offered: p50 {row['p50_ms'] or 0:.1f} ms, p99 {row['p99_ms'] or 0:.1f} ms",
+            file=sys.stderr,
+            flush=True,
+        )
     return {"rows": rows}
 
 
-def scenario_recovery(tmp: Path, opts: argparse.Namespace, pool: list[Any]) -> dict[str, Any]:
+def scenario_recovery(tmp: Path, opts: argparse.Namespace, pool: harness.Pool) -> dict[str, Any]:
     """kill -9 under load: restart time, time until delivery resumes, acknowledged events
     never delivered (must be 0), and deliveries repeated."""
     subs, rate, seconds = 10, opts.recovery_rate, opts.recovery_seconds
+    result: dict[str, Any] = {"subscriptions": subs, "offered_per_s": rate}
+    if opts.external is not None:
+        return {**result, "skipped": "kills the hub's process: not on an eventhub given by --url"}
     data = tmp / "recovery.db"
-    with receiver(tmp, record=True) as (rurl, _):
-        url, proc = hub(tmp, data)
-        result: dict[str, Any] = {"subscriptions": subs, "offered_per_s": rate}
+    with (
+        harness.receiver(tmp, opts.net, record=True) as (rlocal, rhub),
+        harness.served(tmp, data, None) as first,
+    ):
+        hubs = [first]
+
+        async def run() -> None:
+            async with aiohttp.ClientSession() as http:
+                hub = first
+                await harness.wait_http(hub.url + "/readyz")
+                await harness.setup_trigger(http, hub)
+                await harness.subscribe(http, hub, rhub + "/hook", subs)
+                type_, source, _, body = pool[0]
+                acked: list[str] = []
+
+                async def send(i: int) -> None:
+                    # hubs[-1]: after the kill, sends go to the restarted hub.
+                    target = hubs[-1]
+                    headers = harness.binary_headers(target, type_, source, f"r{i}")
+                    with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                        async with http.post(
+                            target.url + "/events",
+                            data=body,
+                            headers=headers,
+                            timeout=aiohttp.ClientTimeout(total=5),
+                        ) as r:
+                            if r.status == 200:
+                                acked.append(headers["ce-id"])
+
+                async def resumed(before: int, killed_at: float) -> float:
+                    """Seconds from the kill to the first delivery after it."""
+                    while (await harness.receiver_stats(http, rlocal))["requests"] <= before:
+                        if time.perf_counter() - killed_at > 60:
+                            raise RuntimeError("delivery did not resume within 60 s")
+                        await asyncio.sleep(0.005)
+                    return time.perf_counter() - killed_at
+
+                total = int(rate * seconds)
+                tasks = []
+                started = time.perf_counter()
+                killed_at = None
+                watcher = None
+                for i in range(total):
+                    delay = started + i / rate - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    if killed_at is None and i >= total // 2:
+                        hub.proc.proc.kill()  # type: ignore[union-attr]
+                        hub.proc.proc.wait()  # type: ignore[union-attr]
+                        killed_at = time.perf_counter()
+                        before = (await harness.receiver_stats(http, rlocal))["requests"]
+                        hub = harness.start_local(tmp, data, hub.run)
+                        hubs.append(hub)
+                        result["restart_seconds"] = await harness.wait_http(hub.url + "/readyz", 60)
+                        watcher = asyncio.create_task(resumed(before, killed_at))
+                    tasks.append(asyncio.create_task(send(i)))
+                await asyncio.gather(*tasks)
+                assert watcher is not None
+                result["resume_seconds"] = await watcher
+                deadline = time.perf_counter() + 120
+                while True:
+                    async with http.get(rlocal + "/stats?detail=1") as r:
+                        stats = await r.json()
+                    per_event = stats["per_event"]
+                    # Lost: an acknowledged event a subscription never received. (One
+                    # stored but unacknowledged when the hub died may arrive too.)
+                    lost = sum(subs - per_event.get(event_id, 0) for event_id in acked)
+                    if lost == 0 or time.perf_counter() > deadline:
+                        break
+                    await asyncio.sleep(0.1)
+                result.update(
+                    acknowledged=len(acked),
+                    expected_deliveries=len(acked) * subs,
+                    delivered_unique=stats["unique"],
+                    lost=lost,
+                    duplicates=stats["events"] - stats["unique"],
+                )
+
         try:
-
-            async def run() -> None:
-                nonlocal url, proc
-                async with aiohttp.ClientSession() as http:
-                    await wait_http(url + "/readyz")
-                    await setup_trigger(http, url)
-                    await subscribe(http, url, rurl + "/hook", subs)
-                    type_, source, _, body = pool[0]
-                    acked: list[int] = []
-
-                    async def send(i: int) -> None:
-                        headers = {
-                            **AUTH,
-                            "content-type": "application/json",
-                            "ce-specversion": "1.0",
-                            "ce-source": source,
-                            "ce-type": type_,
-                            "ce-id": f"r{i}",
-                        }
-                        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                            async with http.post(
-                                url + "/events",
-                                data=body,
-                                headers=headers,
-                                timeout=aiohttp.ClientTimeout(total=5),
-                            ) as r:
-                                if r.status == 200:
-                                    acked.append(i)
-
-                    async def resumed(before: int, killed_at: float) -> float:
-                        """Seconds from the kill to the first delivery after it."""
-                        while (await receiver_stats(http, rurl))["requests"] <= before:
-                            if time.perf_counter() - killed_at > 60:
-                                raise RuntimeError("delivery did not resume within 60 s")
-                            await asyncio.sleep(0.005)
-                        return time.perf_counter() - killed_at
-
-                    total = int(rate * seconds)
-                    tasks = []
-                    started = time.perf_counter()
-                    killed_at = restarted_at = None
-                    for i in range(total):
-                        delay = started + i / rate - time.perf_counter()
-                        if delay > 0:
-                            await asyncio.sleep(delay)
-                        if killed_at is None and i >= total // 2:
-                            proc.proc.kill()
-                            proc.proc.wait()
-                            killed_at = time.perf_counter()
-                            before = (await receiver_stats(http, rurl))["requests"]
-                            url, proc = hub(tmp, data)
-                            result["restart_seconds"] = await wait_http(url + "/readyz", 60)
-                            restarted_at = time.perf_counter()
-                            watcher = asyncio.create_task(resumed(before, killed_at))
-                        tasks.append(asyncio.create_task(send(i)))
-                    await asyncio.gather(*tasks)
-                    assert killed_at is not None and restarted_at is not None
-                    result["resume_seconds"] = await watcher
-                    want = len(acked) * subs
-                    deadline = time.perf_counter() + 120
-                    while True:
-                        async with http.get(rurl + "/stats?detail=1") as r:
-                            stats = await r.json()
-                        per_event = stats["per_event"]
-                        # Lost: an acknowledged event a subscription never received. (One
-                        # stored but unacknowledged when the hub died may arrive too.)
-                        lost = sum(subs - per_event.get(f"r{i}", 0) for i in acked)
-                        if lost == 0 or time.perf_counter() > deadline:
-                            break
-                        await asyncio.sleep(0.1)
-                    result.update(
-                        acknowledged=len(acked),
-                        expected_deliveries=want,
-                        delivered_unique=stats["unique"],
-                        lost=lost,
-                        duplicates=stats["events"] - stats["unique"],
-                    )
-
             asyncio.run(run())
         finally:
-            proc.stop()
+            for hub in hubs[1:]:
+                assert hub.proc is not None
+                hub.proc.stop()
     result["target_met"] = result.get("lost") == 0
     return result
 
@@ -612,6 +454,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{f['fanout_seconds']:.2f} s | < 2 s | - | "
             f"{'yes' if f['fanout_seconds'] < 2 else 'no'} |"
         )
+    if f and "restart_rss_mb" in f:
         lines.append(
             f"| {f['subscriptions']:,} idle subscriptions | RSS {f['restart_rss_mb']:.0f} MB "
             f"after restart ({f['idle_rss_mb']:.0f} MB after the run), restart "
@@ -643,7 +486,7 @@ def markdown(results: dict[str, Any]) -> str:
             for r in rates["rows"]
         ]
     rec = results.get("recovery")
-    if rec:
+    if rec and "skipped" not in rec:
         lines += [
             "",
             f"kill -9 at {rec['offered_per_s']:,} events/s over {rec['subscriptions']} "
@@ -699,7 +542,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--recovery-rate", type=int, default=500)
     p.add_argument("--recovery-seconds", type=float, default=6.0)
     p.add_argument("--out", type=Path)
+    p.add_argument("--url", help="an eventhub already running, instead of a fresh local one")
+    p.add_argument("--key", help="with --url: an admin API key of that eventhub")
+    p.add_argument("--receiver-host", default="127.0.0.1", help="where receivers listen")
+    p.add_argument("--advertise", help="the receivers' host as the hub reaches them")
     args = p.parse_args(argv)
+    if args.command == "raw":
+        return args
+    if args.url and not args.key:
+        p.error("--url needs --key (an admin key: the run makes a model and subscriptions)")
+    args.external = harness.Hub(args.url.rstrip("/"), args.key, "") if args.url else None
+    args.net = harness.Network(args.receiver_host, args.advertise or args.receiver_host)
     if args.quick:
         args.subscriptions, args.backlog, args.raw_seconds = 10, 50, 1.0
         args.rate, args.latency_seconds, args.fanout = 200, 2.0, 200
@@ -718,7 +571,6 @@ def main(argv: list[str] | None = None) -> int:
             ).decode()
         )
         return 0
-    sys.path.insert(0, str(BENCH))
     import payloads
 
     pool = payloads.build_pool()
@@ -728,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": datetime.now(UTC).isoformat(),
         "machine": machine(),
         "quick": args.quick,
+        "target": args.url or "a fresh local eventhub for each scenario",
     }
     with tempfile.TemporaryDirectory(prefix="eventhub-deliver-") as folder:
         tmp = Path(folder)

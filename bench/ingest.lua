@@ -2,7 +2,7 @@
 -- for every event of a batch), bodies cycled from the payload pool that payloads.py writes.
 --
 --   wrk -t1 -c64 -d10s -s bench/ingest.lua http://127.0.0.1:8080/events \
---       -- <binary|batch> <pool.tsv> <api key> <id prefix> [events a batch]
+--       -- <binary|structured|batch> <pool.tsv> <api key> <id prefix> [events a batch]
 --
 -- done() prints one JSON line (prefixed "wrk-json ") with the counts and latency percentiles.
 
@@ -40,8 +40,12 @@ function init(args)
         .. stamp .. '","datacontenttype":"application/json","data":' .. body .. "}")
     end
   end
-  if mode ~= "binary" then
+  if mode == "structured" then
+    wrk.headers["Content-Type"] = "application/cloudevents+json"
+  elseif mode == "batch" then
     wrk.headers["Content-Type"] = "application/cloudevents-batch+json"
+  end
+  if mode ~= "binary" then
     if key ~= "" then wrk.headers["Authorization"] = "Bearer " .. key end
   end
 end
@@ -52,6 +56,10 @@ function request()
     local item = items[counter % #items + 1]
     item.headers["ce-id"] = prefix .. counter
     return wrk.format("POST", nil, item.headers, item.body)
+  end
+  if mode == "structured" then
+    return wrk.format("POST", nil, nil,
+      '{"specversion":"1.0","id":"' .. prefix .. counter .. items[counter % #items + 1])
   end
   local parts = {}
   local start = counter * batch

@@ -1,12 +1,17 @@
 """Ingest throughput of eventhub against the ceiling of a bare Starlette endpoint.
 
-Three scenarios, each against its own server process on 127.0.0.1 (eventhub with a fresh
+Four scenarios, each against its own server process on 127.0.0.1 (eventhub with a fresh
 database in a temporary directory), driven by a separate load-generator process:
 
-    bare    bench/bare_app.py: POST, read the body, 204, same uvicorn settings as eventhub;
-            it receives exactly the requests of ``binary`` (the ceiling)
-    binary  eventhub, one ~1 KB CloudEvent a request in binary mode, a unique ce-id each
-    batch   eventhub, 100 events a request (application/cloudevents-batch+json)
+    bare        bench/bare_app.py: POST, read the body, 204, same uvicorn settings as eventhub;
+                it receives exactly the requests of ``binary`` (the ceiling)
+    binary      eventhub, one ~0.8 KB CloudEvent a request in binary mode, a unique ce-id each
+    structured  eventhub, the same events one a request in structured mode
+                (application/cloudevents+json)
+    batch       eventhub, 100 events a request (application/cloudevents-batch+json)
+
+With ``--url`` (and ``--key``) the eventhub scenarios go to an already running eventhub instead
+of a fresh local one; the bare endpoint still runs here, as this machine's ceiling.
 
 The generator is ``wrk`` (with bench/ingest.lua) when it is installed, else bench/loadgen.py
 (aiohttp); ``--generator both`` runs each scenario with each. Prints a Markdown table and
@@ -15,6 +20,7 @@ writes everything measured to bench/results/ingest-<date>.json.
     .venv/bin/python bench/ingest.py                 # 10 s a scenario, one round
     .venv/bin/python bench/ingest.py --runs 3        # medians of 3 rounds
     .venv/bin/python bench/ingest.py --quick         # 3 s a scenario, a smoke run
+    .venv/bin/python bench/ingest.py --url https://hub.example --key "$KEY" --scenarios binary
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ REPO = BENCH.parent
 RESULTS = BENCH / "results"
 ADMIN_KEY = "bench-admin-key-" + "x" * 24
 
-TARGET_RATIO = 0.60  # (b) binary events/s over (a) bare requests/s
+TARGET_RATIO = 0.60  # (b) binary (and (b') structured) events/s over (a) bare requests/s
 TARGET_BATCH = 50_000  # (c) batch events/s
 SATURATED = 0.9  # a process using this share of a core is taken to be the bottleneck
 
@@ -62,12 +68,15 @@ class Scenario:
     name: str
     title: str
     server: str  # "bare" or "eventhub"
-    mode: str  # "binary" or "batch"
+    mode: str  # "binary", "structured" or "batch"
 
 
 SCENARIOS = {
     "bare": Scenario("bare", "(a) bare Starlette, 204", "bare", "binary"),
     "binary": Scenario("binary", "(b) eventhub binary, 1 event/request", "eventhub", "binary"),
+    "structured": Scenario(
+        "structured", "(b') eventhub structured, 1 event/request", "eventhub", "structured"
+    ),
     "batch": Scenario("batch", "(c) eventhub batch, 100 events/request", "eventhub", "batch"),
 }
 
@@ -157,6 +166,8 @@ class Options:
     wrk_threads: int
     py_spy: Path | None
     eventhub_dir: Path  # holds the eventhub package the server runs
+    key: str  # the API key the generators publish with
+    external_url: str | None  # an already running eventhub, instead of a fresh local one
 
 
 def start_server(
@@ -208,9 +219,10 @@ def run_wrk(
     seconds: float,
     opts: Options,
 ) -> dict[str, Any]:
-    argv = ["wrk", f"-t{opts.wrk_threads}", f"-c{opts.connections}", f"-d{seconds:g}s"]
+    duration = f"-d{max(1, round(seconds))}s"  # wrk takes whole seconds
+    argv = ["wrk", f"-t{opts.wrk_threads}", f"-c{opts.connections}", duration]
     argv += ["--timeout", "30s", "-s", str(BENCH / "ingest.lua"), url, "--", mode, str(pool)]
-    argv += [ADMIN_KEY, f"w{uuid.uuid4().hex[:8]}-", str(opts.batch)]
+    argv += [opts.key, f"w{uuid.uuid4().hex[:8]}-", str(opts.batch)]
     proc = children.start(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         out, err = proc.communicate(timeout=seconds + 60)
@@ -225,7 +237,7 @@ def run_wrk(
 
 def measure_wrk(
     children: Children,
-    server: subprocess.Popen[bytes],
+    server: subprocess.Popen[bytes] | None,
     scenario: Scenario,
     url: str,
     pool: Path,
@@ -234,12 +246,13 @@ def measure_wrk(
 ) -> dict[str, Any]:
     per_request = opts.batch if scenario.mode == "batch" else 1
     warm = run_wrk(children, url, pool, scenario.mode, opts.warmup, opts) if opts.warmup else None
+    pid = server.pid if server is not None else None
     profiler = (
-        start_profiler(children, server.pid, opts.duration, profile_to) if profile_to else None
+        start_profiler(children, pid, opts.duration, profile_to) if profile_to and pid else None
     )
-    gen0, server0 = _children_cpu_seconds(), loadgen.process_cpu_seconds(server.pid)
+    gen0, server0 = _children_cpu_seconds(), _server_cpu(pid)
     got = run_wrk(children, url, pool, scenario.mode, opts.duration, opts)
-    gen1, server1 = _children_cpu_seconds(), loadgen.process_cpu_seconds(server.pid)
+    gen1, server1 = _children_cpu_seconds(), _server_cpu(pid)
     if profiler is not None:
         children.stop(profiler, grace=30)
     ok = got["requests"] - got["errors"]["status"]
@@ -259,9 +272,13 @@ def measure_wrk(
     }
 
 
+def _server_cpu(pid: int | None) -> float | None:
+    return None if pid is None else loadgen.process_cpu_seconds(pid)
+
+
 def measure_aiohttp(
     children: Children,
-    server: subprocess.Popen[bytes],
+    server: subprocess.Popen[bytes] | None,
     scenario: Scenario,
     url: str,
     pool: Path,
@@ -269,16 +286,17 @@ def measure_aiohttp(
     profile_to: Path | None,
 ) -> dict[str, Any]:
     argv = [sys.executable, str(BENCH / "loadgen.py"), "--url", url, "--pool", str(pool)]
-    argv += ["--mode", scenario.mode, "--batch", str(opts.batch), "--key", ADMIN_KEY]
-    argv += ["--connections", str(opts.connections), "--server-pid", str(server.pid)]
+    argv += ["--mode", scenario.mode, "--batch", str(opts.batch), "--key", opts.key]
+    pid = server.pid if server is not None else 0
+    argv += ["--connections", str(opts.connections), "--server-pid", str(pid)]
     argv += ["--warmup", str(opts.warmup), "--duration", str(opts.duration)]
     argv += ["--id-prefix", f"a{uuid.uuid4().hex[:8]}-"]
     proc = children.start(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     profiler = None
     try:
-        if profile_to:
+        if profile_to and pid:
             time.sleep(opts.warmup)
-            profiler = start_profiler(children, server.pid, opts.duration, profile_to)
+            profiler = start_profiler(children, pid, opts.duration, profile_to)
         out, err = proc.communicate(timeout=opts.warmup + opts.duration + 60)
     finally:
         children.stop(proc, grace=5)
@@ -309,8 +327,9 @@ def run_one(
     workdir.mkdir(parents=True)
     port = free_port()
     load_before = os.getloadavg()
-    server = start_server(children, scenario, workdir, port, opts)
-    url = f"http://127.0.0.1:{port}/events"
+    external = opts.external_url if scenario.server == "eventhub" else None
+    server = None if external else start_server(children, scenario, workdir, port, opts)
+    url = f"{external}/events" if external else f"http://127.0.0.1:{port}/events"
     profile_to = None
     if opts.py_spy is not None:
         profile_to = opts.py_spy / f"{workdir.name}.txt"
@@ -319,7 +338,7 @@ def run_one(
         result = measure(children, server, scenario, url, pool, opts, profile_to)
     finally:
         load_after = os.getloadavg()
-        code = children.stop(server)
+        code = children.stop(server) if server is not None else None
     result.update(
         scenario=scenario.name,
         server_exit=code,
@@ -332,7 +351,7 @@ def run_one(
     result["server_cpu_us_per_event"] = (
         cpu / result["events"] * 1e6 if cpu and result["events"] else None
     )
-    if scenario.server == "eventhub":
+    if scenario.server == "eventhub" and not external:
         result["stored_events"] = count_stored(workdir / "eventhub.db")
     if profile_to is not None:
         result["profile"] = str(profile_to)
@@ -441,29 +460,33 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
     ratios: dict[str, Any] = {}
     for generator in dict.fromkeys(r["generator"] for r in runs):
-        per_round, cpu_per_round = [], []
-        for round_no in sorted({r["round"] for r in runs}):
-            by = {
-                r["scenario"]: r
-                for r in runs
-                if r["generator"] == generator and r["round"] == round_no
-            }
-            if "bare" in by and "binary" in by:
-                per_round.append(by["binary"]["events_per_s"] / by["bare"]["events_per_s"])
-                a, b = (
-                    by["bare"]["server_cpu_us_per_event"],
-                    by["binary"]["server_cpu_us_per_event"],
-                )
-                if a and b:
-                    cpu_per_round.append(a / b)
+        mine: dict[str, Any] = {}
+        for single in ("binary", "structured"):
+            per_round, cpu_per_round = [], []
+            for round_no in sorted({r["round"] for r in runs}):
+                by = {
+                    r["scenario"]: r
+                    for r in runs
+                    if r["generator"] == generator and r["round"] == round_no
+                }
+                if "bare" in by and single in by:
+                    per_round.append(by[single]["events_per_s"] / by["bare"]["events_per_s"])
+                    a, b = (
+                        by["bare"]["server_cpu_us_per_event"],
+                        by[single]["server_cpu_us_per_event"],
+                    )
+                    if a and b:
+                        cpu_per_round.append(a / b)
+            ratio = _median(per_round)
+            mine[f"{single}_over_bare"] = ratio
+            mine[f"{single}_over_bare_per_round"] = per_round
+            mine[f"cpu_cost_bare_over_{single}"] = _median(cpu_per_round)
+            mine[f"{single}_target_met"] = None if ratio is None else ratio >= TARGET_RATIO
         batch = next(
             (r for r in rows if r["generator"] == generator and r["scenario"] == "batch"), None
         )
         ratios[generator] = {
-            "binary_over_bare": _median(per_round),
-            "binary_over_bare_per_round": per_round,
-            "cpu_cost_bare_over_binary": _median(cpu_per_round),
-            "ratio_target_met": None if not per_round else _median(per_round) >= TARGET_RATIO,
+            **mine,
             "batch_events_per_s": batch["events_per_s"] if batch else None,
             "batch_target_met": None if not batch else batch["events_per_s"] >= TARGET_BATCH,
         }
@@ -498,12 +521,14 @@ def markdown(summary: dict[str, Any]) -> str:
                 "the server-CPU ratio below does not depend on the generator"
             )
     for generator, r in summary["ratios"].items():
-        ratio, cpu = r["binary_over_bare"], r["cpu_cost_bare_over_binary"]
-        if ratio is not None:
-            verdict = "met" if r["ratio_target_met"] else "MISSED"
+        for single, label in (("binary", "(b)"), ("structured", "(b')")):
+            ratio, cpu = r[f"{single}_over_bare"], r[f"cpu_cost_bare_over_{single}"]
+            if ratio is None:
+                continue
+            verdict = "met" if r[f"{single}_target_met"] else "MISSED"
             lines.append(
-                f"- {generator}: (b)/(a) = {ratio:.2f} (target ≥ {TARGET_RATIO:.2f}: {verdict}); "
-                f"server CPU a request, (a)/(b) = {_fmt(cpu, '.2f')}"
+                f"- {generator}: {label}/(a) = {ratio:.2f} (target ≥ {TARGET_RATIO:.2f}: "
+                f"{verdict}); server CPU a request, (a)/{label} = {_fmt(cpu, '.2f')}"
             )
         if r["batch_events_per_s"] is not None:
             verdict = "met" if r["batch_target_met"] else "MISSED"
@@ -543,7 +568,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--scenarios",
-        default="bare,binary,batch",
+        default="bare,binary,structured,batch",
         help="comma-separated subset of " + ",".join(SCENARIOS),
     )
     parser.add_argument("--batch", type=int, default=100, help="events a batch request")
@@ -559,6 +584,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--output", type=Path, help="results file (default bench/results/...)")
     parser.add_argument("--quick", action="store_true", help="3 s a scenario, 1 s warm-up, 1 round")
+    parser.add_argument(
+        "--url", help="an already running eventhub (e.g. https://hub.example:8080) to measure"
+    )
+    parser.add_argument("--key", help="with --url: an API key allowed to publish /uipath/ sources")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup, args.runs = 3.0, 1.0, 1
@@ -567,6 +596,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown or not names:
         parser.error(f"unknown scenarios {unknown}; choose from {', '.join(SCENARIOS)}")
     args.scenario_list = [SCENARIOS[n] for n in names]
+    if args.url and not args.key:
+        parser.error("--url needs --key: the API key to publish with")
+    if args.url and (args.rev or args.synchronous or args.py_spy):
+        parser.error("--rev, --synchronous and --py-spy act on a local server, not on --url")
+    args.url = args.url.rstrip("/") if args.url else None
     has_wrk = shutil.which("wrk") is not None
     if args.generator in ("wrk", "both") and not has_wrk:
         parser.error("wrk is not installed (apt-get install wrk), use --generator aiohttp")
@@ -600,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="eventhub-bench-") as tmp:
             code = export_rev(args.rev, Path(tmp) / "src") if args.rev else describe_tree(REPO)
-            print(f"eventhub under test: {code}", file=sys.stderr)
+            print(f"eventhub under test: {args.url or code}", file=sys.stderr)
             opts = Options(
                 args.duration,
                 args.warmup,
@@ -610,6 +644,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.wrk_threads,
                 args.py_spy,
                 Path(code["dir"]),
+                args.key or ADMIN_KEY,
+                args.url,
             )
             pool_file = Path(tmp) / "pool.tsv"
             payloads.write_pool(pool_file, payloads.build_pool())
@@ -676,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
             "synchronous": args.synchronous or "full (default)",
             "wrk_threads": args.wrk_threads,
         },
-        "eventhub": code,
+        "eventhub": {"url": args.url} if args.url else code,
         "targets": {"binary_over_bare": TARGET_RATIO, "batch_events_per_s": TARGET_BATCH},
         "summary": summary,
         "runs": runs,

@@ -99,7 +99,8 @@ class Requests:
                 for type_, source, stamp, body in pool
             ]
         else:
-            self._headers = {**auth, "Content-Type": "application/cloudevents-batch+json"}
+            media = "cloudevents+json" if mode == "structured" else "cloudevents-batch+json"
+            self._headers = {**auth, "Content-Type": f"application/{media}"}
             # Each event split around its id: '{"specversion":"1.0","id":"' <id> tail.
             self._tails = [
                 b'","source":'
@@ -120,6 +121,9 @@ class Requests:
             headers, body = self._binary[n % len(self._binary)]
             return {**headers, "ce-id": f"{self._prefix}{n}"}, body
         tails, start = self._tails, n * self._batch
+        if self._mode == "structured":
+            head = b'{"specversion":"1.0","id":"%s%d' % (self._prefix.encode(), n)
+            return self._headers, head + tails[n % len(tails)]
         parts = [b"["]
         for i in range(self._batch):
             if i:
@@ -184,7 +188,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
 
-    per_request = 1 if args.mode == "binary" else args.batch
+    per_request = args.batch if args.mode == "batch" else 1
     server_cpu = None if server0 is None or server1 is None else server1 - server0
     return {
         "generator": "aiohttp",
@@ -206,7 +210,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True)
     parser.add_argument("--pool", type=Path, required=True, help="payload file (payloads.py)")
-    parser.add_argument("--mode", choices=["binary", "batch"], default="binary")
+    parser.add_argument("--mode", choices=["binary", "structured", "batch"], default="binary")
     parser.add_argument("--batch", type=int, default=100, help="events a batch request")
     parser.add_argument("--key", default="", help="API key (Authorization: Bearer)")
     parser.add_argument("--connections", type=int, default=64)

@@ -1,8 +1,9 @@
 """Event payloads for the ingest benchmark, shaped like UiPath Orchestrator webhooks.
 
-The shapes follow the payload examples of UiPath's "Types of Events" page (job.created,
-job.completed, job.faulted, queueItem.added, ...). Every payload gets fresh keys, names and
-numbers from a seeded generator, so the pool is varied but the same from run to run.
+The shapes follow the payload examples of UiPath's "Types of Events" page (seed 002: job.created,
+job.completed, job.faulted, queueItem.added, queueItem.transactionCompleted, task.created,
+task.assignmentChanged, task.completed). Every payload gets fresh keys, names and numbers from a
+seeded generator, so the pool is varied but the same from run to run.
 
 The pool is written once as a tab-separated file that both load generators read (``wrk``'s Lua
 script and ``loadgen.py``): ``type<TAB>source<TAB>time<TAB>compact JSON body`` a line.
@@ -168,13 +169,43 @@ def _queue_item_completed(rng: random.Random, at: datetime) -> Payload:
     return {"QueueItem": item, "Queue": _queue(rng), "UserId": rng.randint(1, 9999)}
 
 
-# (type, weight, body builder): mostly the busy job and queue-item events.
+def _task(rng: random.Random, at: datetime, status: str) -> Payload:
+    return {
+        "Title": rng.choice(["Invoice Processing", "Performance Task", "Approve vendor"]),
+        "Type": "FormTask",
+        "Priority": rng.choice(["Low", "Medium", "High", "Critical"]),
+        "Status": status,
+        "CreationTime": _stamp(at - timedelta(minutes=rng.randint(1, 600))),
+        "Id": rng.randint(1, 99999),
+        "OrganizationUnitId": rng.randint(1, 999),
+        "AssignedToUserId": rng.randint(1, 99999),
+    }
+
+
+def _task_event(status: str, **extra: str) -> Callable[[random.Random, datetime], Payload]:
+    """task.* events: one action in ``Tasks``, as UiPath's Actions events carry it."""
+
+    def build(rng: random.Random, at: datetime) -> Payload:
+        task = _task(rng, at, status) | extra
+        return {
+            "Tasks": [task],
+            "OrganizationUnitId": task["OrganizationUnitId"],
+            "UserId": rng.randint(1, 99999),
+        }
+
+    return build
+
+
+# (type, weight, body builder): mostly the busy job and queue-item events, some actions.
 _KINDS: list[tuple[str, int, Callable[[random.Random, datetime], Payload]]] = [
     ("job.created", 3, _job_created),
     ("job.completed", 3, lambda rng, at: _job_finished(rng, at, "Successful")),
     ("job.faulted", 1, lambda rng, at: _job_finished(rng, at, "Faulted")),
     ("queueItem.added", 3, _queue_item_added),
     ("queueItem.transactionCompleted", 2, _queue_item_completed),
+    ("task.created", 1, _task_event("Unassigned")),
+    ("task.assignmentChanged", 1, _task_event("Pending")),
+    ("task.completed", 1, _task_event("Completed", Action="submit")),
 ]
 
 

@@ -74,6 +74,7 @@ async def reset(request: web.Request) -> web.Response:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     parser.add_argument("--latency", action="store_true")
     parser.add_argument("--record", action="store_true", help="count unique deliveries")
     args = parser.parse_args()
@@ -82,7 +83,7 @@ def main() -> None:
     app.router.add_post("/hook", hook)
     app.router.add_get("/stats", stats)
     app.router.add_post("/reset", reset)
-    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None, backlog=4096)
+    web.run_app(app, host=args.host, port=args.port, access_log=None, print=None, backlog=4096)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,305 @@
+"""The parties of the delivery benchmarks and how to drive them: the hub (a fresh local
+``eventhub serve`` process, or an already running eventhub given by ``--url``), the webhook
+receiver (``receiver.py``), and the calls every scenario makes against them.
+
+Every run stamps its own id into its events (the ``benchrun`` extension attribute, and the
+event ids) and filters its trigger on it, so a run against a shared, long-lived eventhub only
+ever sees its own events, and a second run never collides with the first's ``(source, id)``s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+BENCH = Path(__file__).resolve().parent
+ADMIN_KEY = "bench-admin-key-" + "y" * 24
+KM = "/intelligence/api/knowledge-models"
+SUBS = "/intelligence/api/subscriptions"
+TRIGGER = "jobs"
+
+Pool = list[tuple[str, str, str, bytes]]  # (type, source, time, JSON body): payloads.py
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+class Process:
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        self._fh = log.open("wb")
+        self.proc = subprocess.Popen(
+            args, stdout=self._fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._fh.close()
+
+
+async def wait_http(url: str, timeout: float = 30.0) -> float:
+    """Seconds until ``url`` answers 200."""
+    started = time.perf_counter()
+    async with aiohttp.ClientSession() as http:
+        while time.perf_counter() - started < timeout:
+            try:
+                async with http.get(url) as r:
+                    if r.status == 200:
+                        return time.perf_counter() - started
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.01)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+@dataclass(frozen=True)
+class Network:
+    """Where the receivers listen, and the host the hub reaches them at: 127.0.0.1 for a local
+    hub; for ``--url``, an address of this machine that the hub can reach."""
+
+    bind: str = "127.0.0.1"
+    advertise: str = "127.0.0.1"
+
+
+@contextlib.contextmanager
+def receiver(
+    tmp: Path, net: Network, latency: bool = False, record: bool = False
+) -> Iterator[tuple[str, str]]:
+    """A receiver process; yields (its URL from here, its URL as the hub reaches it)."""
+    port = free_port()
+    args = [sys.executable, str(BENCH / "receiver.py"), "--port", str(port), "--host", net.bind]
+    args += ["--latency"] if latency else []
+    args += ["--record"] if record else []
+    proc = Process(args, tmp / f"receiver-{port}.log")
+    try:
+        local = f"http://127.0.0.1:{port}"
+        asyncio.run(wait_http(f"{local}/stats"))
+        yield local, f"http://{net.advertise}:{port}"
+    finally:
+        proc.stop()
+
+
+# -- the hub under test ------------------------------------------------------------------------
+
+
+@dataclass
+class Hub:
+    url: str
+    key: str
+    run: str  # this run's id: in every event (benchrun) and the trigger's filter
+    proc: Process | None = None  # None: an eventhub this benchmark did not start
+    created: list[str] = field(default_factory=list)  # subscriptions, to delete on --url
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    @property
+    def km(self) -> str:
+        return f"bench-{self.run}"
+
+    @property
+    def local(self) -> bool:
+        return self.proc is not None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "an external eventhub has no process here"
+        return self.proc.proc.pid
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def start_local(tmp: Path, data: Path, run: str) -> Hub:
+    port = free_port()
+    proc = Process(
+        [sys.executable, "-m", "eventhub", "serve", "--port", str(port), "--data", str(data)],
+        tmp / f"hub-{port}.log",
+        {"EVENTHUB_ADMIN_KEY": ADMIN_KEY, "EVENTHUB_LOG_LEVEL": "warning"},
+    )
+    return Hub(f"http://127.0.0.1:{port}", ADMIN_KEY, run, proc)
+
+
+@contextlib.contextmanager
+def served(tmp: Path, data: Path, external: Hub | None) -> Iterator[Hub]:
+    """A fresh local hub on ``data``, stopped afterwards; or, with ``external``, that running
+    eventhub with a run of its own, whose subscriptions and model are deleted afterwards."""
+    if external is not None:
+        hub = Hub(external.url, external.key, new_run_id())
+        try:
+            yield hub
+        finally:
+            asyncio.run(clean_up(hub))
+        return
+    hub = start_local(tmp, data, new_run_id())
+    try:
+        yield hub
+    finally:
+        assert hub.proc is not None
+        hub.proc.stop()
+
+
+async def clean_up(hub: Hub) -> None:
+    """What a run made on an eventhub it does not own: its subscriptions and its model. (Its
+    events stay: the log is append-only.)"""
+    async with aiohttp.ClientSession() as http:
+        for sid in hub.created:
+            async with http.delete(f"{hub.url}{SUBS}/{sid}", headers=hub.auth) as r:
+                if r.status not in (204, 404):
+                    print(f"could not delete subscription {sid}: {r.status}", file=sys.stderr)
+        async with http.delete(f"{hub.url}{KM}/{hub.km}", headers=hub.auth) as r:
+            if r.status not in (204, 404):
+                print(f"could not delete model {hub.km}: {await r.text()}", file=sys.stderr)
+
+
+# -- calls against a hub -----------------------------------------------------------------------
+
+
+async def setup_trigger(http: aiohttp.ClientSession, hub: Hub) -> None:
+    trigger = {
+        "name": "Orchestrator",
+        "filters": [{"prefix": {"source": "/uipath/"}}, {"exact": {"benchrun": hub.run}}],
+    }
+    for method, path, body in [
+        ("PUT", f"{KM}/{hub.km}", {"name": hub.km}),
+        ("PUT", f"{KM}/{hub.km}/triggers/{TRIGGER}", trigger),
+        ("POST", f"{KM}/{hub.km}/publish", None),
+    ]:
+        async with http.request(method, hub.url + path, json=body, headers=hub.auth) as r:
+            if r.status != 200:
+                raise RuntimeError(f"{method} {path}: {r.status} {await r.text()}")
+
+
+async def subscribe(
+    http: aiohttp.ClientSession,
+    hub: Hub,
+    callback: str,
+    n: int,
+    concurrency: int = 16,
+    batch_size: int | None = None,
+    fmt: str = "envelope",
+) -> float:
+    """Create ``n`` subscriptions; seconds it took. ``batch_size`` None: the hub's default."""
+    path = f"{hub.url}{KM}/{hub.km}/triggers/{TRIGGER}/subscriptions"
+    queue = list(range(n))
+    started = time.perf_counter()
+
+    async def worker() -> None:
+        while queue:
+            i = queue.pop()
+            body: dict[str, Any] = {
+                "name": f"s{i}",
+                "callbackInfo": {"uri": callback},
+                "format": fmt,
+            }
+            if batch_size is not None:
+                body["batchSize"] = batch_size
+            async with http.post(path, json=body, headers=hub.auth) as r:
+                if r.status != 201:
+                    raise RuntimeError(f"create subscription: {r.status} {await r.text()}")
+                hub.created.append((await r.json())["id"])
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started
+
+
+def event_batch(pool: Pool, run: str, start: int, n: int, tag: str = "e") -> bytes:
+    """Events ``start`` … ``start + n - 1`` of this run as a JSON batch (ids ``<run>-<tag><i>``)."""
+    events = [
+        b'{"specversion":"1.0","id":"%s-%s%d","source":%s,"type":%s,"benchrun":"%s","data":%s}'
+        % (
+            run.encode(),
+            tag.encode(),
+            i,
+            orjson.dumps(pool[i % len(pool)][1]),
+            orjson.dumps(pool[i % len(pool)][0]),
+            run.encode(),
+            pool[i % len(pool)][3],
+        )
+        for i in range(start, start + n)
+    ]
+    return b"[" + b",".join(events) + b"]"
+
+
+def binary_headers(hub: Hub, type_: str, source: str, event_id: str) -> dict[str, str]:
+    return {
+        **hub.auth,
+        "content-type": "application/json",
+        "ce-specversion": "1.0",
+        "ce-source": source,
+        "ce-type": type_,
+        "ce-id": f"{hub.run}-{event_id}",
+        "ce-benchrun": hub.run,
+    }
+
+
+async def post_batch(http: aiohttp.ClientSession, hub: Hub, body: bytes) -> None:
+    headers = {**hub.auth, "content-type": "application/cloudevents-batch+json"}
+    async with http.post(hub.url + "/events", data=body, headers=headers) as r:
+        if r.status != 200:
+            raise RuntimeError(f"POST /events: {r.status} {await r.text()}")
+
+
+async def receiver_stats(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    async with http.get(url + "/stats") as r:
+        result: dict[str, Any] = await r.json()
+        return result
+
+
+async def until_received(
+    http: aiohttp.ClientSession, url: str, n: int, timeout: float, poll: float = 0.01
+) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if (await receiver_stats(http, url))["requests"] >= n:
+            return time.perf_counter() - started
+        await asyncio.sleep(poll)
+    raise RuntimeError(f"the receiver did not get {n} deliveries within {timeout} s")
+
+
+async def delivered_total(http: aiohttp.ClientSession, hub: Hub) -> int:
+    async with http.get(hub.url + SUBS, headers=hub.auth) as r:
+        body = await r.json()
+    return sum(s["counts"]["delivered"] for s in body["content"] if s["knowledgeModelId"] == hub.km)
