@@ -1,24 +1,30 @@
 """One command for the whole suite: ``python -m bench`` (from the repository root).
 
 Runs, each in its own processes: the SQLite ceiling (``sqlite_ceiling.py``), ingest against a
-bare Starlette endpoint (``ingest.py``), and delivery against a raw aiohttp client
-(``deliver.py``). Writes one JSON file with every figure and its ratio to its ceiling, and a
-Markdown summary beside it.
+bare Starlette endpoint (``ingest.py``), delivery against a raw aiohttp client
+(``deliver.py``), and a 1-million-event log with 10,000 subscriptions (``scale.py``). Writes
+one JSON file with every figure and its ratio to its ceiling, a Markdown summary and PNG plots
+(``plots.py``) beside it.
 
-    .venv/bin/python -m bench              # the full suite (a few minutes)
-    .venv/bin/python -m bench --quick      # a minute or two
-    .venv/bin/python -m bench --tiny       # seconds: the test suite's smoke run
+    .venv/bin/python -m bench              # the full suite (~15 minutes)
+    .venv/bin/python -m bench --quick      # a few minutes
+    .venv/bin/python -m bench --tiny       # a minute: the test suite's smoke run
     .venv/bin/python -m bench --only ingest,sqlite
+    .venv/bin/python -m bench --url https://hub.example --key "$ADMIN_KEY"   # your eventhub
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.metadata
 import os
 import platform
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,14 +32,29 @@ from typing import Any
 import orjson
 
 BENCH = Path(__file__).resolve().parent
-PARTS = ("sqlite", "ingest", "deliver")
+PARTS = ("sqlite", "ingest", "deliver", "scale")
+PACKAGES = (
+    *("eventhub", "uvicorn", "starlette", "uvloop", "httptools"),
+    *("aiohttp", "aiosqlite", "orjson", "matplotlib"),
+)
 
 
 def _run(args: list[str]) -> None:
     subprocess.run([sys.executable, *args], check=True, cwd=BENCH.parent)
 
 
-def sqlite_part(size: str, out: Path) -> dict[str, Any]:
+def _target(opts: argparse.Namespace, *delivery: str) -> list[str]:
+    """The flags that point a part at an eventhub already running (``--url``)."""
+    if not opts.url:
+        return []
+    flags = ["--url", opts.url, "--key", opts.key]
+    if "receivers" in delivery:
+        flags += ["--receiver-host", opts.receiver_host]
+        flags += ["--advertise", opts.advertise or opts.receiver_host]
+    return flags
+
+
+def sqlite_part(size: str, out: Path, opts: argparse.Namespace) -> dict[str, Any]:
     seconds = {"tiny": "0.5", "quick": "2", "full": "5"}[size]
     done = subprocess.run(
         [sys.executable, str(BENCH / "sqlite_ceiling.py"), "--seconds", seconds],
@@ -45,21 +66,11 @@ def sqlite_part(size: str, out: Path) -> dict[str, Any]:
     return result
 
 
-def ingest_part(size: str, out: Path) -> dict[str, Any]:
-    args = [str(BENCH / "ingest.py"), "--output", str(out)]
+def ingest_part(size: str, out: Path, opts: argparse.Namespace) -> dict[str, Any]:
+    args = [str(BENCH / "ingest.py"), "--output", str(out), *_target(opts)]
     if size == "tiny":
-        args += [
-            "--duration",
-            "1",
-            "--warmup",
-            "0.5",
-            "--runs",
-            "1",
-            "--generator",
-            "aiohttp",
-            "--connections",
-            "8",
-        ]
+        args += ["--duration", "1", "--warmup", "0.5", "--runs", "1"]
+        args += ["--generator", "aiohttp", "--connections", "8"]
     elif size == "quick":
         args += ["--quick"]
     else:
@@ -69,36 +80,40 @@ def ingest_part(size: str, out: Path) -> dict[str, Any]:
     return result
 
 
-def deliver_part(size: str, out: Path) -> dict[str, Any]:
-    args = [str(BENCH / "deliver.py"), "--out", str(out)]
+TINY_DELIVERY = {
+    "--subscriptions": "3",
+    "--backlog": "10",
+    "--raw-seconds": "0.5",
+    "--rate": "50",
+    "--latency-seconds": "1",
+    "--fanout": "20",
+    "--matrix-counts": "1,3",
+    "--matrix-deliveries": "30",
+    "--rates": "20,40",
+    "--recovery-rate": "30",
+    "--recovery-seconds": "1.5",
+}
+
+
+def deliver_part(size: str, out: Path, opts: argparse.Namespace) -> dict[str, Any]:
+    args = [str(BENCH / "deliver.py"), "--out", str(out), *_target(opts, "receivers")]
     if size == "tiny":
-        args += [
-            "--subscriptions",
-            "3",
-            "--backlog",
-            "10",
-            "--raw-seconds",
-            "0.5",
-            "--rate",
-            "50",
-            "--latency-seconds",
-            "1",
-            "--fanout",
-            "20",
-            "--matrix-counts",
-            "1,3",
-            "--matrix-deliveries",
-            "30",
-            "--rates",
-            "20,40",
-            "--recovery-rate",
-            "30",
-            "--recovery-seconds",
-            "1.5",
-        ]
+        args += [item for pair in TINY_DELIVERY.items() for item in pair]
     elif size == "quick":
         args += ["--quick"]
     _run(args)
+    result: dict[str, Any] = orjson.loads(out.read_bytes())
+    return result
+
+
+def scale_part(size: str, out: Path, opts: argparse.Namespace) -> dict[str, Any]:
+    if opts.url:
+        return {"skipped": "restarts the hub and reads its memory: needs a hub of its own"}
+    events, subs = {"tiny": (2_000, 20), "quick": (100_000, 1_000), "full": (1_000_000, 10_000)}[
+        size
+    ]
+    scale = [str(BENCH / "scale.py"), "--out", str(out)]
+    _run([*scale, "--events", str(events), "--subscriptions", str(subs)])
     result: dict[str, Any] = orjson.loads(out.read_bytes())
     return result
 
@@ -107,10 +122,11 @@ def ratios(report: dict[str, Any]) -> dict[str, Any]:
     """Every figure against its ceiling, in one place."""
     out: dict[str, Any] = {}
     ingest = report.get("ingest", {}).get("summary", {})
+    ceiling = report.get("sqlite", {}).get("rows_per_s")
     for generator, r in ingest.get("ratios", {}).items():
         out[f"ingest_binary_over_bare_{generator}"] = r.get("binary_over_bare")
+        out[f"ingest_structured_over_bare_{generator}"] = r.get("structured_over_bare")
         batch = r.get("batch_events_per_s")
-        ceiling = report.get("sqlite", {}).get("rows_per_s")
         if batch and ceiling:
             out[f"ingest_batch_over_sqlite_{generator}"] = batch / ceiling
     throughput = report.get("deliver", {}).get("throughput")
@@ -119,8 +135,83 @@ def ratios(report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, each with the figure this run measured and whether it was met."""
+    rows: list[dict[str, Any]] = []
+
+    def add(name: str, value: float | None, target: str, met: bool | None) -> None:
+        rows.append({"target": name, "measured": value, "goal": target, "met": met})
+
+    for generator, r in report.get("ingest", {}).get("summary", {}).get("ratios", {}).items():
+        ratio = r.get("binary_over_bare")
+        met = None if ratio is None else ratio >= 0.60
+        add(f"binary ingest / bare endpoint ({generator})", ratio, "≥ 0.60", met)
+        batch = r.get("batch_events_per_s")
+        add(
+            f"batch ingest events/s ({generator})",
+            batch,
+            "≥ 50,000",
+            None if batch is None else batch >= 50_000,
+        )
+    deliver = report.get("deliver", {})
+    if t := deliver.get("throughput"):
+        ratio = t["ratio_to_raw_client"]
+        name = f"delivery over {t['subscriptions']} subscriptions / raw client"
+        add(name, ratio, "≥ 0.70", ratio >= 0.70)
+    for row in deliver.get("rates", {}).get("rows", []):
+        if row["offered_per_s"] == 1000:
+            p99 = row.get("p99_ms")
+            add("end-to-end p99 at 1,000 events/s, ms", p99, "< 25", p99 is not None and p99 < 25)
+    if (f := deliver.get("fanout")) and f.get("subscriptions", 0) >= 10_000:
+        add(
+            "fan-out to 10,000 subscriptions, s",
+            f["fanout_seconds"],
+            "< 2",
+            f["fanout_seconds"] < 2,
+        )
+    if (f := deliver.get("fanout")) and "restart_rss_mb" in f and f["subscriptions"] >= 10_000:
+        add(
+            "RSS with 10,000 idle subscriptions, MB",
+            f["restart_rss_mb"],
+            "< 300",
+            f["restart_rss_mb"] < 300,
+        )
+    if (s := report.get("scale")) and "idle_rss_mb" in s:
+        add(
+            f"RSS with {s['subscriptions']:,} subscriptions and a {s['events']:,}-event log, MB",
+            s["idle_rss_mb"],
+            "< 300",
+            s["idle_rss_mb"] < 300,
+        )
+    if (rec := deliver.get("recovery")) and "lost" in rec:
+        add("events lost after kill -9", rec["lost"], "0", rec["lost"] == 0)
+    return rows
+
+
+def _figure(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"# eventhub benchmark, {report['started']} ({report['size']})", ""]
+    if report.get("url"):
+        lines += [f"Hub under test: {report['url']} (ceilings measured on this machine)", ""]
+    lines += [
+        "## Targets",
+        "",
+        "| target | measured | goal | met |",
+        "|---|---:|---:|---|",
+    ]
+    lines += [
+        f"| {t['target']} | {_figure(t['measured'])} | {t['goal']} | "
+        f"{'-' if t['met'] is None else 'yes' if t['met'] else '**no**'} |"
+        for t in report["targets"]
+    ]
+    lines.append("")
     sqlite = report.get("sqlite")
     if sqlite:
         lines += [
@@ -130,61 +221,122 @@ def markdown(report: dict[str, Any]) -> str:
             "",
         ]
     ingest = report.get("ingest")
-    if ingest and "markdown" in ingest:
-        lines += ["## Ingest", "", ingest["markdown"], ""]
-    elif ingest:
+    if ingest:
         rows = ingest.get("summary", {}).get("rows", [])
         lines += [
             "## Ingest",
             "",
-            "| scenario | generator | events/s | p50 ms | p99 ms |",
-            "|---|---|---:|---:|---:|",
+            "| scenario | generator | events/s | p50 ms | p99 ms | server CPU µs/event |",
+            "|---|---|---:|---:|---:|---:|",
         ]
         for row in rows:
+            cpu = row.get("server_cpu_us_per_event")
             lines.append(
                 f"| {row['scenario']} | {row['generator']} | {row['events_per_s'] or 0:,.0f} | "
-                f"{row['p50_ms'] or 0:.2f} | {row['p99_ms'] or 0:.2f} |"
+                f"{row['p50_ms'] or 0:.2f} | {row['p99_ms'] or 0:.2f} | "
+                f"{'-' if cpu is None else f'{cpu:.0f}'} |"
             )
         lines.append("")
     deliver = report.get("deliver")
     if deliver:
         lines += ["## Delivery", "", deliver["markdown"], ""]
+    scale = report.get("scale")
+    if scale and "markdown" in scale:
+        lines += ["## Scale", "", scale["markdown"], ""]
     lines += ["## Ratios to the ceilings", ""]
     lines += [f"- {name}: {value:.2f}" for name, value in report["ratios"].items() if value]
+    if report.get("plots"):
+        lines += ["", "## Plots", ""]
+        lines += [f"![{Path(p).stem}]({Path(p).name})" for p in report["plots"]]
     return "\n".join(lines) + "\n"
+
+
+def machine() -> dict[str, Any]:
+    versions = {}
+    for name in PACKAGES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[name] = importlib.metadata.version(name)
+    cpu = None
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    rev = subprocess.run(
+        ["git", "-C", str(BENCH.parent), "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "packages": versions,
+        "eventhub_rev": rev.stdout.strip() or None,
+        "loadavg": os.getloadavg(),
+    }
+
+
+def plot(report: dict[str, Any], out: Path) -> list[str]:
+    try:
+        import plots
+    except ImportError:  # pragma: no cover - bench/ is on sys.path below
+        return []
+    try:
+        return [str(p) for p in plots.draw(report, out.with_suffix(""))]
+    except ImportError:
+        print("matplotlib is not installed (pip install -e '.[bench]'): no plots", file=sys.stderr)
+        return []
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="a minute or two")
-    size.add_argument("--tiny", action="store_true", help="seconds: a smoke run")
+    size.add_argument("--quick", action="store_true", help="a few minutes")
+    size.add_argument("--tiny", action="store_true", help="about a minute: a smoke run")
     parser.add_argument("--only", default=",".join(PARTS), help=f"subset of {','.join(PARTS)}")
     parser.add_argument("--out", type=Path, help="the JSON report (default bench/results/run-*)")
+    parser.add_argument("--url", help="measure an eventhub already running at this URL")
+    parser.add_argument("--key", help="with --url: an admin API key of that eventhub")
+    parser.add_argument("--receiver-host", default="127.0.0.1", help="with --url: receivers bind")
+    parser.add_argument("--advertise", help="with --url: the receivers' host as the hub sees it")
     args = parser.parse_args(argv)
     chosen = [p.strip() for p in args.only.split(",") if p.strip()]
     if not chosen or any(p not in PARTS for p in chosen):
         parser.error(f"--only takes a subset of {','.join(PARTS)}")
+    if args.url and not args.key:
+        parser.error("--url needs --key (an admin key of that eventhub)")
+    sys.path.insert(0, str(BENCH))  # the parts are scripts beside this file
     size_name = "tiny" if args.tiny else "quick" if args.quick else "full"
     started = datetime.now(UTC)
     report: dict[str, Any] = {
         "started": started.isoformat(),
         "size": size_name,
-        "machine": {
-            "nproc": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "loadavg": os.getloadavg(),
-        },
+        "url": args.url,
+        "machine": machine(),
     }
-    runners = {"sqlite": sqlite_part, "ingest": ingest_part, "deliver": deliver_part}
+    runners = {
+        "sqlite": sqlite_part,
+        "ingest": ingest_part,
+        "deliver": deliver_part,
+        "scale": scale_part,
+    }
     with tempfile.TemporaryDirectory(prefix="eventhub-suite-") as folder:
         for part in chosen:
             print(f"== {part}", file=sys.stderr, flush=True)
-            report[part] = runners[part](size_name, Path(folder) / f"{part}.json")
+            began = time.perf_counter()
+            report[part] = runners[part](size_name, Path(folder) / f"{part}.json", args)
+            report[part]["part_seconds"] = time.perf_counter() - began
+    report["finished"] = datetime.now(UTC).isoformat()
     report["ratios"] = ratios(report)
+    report["targets"] = targets(report)
     out = args.out or BENCH / "results" / f"run-{started:%Y-%m-%d-%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    report["plots"] = plot(report, out)
     out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     summary = markdown(report)
     out.with_suffix(".md").write_text(summary)

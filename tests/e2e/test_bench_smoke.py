@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).parents[2]
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
 def test_python_m_bench_tiny_writes_a_report(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     done = subprocess.run(
@@ -21,14 +21,15 @@ def test_python_m_bench_tiny_writes_a_report(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=220,
+        timeout=280,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = orjson.loads(out.read_bytes())
     assert report["size"] == "tiny" and report["machine"]["nproc"] >= 1
     assert report["sqlite"]["rows_per_s"] > 0
+    assert report["machine"]["packages"]["eventhub"] and report["machine"]["sqlite"]
     scenarios = {row["scenario"] for row in report["ingest"]["summary"]["rows"]}
-    assert scenarios == {"bare", "binary", "batch"}
+    assert scenarios == {"bare", "binary", "structured", "batch"}
     deliver = report["deliver"]
     assert deliver["throughput"]["eventhub"]["deliveries_per_s"] > 0
     assert deliver["throughput"]["raw_client"]["requests_per_s"] > 0
@@ -38,6 +39,25 @@ def test_python_m_bench_tiny_writes_a_report(tmp_path: Path) -> None:
     assert cells == {(n, f) for n in (1, 3) for f in ("envelope", "binary", "structured", "batch")}
     assert [r["offered_per_s"] for r in deliver["rates"]["rows"]] == [20, 40]
     assert deliver["recovery"]["lost"] is not None and deliver["recovery"]["restart_seconds"] > 0
+    scale = report["scale"]
+    assert scale["events"] == 2_000 and scale["subscriptions"] == 20
+    assert scale["fill"]["events"] == 2_000 and len(scale["fill"]["events_per_s_by_tenth"]) >= 2
+    assert scale["restart_seconds"] > 0 and scale["idle_rss_mb"] > 0
+    assert scale["fanout_seconds"] > 0 and scale["read_page_ms"] > 0
     assert set(report["ratios"]) >= {"delivery_over_raw_client"}
     assert any(name.startswith("ingest_binary_over_bare") for name in report["ratios"])
-    assert "## Delivery" in out.with_suffix(".md").read_text()
+    assert any(name.startswith("ingest_structured_over_bare") for name in report["ratios"])
+    measured = {t["target"] for t in report["targets"]}
+    assert "events lost after kill -9" in measured
+    assert any(t.startswith("binary ingest / bare endpoint") for t in measured)
+    summary = out.with_suffix(".md").read_text()
+    assert "## Targets" in summary and "## Delivery" in summary and "## Scale" in summary
+    plots = [Path(p) for p in report["plots"]]
+    assert sorted(p.name for p in plots) == [
+        "report-ceilings.png",
+        "report-latency.png",
+        "report-matrix.png",
+    ]
+    for plot in plots:
+        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({plot.name})" in summary
