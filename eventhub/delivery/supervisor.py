@@ -75,6 +75,8 @@ class Supervisor:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._signer = signing.Signer(sub.secret, sub.previous_secret, sub.previous_secret_expires)
+        # A change of callback or headers goes through the API, which builds a new supervisor.
+        self._target = deps.sender.target(sub.uri, sub.headers)
         self._permit = _Permit(deps.pages)
 
     # -- ownership ---------------------------------------------------------------------------
@@ -238,8 +240,8 @@ class Supervisor:
         headers, body = render.render(sub, page)
         msg_id = render.message_id(sub, page)
         now = deps.clock.now()
-        all_headers = {**sub.headers, **headers, **self._signer.headers(msg_id, now, body)}
-        answer = await deps.sender.post(sub.uri, all_headers, body)
+        headers.update(self._signer.headers(msg_id, now, body))
+        answer = await deps.sender.post(self._target, headers, body)
         sub.attempts += 1
         attempt = Attempt(
             sub.attempts,

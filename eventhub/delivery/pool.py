@@ -1,0 +1,164 @@
+"""Keep-alive HTTP/1.1 connections per receiver origin, and the time limits of a request.
+
+A request takes the most recently used idle connection of its origin (scheme, host, port) or
+opens one (TLS for https, through the loop's own ssl support), writes the request, and waits
+for the whole answer. A connection goes back to the pool only after a complete answer that
+allows keep-alive; a timeout, an error or a cancellation drops it, since its state is unknown.
+Nothing is retried here and redirects are not followed: each request is one delivery attempt.
+
+Idle connections live at most ``keepalive`` seconds (aiohttp's default, 15 s, which delivery
+used before) and at most ``max_idle`` of them are kept; a sweeper task closes the expired ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Mapping
+
+from eventhub.delivery import http1
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """Verify certificates and host names against the system's CAs (blocking: loads them)."""
+    context = ssl.create_default_context()
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def _expire(waiter: asyncio.Future[http1.Answer]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+class Pool:
+    def __init__(
+        self,
+        connect_timeout: float,
+        total_timeout: float,
+        max_idle: int,
+        keepalive: float = 15.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._connect_timeout = connect_timeout
+        self._total_timeout = total_timeout
+        self._max_idle = max_idle
+        self._keepalive = keepalive
+        self._ssl = ssl_context
+        self._idle: dict[tuple[str, str, int], list[http1.Connection]] = {}
+        self._idle_count = 0
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._ssl is None:
+            self._ssl = await asyncio.to_thread(default_ssl_context)
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="delivery-pool-sweeper")
+
+    async def close(self) -> None:
+        """Close the idle connections. Requests in flight belong to their tasks, which the hub
+        cancels before this; a cancelled request drops its connection itself."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        for stack in self._idle.values():
+            for conn in stack:
+                conn.close()
+        self._idle.clear()
+        self._idle_count = 0
+
+    @property
+    def idle(self) -> int:
+        return self._idle_count
+
+    async def post(
+        self, target: http1.Target, headers: Mapping[str, str], body: bytes
+    ) -> http1.Answer:
+        """One request and its whole answer within the total time limit; raises the errors
+        listed in ``http1``."""
+        if target.error is not None:
+            raise ValueError(target.error)
+        request = http1.encode(target, headers, body)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._total_timeout
+        conn = self._take_idle(target.origin, loop.time())
+        if conn is None:
+            conn = await self._connect(target, deadline)
+        try:
+            waiter = conn.send(request)
+            timer = loop.call_at(deadline, _expire, waiter)
+            try:
+                answer = await waiter
+            finally:
+                timer.cancel()
+        except BaseException:
+            conn.abort()
+            raise
+        if answer.keep_alive and not conn.closed:
+            self._put_idle(target.origin, conn, loop.time())
+        else:
+            conn.close()
+        return answer
+
+    async def _connect(self, target: http1.Target, deadline: float) -> http1.Connection:
+        loop = asyncio.get_running_loop()
+        limit = min(self._connect_timeout, deadline - loop.time())
+        context = None
+        if target.scheme == "https":
+            context = self._ssl if self._ssl is not None else default_ssl_context()
+        async with asyncio.timeout(limit):
+            _, conn = await loop.create_connection(
+                http1.Connection,
+                target.host,
+                target.port,
+                ssl=context,
+                server_hostname=target.host if context is not None else None,
+            )
+        return conn
+
+    # -- idle connections --------------------------------------------------------------------
+
+    def _take_idle(self, origin: tuple[str, str, int], now: float) -> http1.Connection | None:
+        stack = self._idle.get(origin)
+        while stack:
+            conn = stack.pop()
+            self._idle_count -= 1
+            if not conn.closed and now - conn.idle_since < self._keepalive:
+                return conn
+            conn.close()
+        return None
+
+    def _put_idle(self, origin: tuple[str, str, int], conn: http1.Connection, now: float) -> None:
+        if self._idle_count >= self._max_idle:
+            conn.close()
+            return
+        conn.idle_since = now
+        stack = self._idle.get(origin)
+        if stack is None:
+            stack = self._idle[origin] = []
+        stack.append(conn)  # last in, first out: the spare connections age out
+        self._idle_count += 1
+
+    def sweep(self, now: float) -> None:
+        """Close idle connections that expired or that the receiver closed."""
+        for origin in list(self._idle):
+            stack = self._idle[origin]
+            alive = []
+            for conn in stack:
+                if not conn.closed and now - conn.idle_since < self._keepalive:
+                    alive.append(conn)
+                else:
+                    conn.close()
+            self._idle_count -= len(stack) - len(alive)
+            if alive:
+                self._idle[origin] = alive
+            else:
+                del self._idle[origin]
+
+    async def _sweep_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(max(1.0, self._keepalive / 3))
+            self.sweep(loop.time())
