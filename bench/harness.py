@@ -245,7 +245,15 @@ async def subscribe(
     return time.perf_counter() - started
 
 
-def event_batch(pool: Pool, run: str, start: int, n: int, tag: str = "e") -> bytes:
+def timed(body: bytes, sent_at: float | None) -> bytes:
+    """A payload with the producer's send time (epoch seconds) as ``sentAt``, which the
+    receiver subtracts from its own clock: the end-to-end latency."""
+    return body if sent_at is None else b'{"sentAt":%r,%s' % (sent_at, body[1:])
+
+
+def event_batch(
+    pool: Pool, run: str, start: int, n: int, tag: str = "e", sent_at: float | None = None
+) -> bytes:
     """Events ``start`` … ``start + n - 1`` of this run as a JSON batch (ids ``<run>-<tag><i>``)."""
     events = [
         b'{"specversion":"1.0","id":"%s-%s%d","source":%s,"type":%s,"benchrun":"%s","data":%s}'
@@ -256,7 +264,7 @@ def event_batch(pool: Pool, run: str, start: int, n: int, tag: str = "e") -> byt
             orjson.dumps(pool[i % len(pool)][1]),
             orjson.dumps(pool[i % len(pool)][0]),
             run.encode(),
-            pool[i % len(pool)][3],
+            timed(pool[i % len(pool)][3], sent_at),
         )
         for i in range(start, start + n)
     ]
@@ -289,14 +297,21 @@ async def receiver_stats(http: aiohttp.ClientSession, url: str) -> dict[str, Any
 
 
 async def until_received(
-    http: aiohttp.ClientSession, url: str, n: int, timeout: float, poll: float = 0.01
+    http: aiohttp.ClientSession,
+    url: str,
+    n: int,
+    timeout: float,
+    poll: float = 0.01,
+    count: str = "requests",
 ) -> float:
+    """Seconds until the receiver at ``url`` has ``n`` requests (or, ``count="events"``,
+    events: a batched delivery is one request of many events)."""
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
-        if (await receiver_stats(http, url))["requests"] >= n:
+        if (await receiver_stats(http, url))[count] >= n:
             return time.perf_counter() - started
         await asyncio.sleep(poll)
-    raise RuntimeError(f"the receiver did not get {n} deliveries within {timeout} s")
+    raise RuntimeError(f"the receiver did not get {n} {count} within {timeout} s")
 
 
 async def delivered_total(http: aiohttp.ClientSession, hub: Hub) -> int:

@@ -460,7 +460,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
     ratios: dict[str, Any] = {}
     for generator in dict.fromkeys(r["generator"] for r in runs):
-        mine: dict[str, Any] = {}
+        per_mode: dict[str, Any] = {}
         for single in ("binary", "structured"):
             per_round, cpu_per_round = [], []
             for round_no in sorted({r["round"] for r in runs}):
@@ -478,15 +478,15 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
                     if a and b:
                         cpu_per_round.append(a / b)
             ratio = _median(per_round)
-            mine[f"{single}_over_bare"] = ratio
-            mine[f"{single}_over_bare_per_round"] = per_round
-            mine[f"cpu_cost_bare_over_{single}"] = _median(cpu_per_round)
-            mine[f"{single}_target_met"] = None if ratio is None else ratio >= TARGET_RATIO
+            per_mode[f"{single}_over_bare"] = ratio
+            per_mode[f"{single}_over_bare_per_round"] = per_round
+            per_mode[f"cpu_cost_bare_over_{single}"] = _median(cpu_per_round)
+            per_mode[f"{single}_target_met"] = None if ratio is None else ratio >= TARGET_RATIO
         batch = next(
             (r for r in rows if r["generator"] == generator and r["scenario"] == "batch"), None
         )
         ratios[generator] = {
-            **mine,
+            **per_mode,
             "batch_events_per_s": batch["events_per_s"] if batch else None,
             "batch_target_met": None if not batch else batch["events_per_s"] >= TARGET_BATCH,
         }

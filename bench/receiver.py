@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -52,7 +53,7 @@ async def hook(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     counts: Counts = request.app["counts"]
-    body = {"requests": counts.requests, "events": counts.events}
+    body: dict[str, Any] = {"requests": counts.requests, "events": counts.events}
     if counts.latency:
         body["latencies_ms"] = counts.latencies
     if counts.record:
