@@ -53,29 +53,34 @@ class Keyring:
     """The live keys, held in memory; the store is written first, then the keyring."""
 
     def __init__(self, keys: Iterable[KeyRecord], env_admin_key: str | None = None) -> None:
-        self._keys = {k.key_id: k for k in keys if k.revoked_at is None}
+        self._keys: dict[str, tuple[KeyRecord, Principal]] = {}
+        for key in keys:
+            if key.revoked_at is None:
+                self.add(key)
         self._env_admin = hash_key(env_admin_key) if env_admin_key else None
+        self._env_principal = Principal(ENV_ADMIN_ID, "admin", None)
 
     def add(self, key: KeyRecord) -> None:
-        self._keys[key.key_id] = key
+        # The Principal is built once per key, not per request: every ingest authenticates.
+        self._keys[key.key_id] = (key, Principal(key.key_id, key.role, key.sources))
 
     def remove(self, key_id: str) -> None:
         self._keys.pop(key_id, None)
 
     def has_admin(self) -> bool:
-        return self._env_admin is not None or any(k.role == "admin" for k in self._keys.values())
+        return self._env_admin is not None or any(k.role == "admin" for k, _ in self._keys.values())
 
     def authenticate(self, presented: str) -> Principal | None:
         digest = hash_key(presented)
         if self._env_admin is not None and hmac.compare_digest(digest, self._env_admin):
-            return Principal(ENV_ADMIN_ID, "admin", None)
+            return self._env_principal
         parts = presented.split("_", 2)
         if len(parts) != 3 or parts[0] != "eh":
             return None
-        record = self._keys.get(parts[1])
-        if record is None or not hmac.compare_digest(digest, record.hash):
+        found = self._keys.get(parts[1])
+        if found is None or not hmac.compare_digest(digest, found[0].hash):
             return None
-        return Principal(record.key_id, record.role, record.sources)
+        return found[1]
 
 
 def bearer(authorization: str | None) -> str | None:
@@ -85,6 +90,17 @@ def bearer(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         raise errors.Unauthorized("Authorization must be 'Bearer <api key>'")
     return token.strip()
+
+
+def identify(keyring: Keyring, authorization: str | None) -> Principal | None:
+    """The caller's key, or None when no Authorization header was sent; a bad key is 401."""
+    token = bearer(authorization)
+    if token is None:
+        return None
+    found = keyring.authenticate(token)
+    if found is None:
+        raise errors.Unauthorized("the API key is not valid")
+    return found
 
 
 def signature_matches(secret: str, body: bytes, presented: str) -> bool:

@@ -9,8 +9,10 @@ from urllib.parse import unquote_to_bytes
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from eventhub import auth, errors
+from eventhub.api import _asgi
 from eventhub.hub import Hub
 
 
@@ -36,17 +38,8 @@ def json_response(payload: Any, status: int = 200) -> Response:
 
 async def read_body(request: Request, limit: int, within: float = 30.0) -> bytes:
     """The whole body, refusing before reading it when it is too large or unsized, and
-    giving up on a client that takes longer than ``within`` seconds to send it (it holds a
-    slot meanwhile)."""
-    length = header(request, b"content-length")
-    if length is None:
-        raise errors.LengthRequired("send a Content-Length header (chunked bodies are refused)")
-    try:
-        size = int(length)
-    except ValueError:
-        raise errors.InvalidRequest("Content-Length is not a number") from None
-    if size > limit:
-        raise errors.PayloadTooLarge(f"the body is {size} bytes; the limit is {limit}")
+    giving up on a client that takes longer than ``within`` seconds to send it."""
+    _asgi.check_length(header(request, b"content-length"), limit)
     try:
         async with asyncio.timeout(within):
             return await request.body()
@@ -66,13 +59,7 @@ async def read_json(request: Request, limit: int = 1024 * 1024) -> Any:
 
 def principal(request: Request) -> auth.Principal | None:
     """The caller's key, or None when no Authorization header was sent; a bad key is 401."""
-    token = auth.bearer(header(request, b"authorization"))
-    if token is None:
-        return None
-    found = hub_of(request).keyring.authenticate(token)
-    if found is None:
-        raise errors.Unauthorized("the API key is not valid")
-    return found
+    return auth.identify(hub_of(request).keyring, header(request, b"authorization"))
 
 
 def require(request: Request, *roles: str) -> auth.Principal:
@@ -85,9 +72,13 @@ def require(request: Request, *roles: str) -> auth.Principal:
 
 
 def raw_segments(request: Request, prefix: str) -> list[str]:
+    return segments_of(request.scope, prefix)
+
+
+def segments_of(scope: Scope, prefix: str) -> list[str]:
     """Path segments after ``prefix``, each percent-decoded once from the raw path, so that
     ``%2F`` inside a segment stays part of it."""
-    raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
     raw = raw.split(b"?", 1)[0]
     rest = raw[len(prefix) :] if raw.startswith(prefix.encode()) else b""
     try:

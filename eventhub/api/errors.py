@@ -1,5 +1,8 @@
 """The one place where exceptions become HTTP responses, all in one JSON shape:
-``{"error": {"code": "...", "message": "...", "details": [...]}}``."""
+``{"error": {"code": "...", "message": "...", "details": [...]}}``.
+
+``HANDLERS`` serves Starlette's endpoints; ``respond`` serves the raw ASGI ingest endpoints
+(api/ingest.py) from the same map."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from eventhub import errors
 
@@ -64,3 +68,19 @@ HANDLERS = {
     ClientDisconnect: client_gone,
     Exception: unexpected_error,
 }
+
+
+async def respond(scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
+    """Answer ``exc``, raised by a raw ASGI endpoint before it started its response, as
+    Starlette's ExceptionMiddleware would with ``HANDLERS``. An error no handler but
+    ``Exception``'s claims is unexpected: it is re-raised for ServerErrorMiddleware, which logs
+    it, answers 500 and hands it on to the server, as for any other endpoint."""
+    for cls in type(exc).__mro__:
+        if cls is Exception:
+            break
+        handler = HANDLERS.get(cls)
+        if handler is not None:
+            response = await handler(Request(scope, receive, send), exc)
+            await response(scope, receive, send)
+            return
+    raise exc
