@@ -175,3 +175,44 @@ def test_same_event_same_digest_whatever_the_mode(text: str) -> None:
         )
     )
     assert binary.digest == structured.digest
+
+
+attribute_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.sampled_from(["1.0", "0.3", "", "2020-01-01T00:00:00Z", "2020-02-30T00:00:00Z", "a\x7fb"]),
+    st.text(max_size=6),
+    st.lists(st.integers(), max_size=2),
+    st.floats(allow_nan=False),
+)
+attribute_maps = st.dictionaries(
+    st.one_of(
+        st.sampled_from(
+            ["specversion", "id", "source", "type", "time", "subject", "datacontenttype"]
+        ),
+        st.sampled_from(["dataschema", "ext1", "Ext", "my_ext", "x"]),
+        st.text(max_size=4),
+    ),
+    attribute_values,
+    max_size=9,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    base=st.booleans(),
+    extra=attribute_maps,
+)
+def test_the_quick_acceptance_agrees_with_the_full_check(base: bool, extra: dict[str, Any]) -> None:
+    """``check`` accepts through ``_accept`` and explains through ``_problems``: both must agree
+    on which attributes are valid, and on what a valid set becomes."""
+    given_attrs: dict[str, Any] = {}
+    if base:
+        given_attrs = {"specversion": "1.0", "id": "1", "source": "s", "type": "t"}
+    given_attrs.update(extra)
+    accepted = attributes._accept(given_attrs)
+    normalised, problems = attributes._problems(given_attrs, None)
+    assert (accepted is not None) == (problems == [])
+    if accepted is not None:
+        assert accepted == normalised
