@@ -50,9 +50,6 @@ import aiohttp
 import harness
 import orjson
 
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
 # -- the raw client ceiling --------------------------------------------------------------------
 
 
@@ -112,12 +109,7 @@ def scenario_throughput(tmp: Path, opts: argparse.Namespace, pool: harness.Pool)
                 # One event a request: a delivery here is a request, like the raw client's.
                 await harness.subscribe(http, hub, rhub + "/hook", subs, batch_size=1)
                 started = time.perf_counter()
-                for start in range(0, events, 100):
-                    await harness.post_batch(
-                        http,
-                        hub,
-                        harness.event_batch(pool, hub.run, start, min(100, events - start)),
-                    )
+                await harness.post_events(http, hub, pool, events)
                 await harness.until_received(http, rlocal, subs * events, timeout=600, poll=0.05)
                 elapsed = time.perf_counter() - started
                 return {
@@ -306,12 +298,7 @@ def _matrix_cell(
                     http, hub, rhub + "/hook", count, 32, batch_size=batch_size, fmt=fmt
                 )
                 started = time.perf_counter()
-                for start in range(0, events, 100):
-                    await harness.post_batch(
-                        http,
-                        hub,
-                        harness.event_batch(pool, hub.run, start, min(100, events - start)),
-                    )
+                await harness.post_events(http, hub, pool, events)
                 # The receiver counts events; asking the hub (its subscription list) every few
                 # milliseconds would cost the hub the CPU being measured.
                 await harness.until_received(
@@ -649,11 +636,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"running {name} ...", file=sys.stderr, flush=True)
             results[name] = run(tmp, args, pool)
     results["markdown"] = markdown(results)
-    RESULTS.mkdir(exist_ok=True)
-    out = args.out or RESULTS / f"deliver-{datetime.now(UTC):%Y-%m-%d-%H%M%S}.json"
-    out.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
-    print(results["markdown"])
-    print(f"\nwritten to {out}", file=sys.stderr)
+    harness.write_report(results, "deliver", args.out)
     return 0
 
 

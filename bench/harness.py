@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -288,6 +289,27 @@ async def post_batch(http: aiohttp.ClientSession, hub: Hub, body: bytes) -> None
     async with http.post(hub.url + "/events", data=body, headers=headers) as r:
         if r.status != 200:
             raise RuntimeError(f"POST /events: {r.status} {await r.text()}")
+
+
+async def post_events(
+    http: aiohttp.ClientSession, hub: Hub, pool: Pool, n: int, per_request: int = 100
+) -> None:
+    """Events 0 … n - 1 of this run, ``per_request`` a request, one request after another."""
+    for start in range(0, n, per_request):
+        size = min(per_request, n - start)
+        await post_batch(http, hub, event_batch(pool, hub.run, start, size))
+
+
+def write_report(result: dict[str, Any], name: str, out: Path | None) -> Path:
+    """The JSON of a benchmark's run (default ``bench/results/<name>-<time>.json``); prints
+    its Markdown."""
+    results = BENCH / "results"
+    results.mkdir(exist_ok=True)
+    out = out or results / f"{name}-{datetime.now(UTC):%Y-%m-%d-%H%M%S}.json"
+    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    print(result["markdown"])
+    print(f"\nwritten to {out}", file=sys.stderr)
+    return out
 
 
 async def receiver_stats(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:

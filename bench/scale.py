@@ -31,10 +31,8 @@ from typing import Any
 
 import aiohttp
 import harness
-import orjson
 import payloads
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_RSS_MB = 300
 TARGET_RESTART_S = 3.0
 
@@ -188,11 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     result["benchmark"] = "scale"
     result["started"] = datetime.now(UTC).isoformat()
     result["markdown"] = markdown(result)
-    RESULTS.mkdir(exist_ok=True)
-    out = opts.out or RESULTS / f"scale-{datetime.now(UTC):%Y-%m-%d-%H%M%S}.json"
-    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    print(result["markdown"])
-    print(f"\nwritten to {out}", file=sys.stderr)
+    harness.write_report(result, "scale", opts.out)
     return 0
 
 
