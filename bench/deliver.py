@@ -76,6 +76,11 @@ async def raw_client(url: str, seconds: float, concurrency: int, body: bytes) ->
 # -- scenarios ---------------------------------------------------------------------------------
 
 
+def profile(opts: argparse.Namespace, name: str) -> Path | None:
+    """Where ``--py-spy DIR`` puts a scenario's profile of the hub."""
+    return opts.py_spy / f"{name}.txt" if opts.py_spy else None
+
+
 def raw_ceiling(tmp: Path, opts: argparse.Namespace, body_bytes: int) -> dict[str, Any]:
     """The raw aiohttp client, in its own process, against a fresh receiver."""
     with harness.receiver(tmp, opts.net) as (rlocal, _):
@@ -108,10 +113,13 @@ def scenario_throughput(tmp: Path, opts: argparse.Namespace, pool: harness.Pool)
                 await harness.setup_trigger(http, hub)
                 # One event a request: a delivery here is a request, like the raw client's.
                 await harness.subscribe(http, hub, rhub + "/hook", subs, batch_size=1)
-                started = time.perf_counter()
-                await harness.post_events(http, hub, pool, events)
-                await harness.until_received(http, rlocal, subs * events, timeout=600, poll=0.05)
-                elapsed = time.perf_counter() - started
+                with harness.py_spy(hub.pid if hub.local else None, profile(opts, "throughput")):
+                    started = time.perf_counter()
+                    await harness.post_events(http, hub, pool, events)
+                    await harness.until_received(
+                        http, rlocal, subs * events, timeout=600, poll=0.05
+                    )
+                    elapsed = time.perf_counter() - started
                 return {
                     "deliveries": subs * events,
                     "seconds": elapsed,
@@ -188,22 +196,24 @@ def scenario_latency(
                 # so a slow hub shows up as latency instead of a lower offered rate.
                 tasks = []
                 total = int(rate * seconds)
-                started = time.perf_counter()
-                sent = 0
-                while sent < total:
-                    due = sent if producer == "single" else sent + max(1, round(rate * TICK))
-                    delay = started + sent / rate - time.perf_counter()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    if producer == "single":
-                        tasks.append(asyncio.create_task(single(sent)))
-                        sent += 1
-                    else:
-                        n = min(due, total) - sent
-                        tasks.append(asyncio.create_task(batched(sent, n)))
-                        sent += n
-                await asyncio.gather(*tasks)
-                sent_for = time.perf_counter() - started
+                pid = hub.pid if hub.local else None
+                with harness.py_spy(pid, profile(opts, f"latency-{rate}-{producer}")):
+                    started = time.perf_counter()
+                    sent = 0
+                    while sent < total:
+                        due = sent if producer == "single" else sent + max(1, round(rate * TICK))
+                        delay = started + sent / rate - time.perf_counter()
+                        if delay > 0:
+                            await asyncio.sleep(delay)
+                        if producer == "single":
+                            tasks.append(asyncio.create_task(single(sent)))
+                            sent += 1
+                        else:
+                            n = min(due, total) - sent
+                            tasks.append(asyncio.create_task(batched(sent, n)))
+                            sent += n
+                    await asyncio.gather(*tasks)
+                    sent_for = time.perf_counter() - started
                 with contextlib.suppress(RuntimeError):
                     await harness.until_received(
                         http, rlocal, total * subs, timeout=60, poll=0.05, count="events"
@@ -245,13 +255,17 @@ def scenario_fanout(tmp: Path, opts: argparse.Namespace, pool: harness.Pool) -> 
                     )
                     await asyncio.sleep(1.0)
                     await http.post(rlocal + "/reset")
-                    started = time.perf_counter()
-                    await harness.post_batch(http, hub, harness.event_batch(pool, hub.run, 0, 1))
-                    await harness.until_received(http, rlocal, subs, timeout=120, poll=0.005)
+                    pid = hub.pid if hub.local else None
+                    with harness.py_spy(pid, profile(opts, "fanout")):
+                        started = time.perf_counter()
+                        first = harness.event_batch(pool, hub.run, 0, 1)
+                        await harness.post_batch(http, hub, first)
+                        await harness.until_received(http, rlocal, subs, timeout=120, poll=0.005)
+                        fanout = time.perf_counter() - started
                     return {
                         "subscriptions": subs,
                         "create_seconds": create_s,
-                        "fanout_seconds": time.perf_counter() - started,
+                        "fanout_seconds": fanout,
                     }
 
             result = asyncio.run(run())
@@ -582,6 +596,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--recovery-rate", type=int, default=500)
     p.add_argument("--recovery-seconds", type=float, default=6.0)
     p.add_argument("--out", type=Path)
+    p.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="profile the hub during throughput, fanout and each latency run (bench/stacks.py)",
+    )
     p.add_argument("--url", help="an eventhub already running, instead of a fresh local one")
     p.add_argument("--key", help="with --url: an admin API key of that eventhub")
     p.add_argument("--receiver-host", default="127.0.0.1", help="where receivers listen")

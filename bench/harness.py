@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -118,6 +119,33 @@ def receiver(
         yield local, f"http://{net.advertise}:{port}"
     finally:
         proc.stop()
+
+
+@contextlib.contextmanager
+def py_spy(pid: int | None, out: Path | None) -> Iterator[None]:
+    """Sample process ``pid`` with py-spy while the block runs, into ``out`` (collapsed
+    stacks: ``bench/stacks.py`` summarizes them). Does nothing without both, or without
+    py-spy (it is in the bench extra)."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if pid is None or out is None or not Path(exe).exists():
+        if out is not None:
+            print(f"  not profiling into {out}: no py-spy, or no process here", file=sys.stderr)
+        yield
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    argv = [exe, "record", "--pid", str(pid), "--format", "raw", "--output", str(out)]
+    argv += ["--nonblocking", "--duration", "600", "--rate", "500"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)  # py-spy attaches before the measured work starts
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)  # py-spy writes what it has and exits
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 # -- the hub under test ------------------------------------------------------------------------

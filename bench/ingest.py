@@ -207,7 +207,7 @@ def start_profiler(
         print("  py-spy not found; not profiling", file=sys.stderr)
         return None
     argv = [py_spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds)))]
-    argv += ["--format", "raw", "--output", str(out), "--nonblocking"]
+    argv += ["--format", "raw", "--output", str(out), "--nonblocking", "--rate", "500"]
     return children.start(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
