@@ -18,6 +18,7 @@ from eventhub import errors
 from eventhub.auth import Principal
 from eventhub.clock import rfc3339
 from eventhub.delivery import signing
+from eventhub.delivery.pages import Pages
 from eventhub.delivery.states import Move, NotAllowed, Status, next_status
 from eventhub.delivery.supervisor import Deps, Supervisor
 from eventhub.models import FORMATS, Subscription
@@ -102,6 +103,7 @@ class Subscriptions:
         self._overlap = rotation_overlap
         self._supervisors: dict[str, Supervisor] = {}
         self._by_tid: dict[int, set[str]] = defaultdict(set)
+        self._pages = Pages(deps.store)
         self._lock = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -114,7 +116,7 @@ class Subscriptions:
         await asyncio.gather(*(s.stop() for s in self._supervisors.values()))
 
     def _adopt(self, sub: Subscription) -> Supervisor:
-        supervisor = Supervisor(sub, self._deps)
+        supervisor = Supervisor(sub, self._deps, self._pages)
         self._supervisors[sub.id] = supervisor
         self._by_tid[sub.tid].add(sub.id)
         if sub.status in LIVE:
@@ -123,6 +125,8 @@ class Subscriptions:
 
     def on_commit(self, tids: Iterable[int]) -> None:
         """Called after a commit that appended events of these triggers."""
+        tids = tuple(tids)
+        self._pages.appended(tids)  # before any supervisor reads again
         for tid in tids:
             for sub_id in self._by_tid.get(tid, ()):
                 self._supervisors[sub_id].wake()

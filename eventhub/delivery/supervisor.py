@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from eventhub.auth import Principal
 from eventhub.clock import Clock, rfc3339
 from eventhub.delivery import policy, render, signing
+from eventhub.delivery.pages import Pages
 from eventhub.delivery.policy import RetryPolicy, Verdict
 from eventhub.delivery.sender import Answer, Sender
 from eventhub.delivery.states import Move, Status, next_status
@@ -69,9 +70,10 @@ class _Permit:
 
 
 class Supervisor:
-    def __init__(self, sub: Subscription, deps: Deps) -> None:
+    def __init__(self, sub: Subscription, deps: Deps, pages: Pages) -> None:
         self.sub = sub
         self._deps = deps
+        self._pages = pages
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._signer = signing.Signer(sub.secret, sub.previous_secret, sub.previous_secret_expires)
@@ -113,8 +115,8 @@ class Supervisor:
                 await asyncio.Event().wait()
 
     async def _deliver_backlog(self) -> None:
-        sub, store = self.sub, self._deps.store
-        ahead: list[StoredEvent] = []  # read after the cursor, not delivered yet
+        sub = self.sub
+        ahead: Sequence[StoredEvent] = ()  # read after the cursor, not delivered yet
         permit = self._permit
         try:
             while sub.status is Status.ACTIVE:
@@ -122,9 +124,7 @@ class Supervisor:
                 await permit.acquire()
                 if not ahead:
                     self._wake.clear()  # before the read, so a commit during it is not missed
-                    ahead = await store.read_trigger_after(
-                        sub.tid, sub.cursor, max(size, READ_AHEAD)
-                    )
+                    ahead = await self._pages.read(sub.tid, sub.cursor, max(size, READ_AHEAD))
                     if not ahead:
                         permit.release()
                         await self._wake.wait()
@@ -194,7 +194,7 @@ class Supervisor:
             if deps.clock.now() >= deadline:
                 await self._suspend()
                 return
-            page = await deps.store.read_trigger_after(sub.tid, sub.cursor, render.page_size(sub))
+            page = await self._pages.read(sub.tid, sub.cursor, render.page_size(sub))
             if not page:
                 continue
             answer, attempt = await self._send(page)
