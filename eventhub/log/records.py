@@ -5,6 +5,7 @@ inside the store's group commit."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -153,13 +154,20 @@ _PROGRESS = (
 )
 
 
+_SAVE_PROGRESS = "UPDATE subscriptions SET {} WHERE id = ?".format(
+    ", ".join(f"{column.strip()} = ?" for column in _PROGRESS.split(","))
+)
+
+
 def save_progress(cur: sqlite3.Cursor, sub: Subscription) -> None:
     """Only what delivering changes (cursor, counters, last error): the hot path's write,
     without re-serialising the configuration and secrets of the whole row."""
-    assignments = ", ".join(f"{column.strip()} = ?" for column in _PROGRESS.split(","))
-    cur.execute(
-        f"UPDATE subscriptions SET {assignments} WHERE id = ?", (*_progress_of(sub), sub.id)
-    )
+    cur.execute(_SAVE_PROGRESS, (*_progress_of(sub), sub.id))
+
+
+def save_progress_of(cur: sqlite3.Cursor, subs: Iterable[Subscription]) -> None:
+    """``save_progress`` of many subscriptions in one statement."""
+    cur.executemany(_SAVE_PROGRESS, [(*_progress_of(sub), sub.id) for sub in subs])
 
 
 def delete_subscription(cur: sqlite3.Cursor, sub_id: str) -> None:
@@ -172,26 +180,44 @@ def load_subscriptions(cur: sqlite3.Cursor) -> list[Subscription]:
     return [_sub_from_row(r) for r in rows.fetchall()]
 
 
-def add_attempt(cur: sqlite3.Cursor, sub_id: str, attempt: Attempt) -> None:
-    cur.execute(
-        "INSERT OR REPLACE INTO attempts (subscription_id, n, at, offsets, status, latency_ms,"
-        " error, webhook_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            sub_id,
-            attempt.n,
-            attempt.at,
-            orjson.dumps([attempt.first_offset, attempt.last_offset]),
-            attempt.status,
-            attempt.latency_ms,
-            attempt.error,
-            attempt.webhook_id,
-        ),
+_ADD_ATTEMPT = (
+    "INSERT OR REPLACE INTO attempts (subscription_id, n, at, offsets, status, latency_ms,"
+    " error, webhook_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _attempt_row(sub_id: str, attempt: Attempt) -> tuple[Any, ...]:
+    return (
+        sub_id,
+        attempt.n,
+        attempt.at,
+        b"[%d,%d]" % (attempt.first_offset, attempt.last_offset),
+        attempt.status,
+        attempt.latency_ms,
+        attempt.error,
+        attempt.webhook_id,
     )
-    if attempt.n > ATTEMPTS_KEPT and attempt.n % _PRUNE_EVERY == 0:
-        cur.execute(
-            "DELETE FROM attempts WHERE subscription_id = ? AND n <= ?",
-            (sub_id, attempt.n - ATTEMPTS_KEPT),
-        )
+
+
+def _prune_after(attempt: Attempt) -> bool:
+    return attempt.n > ATTEMPTS_KEPT and attempt.n % _PRUNE_EVERY == 0
+
+
+_PRUNE = "DELETE FROM attempts WHERE subscription_id = ? AND n <= ?"
+
+
+def add_attempt(cur: sqlite3.Cursor, sub_id: str, attempt: Attempt) -> None:
+    cur.execute(_ADD_ATTEMPT, _attempt_row(sub_id, attempt))
+    if _prune_after(attempt):
+        cur.execute(_PRUNE, (sub_id, attempt.n - ATTEMPTS_KEPT))
+
+
+def add_attempts(cur: sqlite3.Cursor, attempts: Sequence[tuple[str, Attempt]]) -> None:
+    """``add_attempt`` of many (subscription id, attempt) in two statements."""
+    cur.executemany(_ADD_ATTEMPT, [_attempt_row(sub_id, a) for sub_id, a in attempts])
+    prune = [(sub_id, a.n - ATTEMPTS_KEPT) for sub_id, a in attempts if _prune_after(a)]
+    if prune:
+        cur.executemany(_PRUNE, prune)
 
 
 def list_attempts(cur: sqlite3.Cursor, sub_id: str, limit: int) -> list[Attempt]:

@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 
 from eventhub.codec import parse
+from eventhub.delivery.states import Status
 from eventhub.events import DataKind, NewEvent
+from eventhub.log import records
 from eventhub.log.sqlite import SqliteStore, migrate
+from eventhub.models import Attempt, Subscription
 from tests.conftest import ManualClock
 
 
@@ -89,3 +92,47 @@ def test_migrations_run_once_and_record_the_version(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA user_version").fetchone()[0] == version
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"events", "event_ids", "api_keys", "sources"} <= tables
+
+
+def subscription(sub_id: str) -> Subscription:
+    return Subscription(
+        id=sub_id,
+        owner="k",
+        km="km",
+        trigger="t",
+        tid=1,
+        name=sub_id,
+        uri="http://127.0.0.1:9/hook",
+        headers={},
+        skip_errors=False,
+        format="envelope",
+        batch_size=1,
+        max_retries=0,
+        secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        status=Status.ACTIVE,
+        cursor=0,
+        created_at="2026-01-01T00:00:00Z",
+        updated_at="2026-01-01T00:00:00Z",
+    )
+
+
+async def test_delivery_records_share_one_write_and_keep_every_attempt(
+    store: SqliteStore,
+) -> None:
+    subs = [subscription(f"s{i}") for i in range(3)]
+    for sub in subs:
+        await store.save_subscription(sub)
+    for n in range(1, 131):  # past the attempts kept, so pruning runs inside a batch
+        for sub in subs:
+            sub.cursor = sub.delivered = sub.attempts = n
+            store.record_delivery(sub, Attempt(n, "t", n, n, 200, 1.0, None, f"msg_{n}"))
+        if n % 7 == 0:
+            await store.save_delivery(subs[0], None)  # an awaited write between batches
+    await store.save_delivery(subs[0], None)  # flushes what is queued
+    for sub in await store.load_subscriptions():
+        assert (sub.cursor, sub.delivered, sub.attempts) == (130, 130, 130)
+    for sub in subs:
+        attempts = await store.list_attempts(sub.id, 1000)
+        assert [a.n for a in attempts][:3] == [130, 129, 128]
+        assert len(attempts) >= records.ATTEMPTS_KEPT and len(attempts) < 130
+        assert (attempts[0].first_offset, attempts[0].last_offset) == (130, 130)
