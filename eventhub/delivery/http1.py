@@ -130,6 +130,8 @@ class Connection(asyncio.Protocol):
 
     def send(self, request: bytes) -> asyncio.Future[Answer]:
         assert self.transport is not None and self._waiter is None
+        if self.closed or self.transport.is_closing():
+            raise Disconnected("the receiver closed the connection")
         self._waiter = waiter = asyncio.get_running_loop().create_future()
         self._status, self._retry_after = 0, None
         self._framed = self._headers_done = False
@@ -164,6 +166,7 @@ class Connection(asyncio.Protocol):
             self._fail(ProtocolError(f"unreadable answer: {exc}"))
 
     def eof_received(self) -> bool | None:
+        self.closed = True  # no second request on it, even before connection_lost
         return False  # close our side too; connection_lost settles a pending answer
 
     def connection_lost(self, exc: Exception | None) -> None:

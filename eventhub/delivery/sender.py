@@ -11,13 +11,12 @@ like any other non-2xx.
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from eventhub.delivery import http1, pool
+from eventhub.delivery import gate, http1, pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +40,7 @@ class Sender:
         )
         # Requests wait for a connection here, before any timer starts or any bytes are
         # encoded, so a fan-out to 10,000 subscriptions waits cheaply.
-        self._slots = asyncio.Semaphore(connections)
+        self._slots = gate.Gate(connections)
 
     async def start(self) -> None:
         await self._pool.start()
