@@ -16,10 +16,11 @@ Errors a request can end with (the sender turns each into a failed attempt):
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httptools
 
@@ -28,6 +29,9 @@ _FORBIDDEN = frozenset("\r\n\x00")
 # headers may not set them (aiohttp, which sent deliveries before, computed them too).
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
 USER_AGENT = "eventhub"
+# RFC 3986 path and query characters, and '%' so existing escapes stay as they are.
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -69,6 +73,13 @@ def check_header(name: str, value: str) -> None:
         raise ValueError(f"header {name} holds a line break or NUL")
 
 
+def _request_target(path: str, query: str) -> str:
+    """Path and query as sent: characters a URL may not hold are percent-encoded (as aiohttp's
+    yarl did), existing escapes are kept, the fragment is not sent."""
+    target = quote(path or "/", safe=_PATH_SAFE)
+    return f"{target}?{quote(query, safe=_QUERY_SAFE)}" if query else target
+
+
 def target(uri: str, headers: Mapping[str, str]) -> Target:
     """Parse ``uri`` and encode ``headers``; never raises: an unusable target has ``error``."""
     try:
@@ -78,24 +89,28 @@ def target(uri: str, headers: Mapping[str, str]) -> Target:
         host = parts.hostname
         if not host:
             raise ValueError("the URL has no host")
+        if ":" not in host:  # a name, not an IPv6 address: its ASCII (IDNA) form
+            host = host.encode("idna").decode("ascii")
         default_port = 443 if parts.scheme == "https" else 80
         port = parts.port or default_port  # raises ValueError for a bad port
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        if not _FORBIDDEN.isdisjoint(path) or " " in path:
-            raise ValueError("the URL path holds a space, a line break or NUL")
         names = {name.lower() for name in headers}
-        lines = [f"POST {path} HTTP/1.1"]
+        lines = [f"POST {_request_target(parts.path, parts.query)} HTTP/1.1"]
         if "host" not in names:
             shown = f"[{host}]" if ":" in host else host
             lines.append(f"Host: {shown}" if port == default_port else f"Host: {shown}:{port}")
         if "user-agent" not in names:
             lines.append(f"User-Agent: {USER_AGENT}")
+        if parts.username is not None:  # credentials in the URL: Basic auth, as aiohttp did
+            if "authorization" in names:
+                raise ValueError("credentials in the URL and an Authorization header conflict")
+            user = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            lines.append(f"Authorization: Basic {base64.b64encode(user.encode()).decode()}")
         for name, value in headers.items():
             check_header(name, value)
             if name.lower() not in _FRAMING:
                 lines.append(f"{name}: {value}")
         head = ("\r\n".join(lines) + "\r\n").encode("utf-8")
-    except ValueError as exc:
+    except (ValueError, UnicodeError) as exc:
         return Target("", "", 0, b"", str(exc))
     return Target(parts.scheme, host, port, head)
 

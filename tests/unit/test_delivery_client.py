@@ -163,6 +163,26 @@ async def test_a_line_break_in_a_delivery_header_is_refused(client: pool.Pool) -
     assert server.requests == []
 
 
+@pytest.mark.parametrize(
+    ("uri", "line", "host"),
+    [
+        ("http://h/a b/ü?q=1 2&r=%2F#frag", b"POST /a%20b/%C3%BC?q=1%202&r=%2F HTTP/1.1", b"h"),
+        ("https://bücher.de/", b"POST / HTTP/1.1", b"xn--bcher-kva.de"),
+        ("http://[::1]:8080", b"POST / HTTP/1.1", b"[::1]:8080"),
+        ("https://h:443/p", b"POST /p HTTP/1.1", b"h"),
+    ],
+)
+def test_urls_are_sent_the_way_aiohttp_sent_them(uri: str, line: bytes, host: bytes) -> None:
+    lines = http1.target(uri, {}).head.split(b"\r\n")
+    assert lines[0] == line and b"Host: " + host in lines
+
+
+def test_credentials_in_the_url_become_basic_auth() -> None:
+    head = http1.target("http://u%40x:p%20w@h/", {}).head
+    assert b"Authorization: Basic dUB4OnAgdw==\r\n" in head  # base64 of "u@x:p w"
+    assert http1.target("http://u:p@h/", {"authorization": "Bearer t"}).error
+
+
 def test_framing_headers_of_a_subscription_are_not_sent() -> None:
     target = http1.target("http://h/", {"Content-Length": "5", "Host": "other", "X": "1"})
     assert target.head == b"POST / HTTP/1.1\r\nUser-Agent: eventhub\r\nHost: other\r\nX: 1\r\n"
