@@ -115,16 +115,19 @@ def target(uri: str, headers: Mapping[str, str]) -> Target:
     return Target(parts.scheme, host, port, head)
 
 
+def _unsafe(text: str) -> bool:
+    return "\r" in text or "\n" in text or "\x00" in text
+
+
 def encode(target: Target, headers: Mapping[str, str], body: bytes) -> bytes:
     """The whole request: the target's head, this delivery's headers, the body."""
-    parts = [target.head]
+    lines = []
     for name, value in headers.items():
-        if not _FORBIDDEN.isdisjoint(value) or not _FORBIDDEN.isdisjoint(name):
+        if _unsafe(value) or _unsafe(name):
             raise ValueError(f"header {name!r} holds a line break or NUL")
-        parts.append(f"{name}: {value}\r\n".encode())
-    parts.append(b"Content-Length: %d\r\n\r\n" % len(body))
-    parts.append(body)
-    return b"".join(parts)
+        lines.append(f"{name}: {value}\r\n")
+    lines.append(f"Content-Length: {len(body)}\r\n\r\n")
+    return b"".join((target.head, "".join(lines).encode(), body))
 
 
 class Connection(asyncio.Protocol):
