@@ -5,11 +5,19 @@ Three connections, each for one job: the writer (plain ``sqlite3``, flushed on t
 ``GroupCommitWriter``), a reader (``aiosqlite``, so long reads never block the loop), and a
 checkpointer (``aiosqlite``) that folds the WAL back into the database in the background, so
 no ingest commit ever pays for a checkpoint.
+
+A flush writes its rows on the loop (per-row work must not pay a thread hand-off each) and
+hands only the ``COMMIT`` to a thread of its own: the fsync of a durable commit takes
+milliseconds on a slow disk, and sqlite3 lets go of the GIL for it, so the loop parses and
+delivers meanwhile instead of standing still. No one hears of a flush's rows before its
+``COMMIT`` returns, and nothing else uses the writer connection while one is open
+(``_quiet``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import importlib.resources
 import logging
@@ -163,6 +171,8 @@ class SqliteStore:
         self._deliveries: _Deliveries | None = None  # the batch record_delivery fills
         self._dirty = False
         self._last_offset = 0
+        self._committer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._quiet = asyncio.Event()  # set: no transaction is open on the writer connection
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -183,6 +193,8 @@ class SqliteStore:
             ).fetchone()[0]
         )
         self._conn = conn
+        self._committer = concurrent.futures.ThreadPoolExecutor(1, "log-commit")
+        self._quiet.set()
         # Trigger pages are small and read constantly by supervisors: a plain connection on
         # the loop reads one in microseconds, where a thread hand-off costs ~100 us.
         self._pages = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
@@ -202,6 +214,9 @@ class SqliteStore:
     async def close(self) -> None:
         if self._writer is not None:
             await self._writer.stop()
+        if self._committer is not None:
+            self._committer.shutdown(wait=True)  # a COMMIT still running finishes first
+            self._committer = None
         if self._checkpointer is not None:
             self._checkpointer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -243,8 +258,8 @@ class SqliteStore:
         assert self._writer is not None, "store is not open"
         return self._writer
 
-    def _write(self, ops: list[WriteOp]) -> list[Any]:
-        """One transaction for every queued write (runs on the loop, inside the writer).
+    async def _write(self, ops: list[WriteOp]) -> list[Any]:
+        """One transaction for every queued write (runs in the writer's task).
 
         The events of every append in the flush go through ``_append_rows`` together, so a
         flush of 50 single-event requests costs one identity query, not 50."""
@@ -254,26 +269,47 @@ class SqliteStore:
         matched: set[int] = set()
         appends = [op for op in ops if isinstance(op, _Append)]
         self._set_durability(bool(appends))
-        cur.execute("BEGIN IMMEDIATE")
+        self._quiet.clear()
         try:
-            if appends:
-                received_at = rfc3339(self._clock.now())
-                merged = [event for op in appends for event in op.events]
-                appended = self._append_rows(cur, merged, received_at, matched)
-                start = 0
-                for op in appends:
-                    op.result = appended[start : start + len(op.events)]
-                    start += len(op.events)
-            results = [op.result if isinstance(op, _Append) else op(cur) for op in ops]
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            self._last_offset = last_offset  # the offsets handed out were not used
-            raise
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                if appends:
+                    received_at = rfc3339(self._clock.now())
+                    merged = [event for op in appends for event in op.events]
+                    appended = self._append_rows(cur, merged, received_at, matched)
+                    start = 0
+                    for op in appends:
+                        op.result = appended[start : start + len(op.events)]
+                        start += len(op.events)
+                results = [op.result if isinstance(op, _Append) else op(cur) for op in ops]
+                await self._commit()
+            except asyncio.CancelledError:
+                raise  # the COMMIT, if it started, ends in its thread; close() waits for it
+            except BaseException:
+                cur.execute("ROLLBACK")
+                self._last_offset = last_offset  # the offsets handed out were not used
+                raise
+        finally:
+            self._quiet.set()
         self._dirty = True
         if matched and self.on_commit is not None:
             self.on_commit(matched)
         return results
+
+    async def _commit(self) -> None:
+        """``COMMIT`` in the commit thread; returns once it is durable."""
+        assert self._conn is not None and self._committer is not None
+        done = asyncio.get_running_loop().run_in_executor(
+            self._committer, self._conn.execute, "COMMIT"
+        )
+        # Shielded: a cancelled writer must not leave the thread's COMMIT unobserved.
+        await asyncio.shield(done)
+
+    async def _quiet_now(self) -> None:
+        """Return when no flush has a transaction open on the writer connection: a statement
+        run then would join it, and could read rows whose COMMIT may still fail."""
+        while not self._quiet.is_set():
+            await self._quiet.wait()
 
     def _set_durability(self, events: bool) -> None:
         """With ``synchronous = full``, only commits that hold events pay for an fsync. A
@@ -374,14 +410,16 @@ class SqliteStore:
         return int(row[0])
 
     # -- keys and sources --------------------------------------------------------------------
-    # Rare admin writes: they go through the writer connection directly, between flushes.
+    # Rare admin writes: they go through the writer connection directly, between flushes (an
+    # autocommit statement each, after any flush's COMMIT has returned).
 
-    def _execute(self, sql: str, params: Sequence[Any]) -> int:
+    async def _execute(self, sql: str, params: Sequence[Any]) -> int:
+        await self._quiet_now()
         assert self._conn is not None
         return self._conn.execute(sql, params).rowcount
 
     async def put_key(self, key: KeyRecord) -> None:
-        self._execute(
+        await self._execute(
             "INSERT OR REPLACE INTO api_keys (key_id, hash, name, role, sources, created_at,"
             " revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
@@ -397,7 +435,7 @@ class SqliteStore:
 
     async def revoke_key(self, key_id: str, at: str) -> bool:
         return (
-            self._execute(
+            await self._execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
                 (at, key_id),
             )
@@ -406,6 +444,7 @@ class SqliteStore:
 
     async def list_keys(self) -> list[KeyRecord]:
         assert self._conn is not None
+        await self._quiet_now()
         rows = self._conn.execute(
             "SELECT key_id, hash, name, role, sources, created_at, revoked_at FROM api_keys"
             " ORDER BY created_at, key_id"
@@ -424,17 +463,18 @@ class SqliteStore:
         ]
 
     async def put_source(self, source: SourceRecord) -> None:
-        self._execute(
+        await self._execute(
             "INSERT OR REPLACE INTO sources (name, secret, require_signature, created_at)"
             " VALUES (?, ?, ?, ?)",
             (source.name, source.secret, int(source.require_signature), source.created_at),
         )
 
     async def delete_source(self, name: str) -> bool:
-        return self._execute("DELETE FROM sources WHERE name = ?", (name,)) > 0
+        return await self._execute("DELETE FROM sources WHERE name = ?", (name,)) > 0
 
     async def list_sources(self) -> list[SourceRecord]:
         assert self._conn is not None
+        await self._quiet_now()
         rows = self._conn.execute(
             "SELECT name, secret, require_signature, created_at FROM sources ORDER BY name"
         ).fetchall()
@@ -444,15 +484,16 @@ class SqliteStore:
     # Reads of these small tables run on the writer's connection between flushes (microseconds);
     # writes join the group commit.
 
-    def _read(self, fn: Callable[[sqlite3.Cursor], R]) -> R:
+    async def _read(self, fn: Callable[[sqlite3.Cursor], R]) -> R:
+        await self._quiet_now()
         assert self._conn is not None
         return fn(self._conn.cursor())
 
     async def load_models(self) -> list[tuple[str, dict[str, Any], int]]:
-        return self._read(records.load_models)
+        return await self._read(records.load_models)
 
     async def load_published(self) -> list[dict[str, Any]]:
-        return self._read(records.load_published)
+        return await self._read(records.load_published)
 
     async def save_draft(self, km: str, draft: dict[str, Any], now: str) -> None:
         await self.write(lambda cur: records.save_draft(cur, km, draft, now))
@@ -470,7 +511,7 @@ class SqliteStore:
         await self.write(lambda cur: records.delete_model(cur, km))
 
     async def trigger_ids(self) -> dict[tuple[str, str], int]:
-        return self._read(records.trigger_ids)
+        return await self._read(records.trigger_ids)
 
     async def save_subscription(self, sub: Subscription) -> None:
         await self.write(lambda cur: records.save_subscription(cur, sub))
@@ -489,19 +530,19 @@ class SqliteStore:
         await self.write(lambda cur: records.delete_subscription(cur, sub_id))
 
     async def load_subscriptions(self) -> list[Subscription]:
-        return self._read(records.load_subscriptions)
+        return await self._read(records.load_subscriptions)
 
     async def list_attempts(self, sub_id: str, limit: int) -> list[Attempt]:
-        return self._read(lambda cur: records.list_attempts(cur, sub_id, limit))
+        return await self._read(lambda cur: records.list_attempts(cur, sub_id, limit))
 
     async def trigger_head(self, tid: int) -> int:
-        return self._read(lambda cur: records.trigger_head(cur, tid))
+        return await self._read(lambda cur: records.trigger_head(cur, tid))
 
     async def count_between(self, tid: int, after: int, upto: int) -> int:
-        return self._read(lambda cur: records.count_between(cur, tid, after, upto))
+        return await self._read(lambda cur: records.count_between(cur, tid, after, upto))
 
     async def event_types(self) -> list[dict[str, Any]]:
-        return self._read(records.event_types)
+        return await self._read(records.event_types)
 
     async def read_trigger_after(self, tid: int, offset: int, limit: int) -> list[StoredEvent]:
         """The next events of one trigger after ``offset``, in offset order."""

@@ -2,16 +2,17 @@
 
 Requests hand their validated rows to ``submit`` and wait. The writer flushes whatever has
 queued as soon as it is free (no timer: a timer stalls at moderate load, see PERF-NOTES.md),
-then resolves every request whose rows that commit holds. The flush itself is synchronous
-and short; it runs on the event loop because a thread hand-off per batch costs more than the
-commit (PERF-NOTES.md: 16.6k vs 12.8k req/s).
+then resolves every request whose rows that commit holds. The flush is a coroutine: the
+store writes its rows on the event loop (a thread hand-off per row or per batch of rows costs
+more than it saves, PERF-NOTES.md: 16.6k vs 12.8k req/s) and awaits only the commit, so what
+arrives meanwhile queues up for the next flush.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -27,7 +28,9 @@ class WriterClosed(RuntimeError):
 
 
 class GroupCommitWriter(Generic[T, R]):
-    def __init__(self, flush: Callable[[list[T]], list[R]], name: str = "group-commit") -> None:
+    def __init__(
+        self, flush: Callable[[list[T]], Awaitable[list[R]]], name: str = "group-commit"
+    ) -> None:
         self._flush = flush
         self._name = name
         self._queue: list[tuple[T, asyncio.Future[R] | None]] = []
@@ -72,7 +75,7 @@ class GroupCommitWriter(Generic[T, R]):
                 continue
             await self._gather()
             pending, self._queue = self._queue, []
-            self._commit(pending)
+            await self._commit(pending)
 
     async def _gather(self) -> None:
         """Let the requests that are already runnable queue their rows first: yield to the
@@ -85,24 +88,24 @@ class GroupCommitWriter(Generic[T, R]):
             queued = len(self._queue)
             await asyncio.sleep(0)
 
-    def _commit(self, pending: list[tuple[T, asyncio.Future[R] | None]]) -> None:
+    async def _commit(self, pending: list[tuple[T, asyncio.Future[R] | None]]) -> None:
         try:
-            results = self._flush([item for item, _ in pending])
+            results = await self._flush([item for item, _ in pending])
         except Exception:
             log.exception(
                 "group commit of %d submissions failed; retrying one by one", len(pending)
             )
-            self._commit_each(pending)
+            await self._commit_each(pending)
             return
         for (_, future), result in zip(pending, results, strict=True):
             if future is not None and not future.done():  # its request may have gone
                 future.set_result(result)
 
-    def _commit_each(self, pending: list[tuple[T, asyncio.Future[R] | None]]) -> None:
+    async def _commit_each(self, pending: list[tuple[T, asyncio.Future[R] | None]]) -> None:
         """One failing submission must not fail the others that shared its commit."""
         for item, future in pending:
             try:
-                (result,) = self._flush([item])
+                (result,) = await self._flush([item])
             except Exception as exc:
                 if future is None:
                     log.error("a queued write failed", exc_info=exc)

@@ -13,7 +13,7 @@ from eventhub.log.writer import GroupCommitWriter, WriterClosed
 async def test_concurrent_submissions_share_a_flush_and_get_their_own_results() -> None:
     flushes: list[list[int]] = []
 
-    def flush(items: list[int]) -> list[int]:
+    async def flush(items: list[int]) -> list[int]:
         flushes.append(list(items))
         return [i * 10 for i in items]
 
@@ -27,7 +27,7 @@ async def test_concurrent_submissions_share_a_flush_and_get_their_own_results() 
 
 
 async def test_a_failing_submission_fails_alone() -> None:
-    def flush(items: list[int]) -> list[int]:
+    async def flush(items: list[int]) -> list[int]:
         if 3 in items:
             raise ValueError("bad item")
         return items
@@ -43,7 +43,7 @@ async def test_a_failing_submission_fails_alone() -> None:
 async def test_stop_flushes_what_is_queued_then_refuses_more() -> None:
     seen: list[int] = []
 
-    def flush(items: list[int]) -> list[int]:
+    async def flush(items: list[int]) -> list[int]:
         seen.extend(items)
         return items
 
@@ -61,7 +61,7 @@ async def test_stop_flushes_what_is_queued_then_refuses_more() -> None:
 async def test_a_cancelled_caller_does_not_break_the_writer() -> None:
     gate = asyncio.Event()
 
-    def flush(items: list[int]) -> list[int]:
+    async def flush(items: list[int]) -> list[int]:
         return items
 
     writer: GroupCommitWriter[int, int] = GroupCommitWriter(flush)
