@@ -132,6 +132,7 @@ def ratios(report: dict[str, Any]) -> dict[str, Any]:
     throughput = report.get("deliver", {}).get("throughput")
     if throughput:
         out["delivery_over_raw_client"] = throughput["ratio_to_raw_client"]
+        out["delivery_over_own_client"] = throughput.get("ratio_to_own_client")
     return out
 
 

@@ -5,7 +5,8 @@ Every party is its own process on 127.0.0.1: the receiver (bench/receiver.py), t
 producer (this process). Scenarios:
 
     throughput   100 subscriptions on one trigger, a backlog of events: deliveries/s,
-                 and the same receiver's ceiling with a raw aiohttp client (64 in flight)
+                 and the same receiver's ceiling with a raw aiohttp client (64 in flight),
+                 and with a raw loop on eventhub's own HTTP/1.1 client (what the hub uses)
     latency      10 subscriptions, events sent open-loop at a fixed rate (default 1,000/s):
                  ingest acknowledged -> receiver has it, p50/p99 (the producer's send time
                  travels in the event's data; one machine, one clock)
@@ -49,6 +50,7 @@ from typing import Any
 import aiohttp
 import harness
 import orjson
+import uvloop
 
 # -- the raw client ceiling --------------------------------------------------------------------
 
@@ -73,6 +75,34 @@ async def raw_client(url: str, seconds: float, concurrency: int, body: bytes) ->
     return {"requests": done, "seconds": elapsed, "requests_per_s": done / elapsed}
 
 
+async def own_client(url: str, seconds: float, concurrency: int, body: bytes) -> dict[str, Any]:
+    """The same loop on eventhub's own HTTP/1.1 client (``eventhub.delivery.pool``), which
+    the hub delivers with: the ceiling of its delivery path without the hub around it."""
+    from eventhub.delivery import http1, pool
+
+    done = 0
+    deadline = time.perf_counter() + seconds
+    target = http1.target(url, {"content-type": "application/json"})
+    client = pool.Pool(connect_timeout=5, total_timeout=30, max_idle=concurrency)
+    await client.start()
+    try:
+
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                answer = await client.post(target, {}, body)
+                if answer.status != 200:
+                    raise RuntimeError(f"the receiver answered {answer.status}")
+                done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    finally:
+        await client.close()
+    return {"requests": done, "seconds": elapsed, "requests_per_s": done / elapsed}
+
+
 # -- scenarios ---------------------------------------------------------------------------------
 
 
@@ -81,10 +111,13 @@ def profile(opts: argparse.Namespace, name: str) -> Path | None:
     return opts.py_spy / f"{name}.txt" if opts.py_spy else None
 
 
-def raw_ceiling(tmp: Path, opts: argparse.Namespace, body_bytes: int) -> dict[str, Any]:
-    """The raw aiohttp client, in its own process, against a fresh receiver."""
+def raw_ceiling(
+    tmp: Path, opts: argparse.Namespace, body_bytes: int, client: str = "aiohttp"
+) -> dict[str, Any]:
+    """A raw client (``aiohttp``, or eventhub's own), in its own process, against a fresh
+    receiver."""
     with harness.receiver(tmp, opts.net) as (rlocal, _):
-        argv = [sys.executable, __file__, "raw", "--url", rlocal + "/hook"]
+        argv = [sys.executable, __file__, "raw", "--url", rlocal + "/hook", "--client", client]
         argv += ["--seconds", str(opts.raw_seconds), "--body-bytes", str(body_bytes)]
         raw = subprocess.run(
             argv,
@@ -100,7 +133,9 @@ def scenario_throughput(tmp: Path, opts: argparse.Namespace, pool: harness.Pool)
     sample = harness.event_batch(pool, "r", 0, 1)[1:-1]  # the size of one delivered event, roughly
     # The ceiling is measured before and after the hub, and averaged: on a noisy machine one
     # reading on one side of the hub's run can be far off.
-    before = raw_ceiling(tmp, opts, len(sample) + 120)
+    size = len(sample) + 120
+    before = raw_ceiling(tmp, opts, size)
+    own_before = raw_ceiling(tmp, opts, size, "eventhub")
 
     with (
         harness.receiver(tmp, opts.net) as (rlocal, rhub),
@@ -127,19 +162,27 @@ def scenario_throughput(tmp: Path, opts: argparse.Namespace, pool: harness.Pool)
                 }
 
         measured = asyncio.run(run())
-    after = raw_ceiling(tmp, opts, len(sample) + 120)
+    own_after = raw_ceiling(tmp, opts, size, "eventhub")
+    after = raw_ceiling(tmp, opts, size)
     ceiling = {
         "requests_per_s": (before["requests_per_s"] + after["requests_per_s"]) / 2,
         "before": before,
         "after": after,
+    }
+    own = {
+        "requests_per_s": (own_before["requests_per_s"] + own_after["requests_per_s"]) / 2,
+        "before": own_before,
+        "after": own_after,
     }
     ratio = measured["deliveries_per_s"] / ceiling["requests_per_s"]
     return {
         "subscriptions": subs,
         "backlog_events": events,
         "raw_client": ceiling,
+        "own_client": own,
         "eventhub": measured,
         "ratio_to_raw_client": ratio,
+        "ratio_to_own_client": measured["deliveries_per_s"] / own["requests_per_s"],
         "target_ratio": 0.70,
         "target_met": ratio >= 0.70,
     }
@@ -482,6 +525,12 @@ def markdown(results: dict[str, Any]) -> str:
             f"client {fmt(t['raw_client']['requests_per_s'], '{:,.0f}')} req/s | "
             f"{t['ratio_to_raw_client']:.0%} (target 70%) | {'yes' if t['target_met'] else 'no'} |"
         )
+        if "own_client" in t:
+            lines.append(
+                f"| the same, against eventhub's own HTTP client | | raw loop on "
+                f"`eventhub.delivery.pool` {fmt(t['own_client']['requests_per_s'], '{:,.0f}')} "
+                f"req/s | {t['ratio_to_own_client']:.0%} | - |"
+            )
     # The latency row: the latency scenario's, or else the rates scenario's one-event-a-request
     # row at 1,000 events/s (the target's rate), which the default run measures once, there.
     single = [r for r in results.get("rates", {}).get("rows", []) if r["producer"] == "single"]
@@ -558,8 +607,9 @@ def machine() -> dict[str, Any]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command")
-    raw = sub.add_parser("raw", help="(internal) the raw aiohttp client")
+    raw = sub.add_parser("raw", help="(internal) a raw client: the ceiling of delivery")
     raw.add_argument("--url", required=True)
+    raw.add_argument("--client", choices=["aiohttp", "eventhub"], default="aiohttp")
     raw.add_argument("--seconds", type=float, default=5.0)
     raw.add_argument("--concurrency", type=int, default=64)
     raw.add_argument("--body-bytes", type=int, default=1200)
@@ -625,11 +675,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "raw":
         body = b"x" * args.body_bytes
-        print(
-            orjson.dumps(
-                asyncio.run(raw_client(args.url, args.seconds, args.concurrency, body))
-            ).decode()
-        )
+        loop = raw_client if args.client == "aiohttp" else own_client
+        result = uvloop.run(loop(args.url, args.seconds, args.concurrency, body))
+        print(orjson.dumps(result).decode())
         return 0
     import payloads
 

@@ -49,6 +49,16 @@ def ceiling_rows(report: dict[str, Any]) -> list[tuple[str, float, str, float, f
                 0.70,
             )
         )
+        if "own_client" in throughput:
+            rows.append(
+                (
+                    f"delivery, {throughput['subscriptions']} subs (own client)",
+                    throughput["eventhub"]["deliveries_per_s"],
+                    "raw loop, own client",
+                    throughput["own_client"]["requests_per_s"],
+                    None,
+                )
+            )
     return rows
 
 

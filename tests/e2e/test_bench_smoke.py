@@ -33,6 +33,7 @@ def test_python_m_bench_tiny_writes_a_report(tmp_path: Path) -> None:
     deliver = report["deliver"]
     assert deliver["throughput"]["eventhub"]["deliveries_per_s"] > 0
     assert deliver["throughput"]["raw_client"]["requests_per_s"] > 0
+    assert deliver["throughput"]["own_client"]["requests_per_s"] > 0
     assert deliver["fanout"]["fanout_seconds"] > 0 and deliver["fanout"]["restart_seconds"] > 0
     cells = {(r["subscriptions"], r["format"]) for r in deliver["matrix"]["rows"]}
     assert cells == {(n, f) for n in (1, 3) for f in ("envelope", "binary", "structured", "batch")}
