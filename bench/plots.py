@@ -114,7 +114,7 @@ def draw(report: dict[str, Any], stem: Path) -> list[Path]:
         ax.set_xticks(offered, [f"{o:,}" for o in offered])
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(plain)
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())  # decades only: readable
         ax.set_xlabel(
             "offered events/s (open loop, 10 subscriptions; "
             "single: one event a request, batched: a request every 10 ms)",
@@ -168,8 +168,11 @@ def draw(report: dict[str, Any], stem: Path) -> list[Path]:
         ax.set_xlabel("subscriptions (batch: 100 events a request; others: one)")
         ax.set_ylabel("delivered events/s")
         ax.set_yscale("log")
+        values = [r["events_per_s"] for r in matrix if r["events_per_s"]]
+        steps = [m * 10**e for e in range(1, 7) for m in (1, 2, 5)]
+        ax.set_yticks([v for v in steps if min(values) / 2 <= v <= max(values) * 2])
         ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(plain)
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_title(f"Delivery by format\n{title}", fontsize=10)
         ax.legend(fontsize=8)
         ax.grid(True, axis="y", which="both", alpha=0.3)
