@@ -9,9 +9,8 @@ no ingest commit ever pays for a checkpoint.
 A flush writes its rows on the loop (per-row work must not pay a thread hand-off each) and
 hands only a durable ``COMMIT`` to a thread of its own: its fsync takes milliseconds on a
 slow disk, and sqlite3 lets go of the GIL for it, so the loop parses and delivers meanwhile
-instead of standing still. No one hears of a flush's rows before its
-``COMMIT`` returns, and nothing else uses the writer connection while one is open
-(``_quiet``).
+instead of standing still. No one hears of a flush's rows before its ``COMMIT`` returns,
+and nothing else uses the writer connection while a transaction is open (``_quiet``).
 """
 
 from __future__ import annotations
