@@ -16,11 +16,6 @@ one JSON file with every figure and its ratio to its ceiling, a Markdown summary
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.metadata
-import os
-import platform
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -33,10 +28,6 @@ import orjson
 
 BENCH = Path(__file__).resolve().parent
 PARTS = ("sqlite", "ingest", "deliver", "scale")
-PACKAGES = (
-    *("eventhub", "uvicorn", "starlette", "uvloop", "httptools"),
-    *("aiohttp", "aiosqlite", "orjson", "matplotlib"),
-)
 
 
 def _run(args: list[str]) -> None:
@@ -252,36 +243,6 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def machine() -> dict[str, Any]:
-    versions = {}
-    for name in PACKAGES:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions[name] = importlib.metadata.version(name)
-    cpu = None
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    rev = subprocess.run(
-        ["git", "-C", str(BENCH.parent), "rev-parse", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "packages": versions,
-        "eventhub_rev": rev.stdout.strip() or None,
-        "loadavg": os.getloadavg(),
-    }
-
-
 def plot(report: dict[str, Any], out: Path) -> list[str]:
     try:
         import plots
@@ -312,13 +273,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.url and not args.key:
         parser.error("--url needs --key (an admin key of that eventhub)")
     sys.path.insert(0, str(BENCH))  # the parts are scripts beside this file
+    import harness
+
     size_name = "tiny" if args.tiny else "quick" if args.quick else "full"
     started = datetime.now(UTC)
     report: dict[str, Any] = {
         "started": started.isoformat(),
         "size": size_name,
         "url": args.url,
-        "machine": machine(),
+        "machine": harness.machine(),
     }
     runners = {
         "sqlite": sqlite_part,

@@ -36,8 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -595,15 +593,6 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict[str, Any]:
-    return {
-        "nproc": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "loadavg": os.getloadavg(),
-    }
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command")
@@ -686,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "benchmark": "deliver",
         "started": datetime.now(UTC).isoformat(),
-        "machine": machine(),
+        "machine": harness.machine(),
         "quick": args.quick,
         "target": args.url or "a fresh local eventhub for each scenario",
     }

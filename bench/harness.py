@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import os
+import platform
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -55,6 +58,46 @@ def percentile(values: list[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+PACKAGES = (
+    *("eventhub", "uvicorn", "starlette", "uvloop", "httptools"),
+    *("aiohttp", "aiosqlite", "orjson", "matplotlib"),
+)
+
+
+def machine() -> dict[str, Any]:
+    """What a report needs to be read later: the machine, the versions, the revision."""
+
+    def run(argv: list[str], lines: int = 10) -> str | None:
+        if shutil.which(argv[0]) is None:
+            return None
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        return "\n".join((done.stdout or done.stderr).splitlines()[:lines]) or None
+
+    versions = {}
+    for name in PACKAGES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[name] = importlib.metadata.version(name)
+    cpu = None
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "lscpu": run(["lscpu"]),
+        "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "packages": versions,
+        "wrk": run(["wrk", "--version"], 1),
+        "eventhub_rev": run(["git", "-C", str(BENCH.parent), "rev-parse", "HEAD"], 1),
+        "loadavg": os.getloadavg(),
+    }
 
 
 # -- processes ---------------------------------------------------------------------------------

@@ -28,14 +28,11 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
-import importlib.metadata
 import io
 import os
-import platform
 import resource
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -49,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import harness
 import loadgen
 import orjson
 import payloads
@@ -118,13 +116,6 @@ class Children:
 
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
@@ -199,18 +190,6 @@ def start_server(
     return proc
 
 
-def start_profiler(
-    children: Children, pid: int, seconds: float, out: Path
-) -> subprocess.Popen[bytes] | None:
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not Path(py_spy).exists():
-        print("  py-spy not found; not profiling", file=sys.stderr)
-        return None
-    argv = [py_spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds)))]
-    argv += ["--format", "raw", "--output", str(out), "--nonblocking", "--rate", "500"]
-    return children.start(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 def run_wrk(
     children: Children,
     url: str,
@@ -247,14 +226,10 @@ def measure_wrk(
     per_request = opts.batch if scenario.mode == "batch" else 1
     warm = run_wrk(children, url, pool, scenario.mode, opts.warmup, opts) if opts.warmup else None
     pid = server.pid if server is not None else None
-    profiler = (
-        start_profiler(children, pid, opts.duration, profile_to) if profile_to and pid else None
-    )
-    gen0, server0 = _children_cpu_seconds(), _server_cpu(pid)
-    got = run_wrk(children, url, pool, scenario.mode, opts.duration, opts)
-    gen1, server1 = _children_cpu_seconds(), _server_cpu(pid)
-    if profiler is not None:
-        children.stop(profiler, grace=30)
+    with harness.py_spy(pid, profile_to):
+        gen0, server0 = _children_cpu_seconds(), _server_cpu(pid)
+        got = run_wrk(children, url, pool, scenario.mode, opts.duration, opts)
+        gen1, server1 = _children_cpu_seconds(), _server_cpu(pid)
     ok = got["requests"] - got["errors"]["status"]
     acked = ok + (warm["requests"] - warm["errors"]["status"] if warm else 0)
     return {
@@ -292,16 +267,13 @@ def measure_aiohttp(
     argv += ["--warmup", str(opts.warmup), "--duration", str(opts.duration)]
     argv += ["--id-prefix", f"a{uuid.uuid4().hex[:8]}-"]
     proc = children.start(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    profiler = None
     try:
         if profile_to and pid:
-            time.sleep(opts.warmup)
-            profiler = start_profiler(children, pid, opts.duration, profile_to)
-        out, err = proc.communicate(timeout=opts.warmup + opts.duration + 60)
+            time.sleep(opts.warmup)  # profile the measured window, not the warm-up
+        with harness.py_spy(pid or None, profile_to):
+            out, err = proc.communicate(timeout=opts.warmup + opts.duration + 60)
     finally:
         children.stop(proc, grace=5)
-        if profiler is not None:
-            children.stop(profiler, grace=30)
     if proc.returncode != 0:
         raise RuntimeError(f"loadgen failed ({proc.returncode}): {err.decode()}")
     result: dict[str, Any] = orjson.loads(out)
@@ -325,7 +297,7 @@ def run_one(
     opts: Options,
 ) -> dict[str, Any]:
     workdir.mkdir(parents=True)
-    port = free_port()
+    port = harness.free_port()
     load_before = os.getloadavg()
     external = opts.external_url if scenario.server == "eventhub" else None
     server = None if external else start_server(children, scenario, workdir, port, opts)
@@ -393,28 +365,6 @@ def describe_tree(path: Path) -> dict[str, Any]:
 
 
 # -- the report ------------------------------------------------------------------------------
-
-
-def machine() -> dict[str, Any]:
-    def run(argv: list[str], lines: int = 10) -> str | None:
-        if shutil.which(argv[0]) is None:
-            return None
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-        return "\n".join((done.stdout or done.stderr).splitlines()[:lines])
-
-    versions = {}
-    for name in ("uvicorn", "starlette", "uvloop", "httptools", "aiohttp", "orjson"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions[name] = importlib.metadata.version(name)
-    return {
-        "nproc": os.cpu_count(),
-        "lscpu": run(["lscpu"]),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "packages": versions,
-        "wrk": run(["wrk", "--version"], 1),
-    }
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -701,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "ingest",
         "started": started,
-        "machine": machine(),
+        "machine": harness.machine(),
         "options": {
             "duration_s": args.duration,
             "warmup_s": args.warmup,
