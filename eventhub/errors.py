@@ -16,7 +16,10 @@ errors to HTTP.
     ├── LengthRequired                 411 length_required
     ├── PayloadTooLarge                413 payload_too_large
     ├── UnsupportedMediaType           415 unsupported_media_type
-    └── TooManyRequests                429 too_many_requests (carries Retry-After)
+    ├── TooManyRequests                429 too_many_requests (carries Retry-After)
+    ├── HeadersTooLarge                431 request_header_fields_too_large
+    ├── NotReady                       503 not_ready
+    └── InsufficientStorage            507 insufficient_storage
 """
 
 from __future__ import annotations
@@ -113,3 +116,20 @@ class TooManyRequests(EventHubError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class HeadersTooLarge(EventHubError):
+    status = 431
+    code = "request_header_fields_too_large"
+
+
+class NotReady(EventHubError):
+    status = 503
+    code = "not_ready"
+
+
+class InsufficientStorage(EventHubError):
+    """The disk is full: nothing of the request was stored, and no offset was used."""
+
+    status = 507
+    code = "insufficient_storage"

@@ -4,6 +4,7 @@ which override a TOML file (``--config`` or ``EVENTHUB_CONFIG``), which override
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -23,7 +24,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     data: Path = dataclasses.field(default_factory=default_data_path)
-    admin_key: str | None = None
+    admin_key: str | None = dataclasses.field(default=None, repr=False)
     max_body_bytes: int = 10 * 1024 * 1024
     max_batch_events: int = 10_000
     max_concurrent_ingests: int = 1024
@@ -47,18 +48,66 @@ class Settings:
     delivery_connect_timeout: float = 5.0
     delivery_connections: int = 256
     secret_rotation_overlap: float = 24 * 3600.0
+    # Per-owner bound on requests in flight, so one tenant's stalled receivers cannot take
+    # every connection from another's (SPEC §8).
+    delivery_connections_per_owner: int = 128
+    # connections (SPEC §8): every route, before anything is authenticated
+    header_timeout: float = 10.0
+    max_header_bytes: int = 64 * 1024
+    keepalive_timeout: float = 5.0
+    max_connections: int = 2048
+    # Ingest slots for requests that carry no API key (signed-by-source or refused): they
+    # never take one of ``max_concurrent_ingests`` from keyed producers.
+    max_unauthenticated_ingests: int = 64
+    # callback egress (SPEC §8): networks a callback may reach besides the public Internet,
+    # or, with callback_networks_only, the only ones it may reach.
+    allowed_callback_networks: tuple[str, ...] = ()
+    callback_networks_only: bool = False
+    # secrets at rest (SPEC §8): EVENTHUB_SECRET_KEY, else a key file beside the database
+    secret_key: str | None = dataclasses.field(default=None, repr=False)
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 def _convert(name: str, value: Any) -> Any:
     kind = _FIELDS[name].type
     try:
         if kind == "int":
-            return int(value)
+            # ASCII digits only: int() also takes "1_000" and Arabic-Indic digits.
+            if isinstance(value, bool | float):
+                raise ValueError(value)
+            text = str(value).strip()
+            if not (text.isascii() and text.lstrip("-").isdigit()):
+                raise ValueError(value)
+            return int(text)
         if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError(value)
             return float(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError(value)
+        if kind.startswith("tuple"):
+            if isinstance(value, str):
+                items = [part.strip() for part in value.split(",") if part.strip()]
+            elif isinstance(value, list | tuple):
+                items = list(value)
+            else:
+                raise ValueError(value)
+            if not all(isinstance(item, str) for item in items):
+                raise ValueError(value)
+            return tuple(items)
         if kind.startswith("Path"):
             return None if value is None else Path(str(value)).expanduser()
     except (TypeError, ValueError):
@@ -92,6 +141,48 @@ def load(
         if value is not None and name in _FIELDS:
             values[name] = value
     settings = Settings(**{name: _convert(name, value) for name, value in values.items()})
+    validate(settings)
+    return settings
+
+
+_POSITIVE = (
+    "max_body_bytes",
+    "max_batch_events",
+    "max_concurrent_ingests",
+    "body_timeout",
+    "checkpoint_interval",
+    "max_subscriptions",
+    "delivery_timeout",
+    "delivery_connect_timeout",
+    "delivery_connections",
+    "delivery_connections_per_owner",
+    "header_timeout",
+    "max_header_bytes",
+    "keepalive_timeout",
+    "max_connections",
+    "max_unauthenticated_ingests",
+)
+
+
+def validate(settings: Settings) -> None:
+    """Refuse a value no hub can run with, naming the setting."""
     if settings.synchronous not in ("full", "normal"):
         raise errors.InvalidRequest("setting 'synchronous' must be 'full' or 'normal'")
-    return settings
+    for name in _POSITIVE:
+        if getattr(settings, name) <= 0:
+            raise errors.InvalidRequest(f"setting {name!r} must be greater than 0")
+    if not 0 <= settings.port <= 65535:
+        raise errors.InvalidRequest("setting 'port' must be from 0 to 65535")
+    for network in settings.allowed_callback_networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise errors.InvalidRequest(
+                f"setting 'allowed_callback_networks': {network!r} is not an IP network"
+                " (write it as 127.0.0.0/8 or ::1/128)"
+            ) from None
+    if settings.callback_networks_only and not settings.allowed_callback_networks:
+        raise errors.InvalidRequest(
+            "setting 'callback_networks_only' needs 'allowed_callback_networks' to list at least"
+            " one network"
+        )
