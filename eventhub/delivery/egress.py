@@ -293,7 +293,8 @@ def check_host(host: str, rules: Rules) -> Refusal | None:
         # Browsers decode it, the resolver does not: the two would reach different hosts.
         return Refusal(subject, "a percent-encoded host", "write the host plainly")
     try:
-        name = host.encode("idna").decode("ascii").lower()
+        # Trailing dots first: IDNA refuses the empty labels they leave.
+        name = host.rstrip(".\u3002\uff0e\uff61").encode("idna").decode("ascii").lower()
     except UnicodeError:
         return Refusal(subject, "malformed host")
     name = name.rstrip(".")
