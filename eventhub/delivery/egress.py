@@ -116,7 +116,7 @@ class Rules:
         return cls(tuple(ipaddress.ip_network(n, strict=False) for n in networks), only)
 
     def lists(self, address: Address) -> bool:
-        # ``in`` across IP versions compares raw integers in some Pythons: check the version.
+        # Versions first: an IPv4 address is never "in" an IPv6 network, whatever its bits.
         return any(address.version == n.version and address in n for n in self.allowed)
 
 
