@@ -35,6 +35,12 @@ BENCH = Path(__file__).resolve().parent
 ADMIN_KEY = "bench-admin-key-" + "y" * 24
 KM = "/intelligence/api/knowledge-models"
 SUBS = "/intelligence/api/subscriptions"
+# The bench's receivers listen on 127.0.0.1, which a hub refuses by default (SPEC §8): a hub
+# the bench starts may deliver there, and nowhere else.
+LOOPBACK_CALLBACKS = {
+    "EVENTHUB_ALLOWED_CALLBACK_NETWORKS": "127.0.0.0/8",
+    "EVENTHUB_CALLBACK_NETWORKS_ONLY": "true",
+}
 TRIGGER = "jobs"
 
 Pool = list[tuple[str, str, str, bytes]]  # (type, source, time, JSON body): payloads.py
@@ -229,7 +235,7 @@ def start_local(tmp: Path, data: Path, run: str) -> Hub:
     proc = Process(
         [sys.executable, "-m", "eventhub", "serve", "--port", str(port), "--data", str(data)],
         tmp / f"hub-{port}.log",
-        {"EVENTHUB_ADMIN_KEY": ADMIN_KEY, "EVENTHUB_LOG_LEVEL": "warning"},
+        {"EVENTHUB_ADMIN_KEY": ADMIN_KEY, "EVENTHUB_LOG_LEVEL": "warning", **LOOPBACK_CALLBACKS},
     )
     return Hub(f"http://127.0.0.1:{port}", ADMIN_KEY, run, proc)
 

@@ -172,6 +172,7 @@ def start_server(
         argv = [sys.executable, "-m", "eventhub", "serve", "--port", str(port)]
         argv += ["--data", str(workdir / "eventhub.db")]
         env.update(EVENTHUB_ADMIN_KEY=ADMIN_KEY, EVENTHUB_LOG_LEVEL="warning")
+        env.update(harness.LOOPBACK_CALLBACKS)
         # The package in eventhub_dir wins over any installed one: it is first on sys.path.
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(opts.eventhub_dir), env.get("PYTHONPATH")) if p

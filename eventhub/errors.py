@@ -7,7 +7,8 @@ errors to HTTP.
     EventHubError                      500 internal
     ├── InvalidRequest                 400 invalid_request
     │   ├── InvalidEvents              400 invalid_event   (details: index, attribute, reason)
-    │   └── InvalidJson                400 invalid_json
+    │   ├── InvalidJson                400 invalid_json
+    │   └── CallbackRefused            400 callback_refused (the egress rule, SPEC §8)
     ├── Unauthorized                   401 unauthorized
     ├── Forbidden                      403 forbidden
     ├── NotFound                       404 not_found
@@ -67,6 +68,12 @@ class InvalidEvents(InvalidRequest):
 
 class InvalidJson(InvalidRequest):
     code = "invalid_json"
+
+
+class CallbackRefused(InvalidRequest):
+    """A callback URL the egress rules refuse (scheme, userinfo, a refused address)."""
+
+    code = "callback_refused"
 
 
 class Unauthorized(EventHubError):

@@ -10,6 +10,7 @@ import logging
 from eventhub import auth, errors, notifications
 from eventhub.catalog.service import Catalog
 from eventhub.clock import Clock, SystemClock, rfc3339
+from eventhub.delivery import egress
 from eventhub.delivery.manager import Subscriptions
 from eventhub.delivery.policy import RetryPolicy
 from eventhub.delivery.sender import Sender
@@ -38,6 +39,10 @@ class Hub:
             settings.delivery_connections,
             settings.delivery_connect_timeout,
             settings.delivery_timeout,
+            # The subscriptions' create/update checks use the sender's rules: one source.
+            rules=egress.Rules.from_settings(
+                settings.allowed_callback_networks, settings.callback_networks_only
+            ),
         )
         policy = RetryPolicy(
             max_retries=settings.delivery_max_retries,

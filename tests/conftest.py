@@ -91,8 +91,15 @@ class Running:
 
 
 def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
+    # Callbacks may reach 127.0.0.0/8 and nothing else (SPEC §8): no URL a test, fuzzer or
+    # schemathesis run generates can make a test hub connect off this machine.
     base = Settings(
-        host="127.0.0.1", port=free_port(), data=tmp_path / "eventhub.db", admin_key=ADMIN_KEY
+        host="127.0.0.1",
+        port=free_port(),
+        data=tmp_path / "eventhub.db",
+        admin_key=ADMIN_KEY,
+        allowed_callback_networks=("127.0.0.0/8",),
+        callback_networks_only=True,
     )
     return replace(base, **overrides)
 

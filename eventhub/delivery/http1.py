@@ -1,7 +1,8 @@
 """One HTTP/1.1 connection to a receiver, and how a delivery request is written on it.
 
 A request is written in one ``transport.write``; the answer is parsed by ``httptools`` (the
-llhttp parser uvicorn uses), keeping only what delivery needs: the status and ``Retry-After``.
+llhttp parser uvicorn uses), keeping only what delivery needs: the status, ``Retry-After``,
+and a redirect's ``Location`` (to say where it pointed: redirects are never followed).
 The body of the answer is read to its end and dropped, so the connection can be reused.
 
 Errors a request can end with (the sender turns each into a failed attempt):
@@ -48,6 +49,7 @@ class Answer:
     status: int
     retry_after: str | None
     keep_alive: bool
+    location: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +143,7 @@ class Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[Answer] | None = None
         self._status = 0
         self._retry_after: str | None = None
+        self._location: str | None = None
         self._framed = False  # the answer's length is known (Content-Length or chunked)
         self._headers_done = False
 
@@ -151,7 +154,7 @@ class Connection(asyncio.Protocol):
         if self.closed or self.transport.is_closing():
             raise Disconnected("the receiver closed the connection")
         self._waiter = waiter = asyncio.get_running_loop().create_future()
-        self._status, self._retry_after = 0, None
+        self._status, self._retry_after, self._location = 0, None, None
         self._framed = self._headers_done = False
         self.transport.write(request)
         return waiter
@@ -208,6 +211,8 @@ class Connection(asyncio.Protocol):
         name = name.lower()
         if name == b"retry-after":
             self._retry_after = value.decode("latin-1")
+        elif name == b"location":
+            self._location = value.decode("latin-1")
         elif name == b"content-length" or name == b"transfer-encoding":
             self._framed = True
 
@@ -217,7 +222,7 @@ class Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         if 100 <= self._status < 200:  # an interim answer (100 Continue): the real one follows
-            self._status, self._retry_after = 0, None
+            self._status, self._retry_after, self._location = 0, None, None
             self._framed = self._headers_done = False
             return
         self._finish(self._parser.should_keep_alive())
@@ -227,7 +232,7 @@ class Connection(asyncio.Protocol):
     def _finish(self, keep_alive: bool) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
-            waiter.set_result(Answer(self._status, self._retry_after, keep_alive))
+            waiter.set_result(Answer(self._status, self._retry_after, keep_alive, self._location))
 
     def _fail(self, exc: BaseException) -> None:
         waiter = self._waiter

@@ -12,12 +12,11 @@ import secrets
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 from eventhub import errors
 from eventhub.auth import Principal
 from eventhub.clock import rfc3339
-from eventhub.delivery import signing
+from eventhub.delivery import egress, signing
 from eventhub.delivery.pages import Pages
 from eventhub.delivery.states import Move, NotAllowed, Status, next_status
 from eventhub.delivery.supervisor import Deps, Supervisor
@@ -39,8 +38,11 @@ def _visible(sub: Subscription, who: Principal) -> bool:
     return who.role == "admin" or sub.owner == who.key_id
 
 
-def parse_config(body: Any, base: Subscription | None, default_retries: int) -> dict[str, Any]:
-    """Validate a create/update body; an update may leave out what it does not change."""
+def parse_config(
+    body: Any, base: Subscription | None, default_retries: int, rules: egress.Rules
+) -> dict[str, Any]:
+    """Validate a create/update body; an update may leave out what it does not change. A new
+    callback must pass the egress ``rules`` (it is checked again at every connect)."""
     if not isinstance(body, dict):
         raise errors.InvalidRequest("send a JSON object")
     out: dict[str, Any] = {}
@@ -55,9 +57,12 @@ def parse_config(body: Any, base: Subscription | None, default_retries: int) -> 
         if not isinstance(callback, dict) or not isinstance(callback.get("uri"), str):
             raise errors.InvalidRequest("callbackInfo.uri is required")
         uri = callback["uri"]
-        parts = urlsplit(uri)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise errors.InvalidRequest("callbackInfo.uri must be an http or https URL")
+        refusal = egress.check_url(uri, rules)
+        if refusal is not None:
+            raise errors.CallbackRefused(
+                f"callbackInfo.uri: {refusal.message}",
+                [errors.Problem(refusal.rule, "callbackInfo.uri")],
+            )
         headers = callback.get("headers") or {}
         if not isinstance(headers, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
@@ -166,7 +171,7 @@ class Subscriptions:
     async def create(
         self, who: Principal, km: str, trigger: str, tid: int, body: Any
     ) -> Subscription:
-        config = parse_config(body, None, self._default_retries)
+        config = parse_config(body, None, self._default_retries, self._deps.sender.rules)
         clock, store = self._deps.clock, self._deps.store
         async with self._lock:
             if len(self._supervisors) >= self._max:
@@ -212,7 +217,10 @@ class Subscriptions:
                 f"cannot {move} subscription {sub_id} in state {exc.status}; allowed: "
                 + ", ".join(m for m in _user_moves(exc.status))
             ) from None
-        config = parse_config(body, sub, self._default_retries) if move is Move.UPDATE else None
+        rules = self._deps.sender.rules
+        config = (
+            parse_config(body, sub, self._default_retries, rules) if move is Move.UPDATE else None
+        )
         await supervisor.stop()
         store = self._deps.store
         if status is None:

@@ -19,11 +19,18 @@ class Verdict(enum.StrEnum):
     REJECTION = "rejection"
 
 
-def classify(status: int | None) -> Verdict:
-    """``None`` stands for no answer at all: connection error, reset or timeout."""
+def classify(status: int | None, refused: bool = False) -> Verdict:
+    """``None`` stands for no answer at all: connection error, reset or timeout. ``refused``:
+    the egress rules refused the callback's addresses, so nothing was sent."""
+    if refused:
+        # Not the network being flaky: the same address is refused on every retry, and
+        # probing it for hours (Failed) would only turn attempts into a port scanner.
+        return Verdict.REJECTION
     if status is not None and 200 <= status < 300:
         return Verdict.SUCCESS
-    if status in REJECTION_CODES:
+    if status in REJECTION_CODES or (status is not None and 300 <= status < 400):
+        # A redirect is never followed (SPEC §8), so sending the same request again cannot
+        # succeed until the subscription's callback changes: a rejection, like 404.
         return Verdict.REJECTION
     return Verdict.TRANSIENT  # no answer, 408, 429, 5xx, and anything unexpected
 

@@ -6,6 +6,11 @@ for the whole answer. A connection goes back to the pool only after a complete a
 allows keep-alive; a timeout, an error or a cancellation drops it, since its state is unknown.
 Nothing is retried here and redirects are not followed: each request is one delivery attempt.
 
+A new connection goes only to an address the egress rules allow (``egress``): the host is
+resolved here, every address checked, and the socket connected to a checked address itself,
+never to the name again, so a second DNS answer (rebinding) cannot slip in between. TLS still
+verifies the name, and the ``Host`` header still carries it.
+
 Idle connections live at most ``keepalive`` seconds (aiohttp's default, 15 s, which delivery
 used before) and at most ``max_idle`` of them are kept; a sweeper task closes the expired ones.
 """
@@ -14,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import socket
 import ssl
 from collections.abc import Mapping
 
-from eventhub.delivery import http1
+from eventhub.delivery import egress, http1
 
 
 def default_ssl_context() -> ssl.SSLContext:
@@ -40,7 +47,9 @@ class Pool:
         max_idle: int,
         keepalive: float = 15.0,
         ssl_context: ssl.SSLContext | None = None,
+        rules: egress.Rules = egress.DEFAULT,
     ) -> None:
+        self.rules = rules
         self._connect_timeout = connect_timeout
         self._total_timeout = total_timeout
         self._max_idle = max_idle
@@ -77,7 +86,7 @@ class Pool:
         self, target: http1.Target, headers: Mapping[str, str], body: bytes
     ) -> http1.Answer:
         """One request and its whole answer within the total time limit; raises the errors
-        listed in ``http1``."""
+        listed in ``http1``, or ``egress.Refused``."""
         if target.error is not None:
             raise ValueError(target.error)
         request = http1.encode(target, headers, body)
@@ -109,14 +118,37 @@ class Pool:
         if target.scheme == "https":
             context = self._ssl if self._ssl is not None else default_ssl_context()
         async with asyncio.timeout(limit):
-            _, conn = await loop.create_connection(
-                http1.Connection,
-                target.host,
-                target.port,
-                ssl=context,
-                server_hostname=target.host if context is not None else None,
-            )
-        return conn
+            addresses = egress.admit(await self._resolve(target.host, target.port), self.rules)
+            error: OSError | None = None
+            for address in addresses:  # in the resolver's order, as create_connection would
+                try:
+                    _, conn = await loop.create_connection(
+                        http1.Connection,
+                        address,
+                        target.port,
+                        ssl=context,
+                        server_hostname=target.host if context is not None else None,
+                    )
+                except OSError as exc:
+                    error = exc
+                    continue
+                return conn
+        assert error is not None
+        raise error
+
+    @staticmethod
+    async def _resolve(host: str, port: int) -> list[str]:
+        """Every address of ``host``; an IP literal is its own (no resolver round trip)."""
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            return [host]
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )
+        return [str(info[4][0]) for info in infos]
 
     # -- idle connections --------------------------------------------------------------------
 

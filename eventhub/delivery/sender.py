@@ -5,8 +5,11 @@ Not aiohttp's client, which delivery used before: eventhub's own HTTP/1.1 client
 ``http1``) does only what a webhook needs, at ~75 us of CPU a request against aiohttp's ~200
 (1 KB POSTs to the same receiver, 64 in flight, one process). With 10,000 subscriptions on
 two cores, that CPU is the fan-out time. Not httpx either: PERF-NOTES.md measured its pool
-at ~30x slower under concurrency. Redirects are not followed: a 3xx is a failed delivery,
-like any other non-2xx.
+at ~30x slower under concurrency. Redirects are not followed (SPEC §8: a redirect could lead
+anywhere the egress rules refuse): a 3xx is a failed delivery whose error says so.
+
+A callback whose host has no address the egress rules allow gets an answer marked
+``refused``: policy classifies it as a rejection, not as a flaky network.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from eventhub.delivery import gate, http1, pool
+from eventhub.delivery import egress, gate, http1, pool
+
+# Enough of a redirect's Location for a person to see where it pointed.
+_LOCATION_SHOWN = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +31,7 @@ class Answer:
     retry_after: str | None
     error: str | None
     latency_ms: float
+    refused: bool = False  # the egress rules refused every address: nothing was sent
 
 
 class Sender:
@@ -34,13 +41,23 @@ class Sender:
         connect_timeout: float,
         total_timeout: float,
         ssl_context: ssl.SSLContext | None = None,
+        rules: egress.Rules = egress.DEFAULT,
     ) -> None:
         self._pool = pool.Pool(
-            connect_timeout, total_timeout, max_idle=connections, ssl_context=ssl_context
+            connect_timeout,
+            total_timeout,
+            max_idle=connections,
+            ssl_context=ssl_context,
+            rules=rules,
         )
         # Requests wait for a connection here, before any timer starts or any bytes are
         # encoded, so a fan-out to 10,000 subscriptions waits cheaply.
         self._slots = gate.Gate(connections)
+
+    @property
+    def rules(self) -> egress.Rules:
+        """The egress rules every connection obeys; create/update checks URLs against them."""
+        return self._pool.rules
 
     async def start(self) -> None:
         await self._pool.start()
@@ -60,14 +77,29 @@ class Sender:
                 answer = await self._pool.post(target, headers, body)
             except TimeoutError:
                 error = "timed out"
+            except egress.Refused as exc:
+                latency = (time.perf_counter() - started) * 1000
+                return Answer(None, None, str(exc), latency, refused=True)
             except (OSError, ValueError, http1.ProtocolError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
             else:
-                status = answer.status
                 return Answer(
-                    status,
+                    answer.status,
                     answer.retry_after,
-                    None if status < 300 else f"HTTP {status}",
+                    _error_of(answer),
                     (time.perf_counter() - started) * 1000,
                 )
             return Answer(None, None, error, (time.perf_counter() - started) * 1000)
+
+
+def _error_of(answer: http1.Answer) -> str | None:
+    status = answer.status
+    if status < 300:
+        return None
+    if status < 400:
+        where = answer.location or "no Location"
+        if len(where) > _LOCATION_SHOWN:
+            where = where[:_LOCATION_SHOWN] + "..."
+        where = "".join(c if c.isprintable() else "?" for c in where)
+        return f"HTTP {status}: redirect to {where} refused (redirects are never followed)"
+    return f"HTTP {status}"

@@ -140,7 +140,7 @@ class Supervisor:
         retry = 0
         while True:
             answer, attempt = await self._send(page)
-            verdict = policy.classify(answer.status)
+            verdict = policy.classify(answer.status, answer.refused)
             if verdict is Verdict.SUCCESS:
                 self._succeeded(page)
                 # Not awaited: the next delivery need not wait for this commit. The cursor

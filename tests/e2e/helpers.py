@@ -153,7 +153,14 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log_path.open("ab")
-        env = {**os.environ, "EVENTHUB_ADMIN_KEY": ADMIN_KEY, "EVENTHUB_LOG_LEVEL": "warning"}
+        env = {
+            **os.environ,
+            "EVENTHUB_ADMIN_KEY": ADMIN_KEY,
+            "EVENTHUB_LOG_LEVEL": "warning",
+            # as settings_for: callbacks reach 127.0.0.0/8 and nothing else
+            "EVENTHUB_ALLOWED_CALLBACK_NETWORKS": "127.0.0.0/8",
+            "EVENTHUB_CALLBACK_NETWORKS_ONLY": "true",
+        }
         self.process = subprocess.Popen(
             [
                 sys.executable,

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from eventhub.delivery import http1, pool
+from eventhub.delivery import egress, http1, pool
 from eventhub.delivery.sender import Sender
+
+# The scripted servers listen on 127.0.0.1, which the default egress rules refuse.
+LOOPBACK = egress.Rules.from_settings(["127.0.0.0/8"], only=True)
 
 Reply = Callable[[bytes, asyncio.StreamWriter], Awaitable[None]]
 
@@ -100,7 +103,7 @@ OK = send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
 @pytest.fixture
 async def client() -> AsyncIterator[pool.Pool]:
-    p = pool.Pool(connect_timeout=1.0, total_timeout=0.5, max_idle=8)
+    p = pool.Pool(connect_timeout=1.0, total_timeout=0.5, max_idle=8, rules=LOOPBACK)
     await p.start()
     yield p
     await p.close()
@@ -329,7 +332,9 @@ async def test_an_idle_connection_the_receiver_closed_is_not_reused(client: pool
 
 
 async def test_idle_connections_expire_and_the_sweep_closes_them() -> None:
-    p = pool.Pool(connect_timeout=1.0, total_timeout=1.0, max_idle=8, keepalive=0.05)
+    p = pool.Pool(
+        connect_timeout=1.0, total_timeout=1.0, max_idle=8, keepalive=0.05, rules=LOOPBACK
+    )
     await p.start()
     server = await serving(OK)
     await post(p, server)
@@ -344,7 +349,7 @@ async def test_idle_connections_expire_and_the_sweep_closes_them() -> None:
 
 
 async def test_no_more_than_max_idle_connections_are_kept() -> None:
-    p = pool.Pool(connect_timeout=1.0, total_timeout=1.0, max_idle=2)
+    p = pool.Pool(connect_timeout=1.0, total_timeout=1.0, max_idle=2, rules=LOOPBACK)
     await p.start()
     server = await serving(stall(0.05))
     await asyncio.gather(*(post(p, server) for _ in range(5)))
@@ -357,7 +362,7 @@ async def test_no_more_than_max_idle_connections_are_kept() -> None:
 
 
 async def test_the_sender_turns_failures_into_answers() -> None:
-    sender = Sender(4, connect_timeout=1.0, total_timeout=0.3)
+    sender = Sender(4, connect_timeout=1.0, total_timeout=0.3, rules=LOOPBACK)
     await sender.start()
     server = await serving(send(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n"), stall(1.0))
     target = sender.target(server.url, {})
@@ -368,6 +373,50 @@ async def test_the_sender_turns_failures_into_answers() -> None:
     bad = await sender.post(sender.target("http://h:port/", {}), {}, b"x")
     assert bad.status is None and bad.error is not None and bad.error.startswith("ValueError")
     await sender.stop()
+    await server.stop()
+
+
+async def test_a_redirect_is_not_followed_and_its_error_says_where_it_pointed() -> None:
+    sender = Sender(4, connect_timeout=1.0, total_timeout=1.0, rules=LOOPBACK)
+    await sender.start()
+    moved = b"HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/latest\r\n"
+    server = await serving(send(moved + b"Content-Length: 0\r\n\r\n"))
+    answer = await sender.post(sender.target(server.url, {}), {}, b"x")
+    assert answer.status == 302 and not answer.refused
+    assert answer.error == (
+        "HTTP 302: redirect to http://169.254.169.254/latest refused (redirects are never followed)"
+    )
+    assert len(server.requests) == 1
+    await sender.stop()
+    await server.stop()
+
+
+async def test_a_refused_address_is_never_connected_and_the_answer_says_refused() -> None:
+    # localhost resolves to 127.0.0.1 (and maybe ::1); only 127.0.0.2 is allowed: the one
+    # server listening on 127.0.0.1 must never see a connection.
+    only_two = egress.Rules.from_settings(["127.0.0.2/32"], only=True)
+    sender = Sender(4, connect_timeout=1.0, total_timeout=1.0, rules=only_two)
+    await sender.start()
+    server = await serving(OK)
+    port = server.url.split(":")[2].split("/")[0]
+    for host in ("localhost", "127.0.0.1", "127.1", "2130706433"):
+        answer = await sender.post(sender.target(f"http://{host}:{port}/", {}), {}, b"x")
+        assert answer.refused and answer.status is None, answer
+        assert answer.error is not None
+        assert answer.error.startswith("callback address 127.0.0.1 refused: not in"), answer
+    assert server.connections == 0
+    await sender.stop()
+    await server.stop()
+
+
+async def test_the_default_rules_refuse_loopback_before_connecting() -> None:
+    p = pool.Pool(connect_timeout=1.0, total_timeout=1.0, max_idle=2)
+    await p.start()
+    server = await serving(OK)
+    with pytest.raises(egress.Refused, match="loopback"):
+        await post(p, server)
+    assert server.connections == 0
+    await p.close()
     await server.stop()
 
 
@@ -400,14 +449,16 @@ async def test_https_callbacks_are_verified_and_kept_alive(certificate: tuple[Pa
 
     trusting = pool.default_ssl_context()
     trusting.load_verify_locations(cert)
-    p = pool.Pool(1.0, 2.0, max_idle=4, ssl_context=trusting)
+    p = pool.Pool(1.0, 2.0, max_idle=4, ssl_context=trusting, rules=LOOPBACK)
     await p.start()
     assert (await post(p, server)).status == 200
     assert (await post(p, server)).status == 200
     await p.close()
     assert server.connections == 1
 
-    strict = pool.Pool(1.0, 2.0, max_idle=4)  # the system's CAs do not know this certificate
+    strict = pool.Pool(
+        1.0, 2.0, max_idle=4, rules=LOOPBACK
+    )  # the system's CAs do not know this certificate
     await strict.start()
     with pytest.raises(ssl.SSLCertVerificationError):
         await post(strict, server)

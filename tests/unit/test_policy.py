@@ -20,9 +20,19 @@ def test_the_seed_rejection_codes_are_rejections(status: int) -> None:
     assert policy.classify(status) is Verdict.REJECTION
 
 
-@pytest.mark.parametrize("status", [None, 408, 429, 500, 502, 503, 504, 301, 409])
+@pytest.mark.parametrize("status", [None, 408, 429, 500, 502, 503, 504, 409])
 def test_no_answer_timeouts_throttling_and_5xx_are_transient(status: int | None) -> None:
     assert policy.classify(status) is Verdict.TRANSIENT
+
+
+@pytest.mark.parametrize("status", [300, 301, 302, 303, 307, 308])
+def test_a_redirect_is_a_rejection_since_it_is_never_followed(status: int) -> None:
+    assert policy.classify(status) is Verdict.REJECTION
+
+
+@pytest.mark.parametrize("status", [None, 200, 503])
+def test_a_callback_the_egress_rules_refused_is_a_rejection(status: int | None) -> None:
+    assert policy.classify(status, refused=True) is Verdict.REJECTION
 
 
 def test_retry_delay_grows_exponentially_with_jitter_and_a_cap() -> None:
