@@ -7,7 +7,8 @@ a sealed value copied into another row does not open there. The ``v1:`` prefix n
 format, so it can change later, and tells a sealed value from a plaintext one written before
 sealing existed (``log/sealing.py`` seals those at start).
 
-The key is 32 random bytes, written as base64url (43 characters, padding optional): from
+The key is 32 random bytes, written in base64url (43 characters, padding optional; the
+standard alphabet is taken too, so ``openssl rand -base64 32`` makes one): from
 ``EVENTHUB_SECRET_KEY``, or else from a key file beside the database that the first start
 creates (``log/sealing.py`` decides which, and whether the key fits the database).
 """
@@ -90,8 +91,9 @@ def encode_key(key: bytes) -> str:
 
 
 def parse_key(text: str, name: str) -> bytes:
-    """The 32 bytes of a base64url key, or ``errors.InvalidRequest`` naming ``name`` (the
-    setting or file it came from). The message never quotes the value: it is a secret."""
+    """The 32 bytes of a base64url (or base64) key, or ``errors.InvalidRequest`` naming
+    ``name`` (the setting or file it came from). The message never quotes the value: it is
+    a secret."""
     stripped = text.strip()
     try:
         key = base64.b64decode(stripped + "=" * (-len(stripped) % 4), altchars=b"-_", validate=True)

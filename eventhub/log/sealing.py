@@ -110,14 +110,24 @@ def seal_plaintext(conn: sqlite3.Connection, sealer: Vault) -> int:
     sealed start), then seal every secret still in plain text, all in one transaction.
     Idempotent: a sealed value has the ``v1:`` prefix and is left alone. Returns how many
     values it sealed."""
-    conn.execute("BEGIN IMMEDIATE")
+    # secure_delete zeroes the cells the plaintext leaves behind, instead of leaving it in
+    # the page's free space; for this transaction only (it costs writes on every delete).
+    (secure_delete,) = conn.execute("PRAGMA secure_delete").fetchone()
+    conn.execute("PRAGMA secure_delete = ON")
     try:
-        sealed = _seal_rows(conn.cursor(), sealer)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            sealed = _seal_rows(conn.cursor(), sealer)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.execute(f"PRAGMA secure_delete = {int(secure_delete)}")
     if sealed:
+        # The sealed pages are in the WAL; the plaintext ones stay in the database file
+        # until a checkpoint writes over them, and an old WAL may hold plaintext frames.
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         log.info("sealed %d secrets stored in plain text by an earlier version", sealed)
     return sealed
 
