@@ -174,7 +174,7 @@ def serve_once(data: Path, env: dict[str, str]) -> subprocess.CompletedProcess[s
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=15,
     )
 
 
@@ -247,7 +247,7 @@ def make_legacy(db: Path, old: Path, whsec: str) -> None:
     config = orjson.loads(config)
     config["headers"] = {"Authorization": AUTHORIZATION}
     secrets = {"current": whsec, "previous": None, "previousExpires": None}
-    conn.execute("DROP TABLE vault")
+    conn.execute("DROP TABLE IF EXISTS vault")
     conn.execute("PRAGMA user_version = 2")
     conn.execute("UPDATE sources SET secret = ?", (SOURCE_SECRET,))
     # orjson's bytes, as the old code bound them: SQLite keeps a BLOB in the TEXT column.
