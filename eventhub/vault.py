@@ -30,7 +30,7 @@ KEY_BYTES = 32
 _NONCE_BYTES = 12  # 96 bits: GCM's native nonce size; random, so ~2**32 seals per key are safe
 _TAG_BYTES = 16
 KEY_HELP = (
-    "32 random bytes in base64url (43 characters); make one with: python -c"
+    "32 random bytes in base64url or base64 (43 or 44 characters); make one with: python -c"
     ' "import secrets; print(secrets.token_urlsafe(32))"'
 )
 
