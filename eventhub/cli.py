@@ -25,7 +25,13 @@ def _serve(args: argparse.Namespace) -> int:
     except (errors.EventHubError, OSError) as exc:
         print(f"eventhub: {exc}", file=sys.stderr)
         return 2
-    server.run(built)
+    try:
+        server.run(built)
+    except errors.EventHubError as exc:
+        # Raised while building the hub, before the server starts: a secret key that does
+        # not fit the database (log/sealing.py). One line, no traceback.
+        print(f"eventhub: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

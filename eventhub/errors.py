@@ -20,7 +20,8 @@ errors to HTTP.
     ├── TooManyRequests                429 too_many_requests (carries Retry-After)
     ├── HeadersTooLarge                431 request_header_fields_too_large
     ├── NotReady                       503 not_ready
-    └── InsufficientStorage            507 insufficient_storage
+    ├── InsufficientStorage            507 insufficient_storage
+    └── VaultError                     500 internal   (start-up only: a key that does not fit)
 """
 
 from __future__ import annotations
@@ -140,3 +141,9 @@ class InsufficientStorage(EventHubError):
 
     status = 507
     code = "insufficient_storage"
+
+
+class VaultError(EventHubError):
+    """A sealed secret does not open: the key is not the one the database was sealed with, is
+    missing, or a sealed value was altered or moved. Raised while starting, never by a request:
+    ``eventhub serve`` prints it as one line and exits 2."""

@@ -16,6 +16,7 @@ from eventhub.delivery.policy import RetryPolicy
 from eventhub.delivery.sender import Sender
 from eventhub.delivery.states import Move
 from eventhub.delivery.supervisor import Deps
+from eventhub.log import sealing
 from eventhub.log.sqlite import SqliteStore
 from eventhub.log.store import KeyRecord, SourceRecord, Store
 from eventhub.models import Subscription
@@ -29,7 +30,11 @@ class Hub:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.store: Store = SqliteStore(
-            settings.data, self.clock, settings.synchronous, settings.checkpoint_interval
+            settings.data,
+            self.clock,
+            settings.synchronous,
+            settings.checkpoint_interval,
+            vault=sealing.vault_for(settings.data, settings.secret_key),
         )
         self.keyring = auth.Keyring(())
         self.sources: dict[str, SourceRecord] = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Iterator
 
@@ -31,6 +32,11 @@ class _Server(uvicorn.Server):
 
 
 def run(settings: Settings) -> None:
+    # Everything this process creates is its user's alone (SPEC §8). The store makes its
+    # own files private explicitly (eventhub/files.py) whatever the umask; this covers what
+    # it does not name: SQLite's temporary and journal files, and any file a later feature
+    # writes without going through files.py.
+    os.umask(0o077)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

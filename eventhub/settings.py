@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from eventhub import errors
+from eventhub import errors, vault
 
 
 def default_data_path() -> Path:
@@ -186,3 +186,7 @@ def validate(settings: Settings) -> None:
             "setting 'callback_networks_only' needs 'allowed_callback_networks' to list at least"
             " one network"
         )
+    if settings.secret_key is not None:
+        # Malformed is refused here, at the edge; whether the key fits the database is
+        # checked when the hub is built (log/sealing.py).
+        vault.parse_key(settings.secret_key, "setting 'secret_key' (EVENTHUB_SECRET_KEY)")

@@ -11,7 +11,9 @@ from typing import Any
 import orjson
 
 from eventhub.delivery.states import Status
+from eventhub.log import sealing
 from eventhub.models import Attempt, Subscription
+from eventhub.vault import Vault
 
 ATTEMPTS_KEPT = 100  # at least; pruned every _PRUNE_EVERY attempts, not on every one
 _PRUNE_EVERY = 20
@@ -92,23 +94,29 @@ def _progress_of(sub: Subscription) -> tuple[Any, ...]:
     )
 
 
-def _sub_row(sub: Subscription) -> tuple[Any, ...]:
-    """In the order of ``_SUB_COLUMNS``: identity, configuration, then ``_PROGRESS``."""
+def _sub_row(sub: Subscription, sealer: Vault) -> tuple[Any, ...]:
+    """In the order of ``_SUB_COLUMNS``: identity, configuration, then ``_PROGRESS``. The
+    callback header values and the signing secrets are sealed (``log/sealing.py``)."""
+    config = {**sub.config_json(), "headers": sealing.seal_headers(sealer, sub.id, sub.headers)}
+    secrets = sealer.seal(
+        orjson.dumps(sub.secrets_json()).decode(), sealing.subscription_secrets(sub.id)
+    )
     return (
         sub.id,
         sub.owner,
         sub.km,
         sub.trigger,
         sub.tid,
-        orjson.dumps(sub.config_json()),
-        orjson.dumps(sub.secrets_json()),
+        orjson.dumps(config).decode(),
+        secrets,
         *_progress_of(sub),
         sub.created_at,
     )
 
 
-def _sub_from_row(r: tuple[Any, ...]) -> Subscription:
-    config, secrets = orjson.loads(r[5]), orjson.loads(r[6])
+def _sub_from_row(r: tuple[Any, ...], sealer: Vault) -> Subscription:
+    config = orjson.loads(r[5])
+    secrets = orjson.loads(sealer.unseal(r[6], sealing.subscription_secrets(r[0])))
     return Subscription(
         id=r[0],
         owner=r[1],
@@ -117,7 +125,7 @@ def _sub_from_row(r: tuple[Any, ...]) -> Subscription:
         tid=r[4],
         name=config["name"],
         uri=config["uri"],
-        headers=config["headers"],
+        headers=sealing.open_headers(sealer, r[0], config["headers"]),
         skip_errors=config["skipErrors"],
         format=config["format"],
         batch_size=config["batchSize"],
@@ -140,11 +148,11 @@ def _sub_from_row(r: tuple[Any, ...]) -> Subscription:
     )
 
 
-def save_subscription(cur: sqlite3.Cursor, sub: Subscription) -> None:
+def save_subscription(cur: sqlite3.Cursor, sub: Subscription, sealer: Vault) -> None:
     cur.execute(
         f"INSERT OR REPLACE INTO subscriptions ({_SUB_COLUMNS})"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        _sub_row(sub),
+        _sub_row(sub, sealer),
     )
 
 
@@ -175,9 +183,10 @@ def delete_subscription(cur: sqlite3.Cursor, sub_id: str) -> None:
     cur.execute("DELETE FROM subscriptions WHERE id = ?", (sub_id,))
 
 
-def load_subscriptions(cur: sqlite3.Cursor) -> list[Subscription]:
+def load_subscriptions(cur: sqlite3.Cursor, sealer: Vault) -> list[Subscription]:
+    """Every subscription, its secrets opened: once, at start, never per delivery."""
     rows = cur.execute(f"SELECT {_SUB_COLUMNS} FROM subscriptions ORDER BY created_at, id")
-    return [_sub_from_row(r) for r in rows.fetchall()]
+    return [_sub_from_row(r, sealer) for r in rows.fetchall()]
 
 
 _ADD_ATTEMPT = (

@@ -28,12 +28,14 @@ from typing import Any, TypeVar
 import aiosqlite
 import orjson
 
+from eventhub import files
 from eventhub.clock import Clock, rfc3339
 from eventhub.events import Appended, DataKind, NewEvent, StoredEvent
-from eventhub.log import records
+from eventhub.log import records, sealing
 from eventhub.log.store import KeyRecord, SourceRecord
 from eventhub.log.writer import GroupCommitWriter
 from eventhub.models import Attempt, Subscription
+from eventhub.vault import Vault
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +154,11 @@ class SqliteStore:
         clock: Clock,
         synchronous: str = "full",
         checkpoint_interval: float = 1.0,
+        *,
+        vault: Vault,
     ) -> None:
         self._path = path
+        self._vault = vault  # seals secrets on write, opens them at load (log/sealing.py)
         self._clock = clock
         self._synchronous = synchronous.upper()
         self._checkpoint_interval = checkpoint_interval
@@ -176,13 +181,15 @@ class SqliteStore:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def open(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        # Before SQLite opens anything: it gives -wal and -shm the database file's mode.
+        files.secure_database(self._path)
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer task does it
         conn.execute("PRAGMA busy_timeout = 5000")
         migrate(conn)
+        sealing.seal_plaintext(conn, self._vault)
         # Offsets are handed out here and never reused: the next one follows the highest ever
         # given (AUTOINCREMENT's record of it survives the deletion of old events).
         self._last_offset = int(
@@ -470,7 +477,12 @@ class SqliteStore:
         await self._execute(
             "INSERT OR REPLACE INTO sources (name, secret, require_signature, created_at)"
             " VALUES (?, ?, ?, ?)",
-            (source.name, source.secret, int(source.require_signature), source.created_at),
+            (
+                source.name,
+                self._vault.seal(source.secret, sealing.source_secret(source.name)),
+                int(source.require_signature),
+                source.created_at,
+            ),
         )
 
     async def delete_source(self, name: str) -> bool:
@@ -482,7 +494,12 @@ class SqliteStore:
         rows = self._conn.execute(
             "SELECT name, secret, require_signature, created_at FROM sources ORDER BY name"
         ).fetchall()
-        return [SourceRecord(r[0], r[1], bool(r[2]), r[3]) for r in rows]
+        return [
+            SourceRecord(
+                r[0], self._vault.unseal(r[1], sealing.source_secret(r[0])), bool(r[2]), r[3]
+            )
+            for r in rows
+        ]
 
     # -- catalog, subscriptions, attempts ------------------------------------------------------
     # Reads of these small tables run on the writer's connection between flushes (microseconds);
@@ -518,7 +535,7 @@ class SqliteStore:
         return await self._read(records.trigger_ids)
 
     async def save_subscription(self, sub: Subscription) -> None:
-        await self.write(lambda cur: records.save_subscription(cur, sub))
+        await self.write(lambda cur: records.save_subscription(cur, sub, self._vault))
 
     async def save_delivery(self, sub: Subscription, attempt: Attempt | None) -> None:
         """The subscription's new cursor and counters, and the attempt that moved them."""
@@ -534,7 +551,7 @@ class SqliteStore:
         await self.write(lambda cur: records.delete_subscription(cur, sub_id))
 
     async def load_subscriptions(self) -> list[Subscription]:
-        return await self._read(records.load_subscriptions)
+        return await self._read(lambda cur: records.load_subscriptions(cur, self._vault))
 
     async def list_attempts(self, sub_id: str, limit: int) -> list[Attempt]:
         return await self._read(lambda cur: records.list_attempts(cur, sub_id, limit))

@@ -37,3 +37,12 @@ def test_settings_are_frozen() -> None:
 def test_bad_values_are_refused_with_the_setting_named(env: dict[str, str]) -> None:
     with pytest.raises(errors.EventHubError):
         settings.load({}, env)
+
+
+def test_the_secret_key_is_checked_and_never_shown() -> None:
+    key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"  # bytes 0..31, base64url
+    built = settings.load({}, {"EVENTHUB_SECRET_KEY": key})
+    assert built.secret_key == key and key not in repr(built)
+    with pytest.raises(errors.InvalidRequest, match="EVENTHUB_SECRET_KEY") as caught:
+        settings.load({}, {"EVENTHUB_SECRET_KEY": key[:-4]})
+    assert key[:-4] not in str(caught.value)

@@ -13,7 +13,10 @@ from eventhub.events import DataKind, NewEvent
 from eventhub.log import records
 from eventhub.log.sqlite import SqliteStore, migrate
 from eventhub.models import Attempt, Subscription
+from eventhub.vault import Vault
 from tests.conftest import ManualClock
+
+VAULT = Vault(b"k" * 32)  # one key for every store here, so a reopen opens its secrets
 
 
 def event(id_: str, data: bytes = b'{"n": 1}', source: str = "/s") -> NewEvent:
@@ -31,7 +34,7 @@ def event(id_: str, data: bytes = b'{"n": 1}', source: str = "/s") -> NewEvent:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(tmp_path / "log.db", ManualClock())
+    s = SqliteStore(tmp_path / "log.db", ManualClock(), vault=VAULT)
     await s.open()
     yield s  # type: ignore[misc]
     await s.close()
@@ -65,7 +68,7 @@ async def test_same_identity_twice_in_one_batch(store: SqliteStore) -> None:
 
 async def test_data_bytes_and_kind_survive_a_reopen(tmp_path: Path) -> None:
     path = tmp_path / "log.db"
-    s = SqliteStore(path, ManualClock())
+    s = SqliteStore(path, ManualClock(), vault=VAULT)
     await s.open()
     await s.append(
         [
@@ -78,7 +81,7 @@ async def test_data_bytes_and_kind_survive_a_reopen(tmp_path: Path) -> None:
         ]
     )
     await s.close()
-    s = SqliteStore(path, ManualClock())
+    s = SqliteStore(path, ManualClock(), vault=VAULT)
     await s.open()
     (stored,) = await s.read_after(0, 10)
     await s.close()
