@@ -76,12 +76,15 @@ async def raw_client(url: str, seconds: float, concurrency: int, body: bytes) ->
 async def own_client(url: str, seconds: float, concurrency: int, body: bytes) -> dict[str, Any]:
     """The same loop on eventhub's own HTTP/1.1 client (``eventhub.delivery.pool``), which
     the hub delivers with: the ceiling of its delivery path without the hub around it."""
-    from eventhub.delivery import http1, pool
+    from eventhub.delivery import egress, http1, pool
 
     done = 0
     deadline = time.perf_counter() + seconds
     target = http1.target(url, {"content-type": "application/json"})
-    client = pool.Pool(connect_timeout=5, total_timeout=30, max_idle=concurrency)
+    # The receiver may be on loopback or, with --receiver-host, on a LAN: this ceiling checks
+    # the address as the hub does, against rules that admit wherever the receiver is.
+    anywhere = egress.Rules.from_settings(("0.0.0.0/0", "::/0"), only=True)
+    client = pool.Pool(connect_timeout=5, total_timeout=30, max_idle=concurrency, rules=anywhere)
     await client.start()
     try:
 
