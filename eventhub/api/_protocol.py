@@ -27,6 +27,8 @@ for a head that spans reads.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -35,6 +37,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from eventhub import errors
 from eventhub.api import errors as api_errors
+
+log = logging.getLogger(__name__)
 
 # How long, and how many bytes, a refused connection drains the client's bytes before it closes.
 LINGER = 2.0
@@ -58,6 +62,7 @@ class Connections:
         self.cap = cap
         self._open: set[LimitedProtocol] = set()
         self._idle: dict[LimitedProtocol, None] = {}
+        self._quiet_until = 0.0
 
     def __len__(self) -> int:
         return len(self._open)
@@ -66,6 +71,15 @@ class Connections:
         """Count ``conn`` in, closing the longest-idle connection if at the cap; False if every
         open connection has a request in progress (then ``conn`` must be closed)."""
         if len(self._open) >= self.cap:
+            now = time.monotonic()
+            if now >= self._quiet_until:
+                # An operator should know the cap is reached, but not once per connection.
+                self._quiet_until = now + 60.0
+                log.warning(
+                    "max_connections (%d) reached: closing idle connections for new ones, or"
+                    " new ones when none is idle (next notice in 60 s at most)",
+                    self.cap,
+                )
             victim = next(iter(self._idle), None)
             if victim is None:
                 return False

@@ -170,6 +170,30 @@ async def test_a_head_over_max_header_bytes_is_answered_431(tmp_path: Path) -> N
         writer.close()
 
 
+async def test_pipelined_requests_and_large_bodies_are_not_mistaken_for_large_heads(
+    tmp_path: Path,
+) -> None:
+    async with hub(tmp_path, {"EVENTHUB_MAX_HEADER_BYTES": "8192"}) as process:
+        reader, writer = await connect(process)
+        # Three requests in one write: each answered, in order, on the same connection.
+        writer.write(HEALTHZ * 3)
+        for _ in range(3):
+            assert (await response(reader))[0] == 200
+        # A 300 KB body in the same writes as its head, then a pipelined request behind it.
+        data = b'{"pad": "' + b"a" * 300_000 + b'"}'
+        head = (
+            b"POST /events HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer "
+            + ADMIN_KEY.encode()
+            + b"\r\nce-specversion: 1.0\r\nce-id: big-1\r\nce-source: /test\r\nce-type: t"
+            + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(data)
+        )
+        writer.write(head + data + HEALTHZ)
+        status, _, body = await response(reader)
+        assert status < 300, (status, body)
+        assert (await response(reader))[0] == 200
+        writer.close()
+
+
 async def test_a_huge_streamed_header_is_cut_off_and_the_loop_stays_responsive(
     tmp_path: Path,
 ) -> None:
@@ -264,16 +288,18 @@ async def test_at_max_connections_with_every_request_in_progress_a_new_one_is_cl
         busy = []
         for _ in range(3):
             reader, writer = await connect(process)
-            # A request whose body is still to come: in progress, so not to be closed.
+            # A request whose body is still to come: in progress, so not to be closed. The
+            # 100 Continue proves the hub has read the head and waits for the body.
             writer.write(
                 b"POST /events HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer "
                 + ADMIN_KEY.encode()
-                + b"\r\nContent-Type: application/cloudevents+json\r\nContent-Length: 100\r\n\r\n{"
+                + b"\r\nContent-Type: application/cloudevents+json\r\nContent-Length: 100"
+                + b"\r\nExpect: 100-continue\r\n\r\n"
             )
-            await writer.drain()
+            async with asyncio.timeout(3):
+                assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+            writer.write(b"{")
             busy.append((reader, writer))
-        # Wait until the server has read every head (the third one's, the last accepted).
-        await asyncio.sleep(0.3)
         reader, writer = await connect(process)
         writer.write(HEALTHZ)
         assert await closed(reader, within=3) < 1.0
@@ -307,8 +333,7 @@ async def test_idle_sockets_past_the_open_file_limit_do_not_lock_a_client_out(
                 with contextlib.suppress(BlockingIOError):
                     s.connect(("127.0.0.1", process.port))
                 sockets.append(s)
-            # Let the server accept them all before the real client comes.
-            await asyncio.sleep(0.5)
+            # The real client comes last: the newest connection, never the one closed.
             async with asyncio.timeout(5):
                 assert await healthz_seconds(process.url) < 5
         finally:
