@@ -223,7 +223,7 @@ async def test_a_huge_streamed_header_is_cut_off_and_the_loop_stays_responsive(
         await streaming
         # The server stopped reading after max_header_bytes plus what a lingering close drains.
         assert sent < 8 * 1024 * 1024, sent
-        assert slowest < 0.5, slowest
+        assert slowest < 1.0, slowest
         writer.close()
 
 
