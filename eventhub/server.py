@@ -11,8 +11,10 @@ import signal
 from collections.abc import Iterator
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from eventhub import app as app_module
+from eventhub.api import _fds, _protocol
 from eventhub.settings import Settings
 
 
@@ -31,6 +33,34 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def config(app: ASGIApp, settings: Settings, log_level: str | None = None) -> uvicorn.Config:
+    """The one uvicorn configuration every hub runs with, ``eventhub serve`` and the test
+    suite's alike: uvloop, httptools under the connection limits of SPEC §8, no access log."""
+    limits = _protocol.Limits(
+        header_timeout=settings.header_timeout,
+        max_header_bytes=settings.max_header_bytes,
+        max_connections=_fds.fit_connections(
+            settings.max_connections, settings.delivery_connections
+        ),
+    )
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http=_protocol.protocol_class(limits),
+        # No route upgrades; without this a websocket upgrade would leave our protocol.
+        ws="none",
+        lifespan="on",
+        access_log=False,
+        log_level=(log_level or settings.log_level).lower(),
+        # uvicorn annotates int, but only hands it to loop.call_later: a float is fine.
+        timeout_keep_alive=settings.keepalive_timeout,  # type: ignore[arg-type]
+        timeout_graceful_shutdown=30,
+        backlog=4096,
+    )
+
+
 def run(settings: Settings) -> None:
     # Everything this process creates is its user's alone (SPEC §8). The store makes its
     # own files private explicitly (eventhub/files.py) whatever the umask; this covers what
@@ -40,16 +70,4 @@ def run(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    config = uvicorn.Config(
-        app_module.build(settings),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=30,
-        backlog=4096,
-    )
-    _Server(config).run()
+    _Server(config(app_module.build(settings), settings)).run()

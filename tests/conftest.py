@@ -15,6 +15,7 @@ import pytest
 import uvicorn
 
 from eventhub import app as app_module
+from eventhub import server as eventhub_server
 from eventhub.hub import Hub
 from eventhub.settings import Settings
 
@@ -106,10 +107,8 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
 
 async def start(settings: Settings, clock: Any = None) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     app = app_module.build(settings, clock)
-    config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, lifespan="on", log_level="warning"
-    )
-    server = uvicorn.Server(config)
+    # The same configuration, and so the same connection limits, as `eventhub serve`.
+    server = uvicorn.Server(eventhub_server.config(app, settings, log_level="warning"))
     task = asyncio.create_task(server.serve(), name="test-server")
     while not server.started:
         if task.done():

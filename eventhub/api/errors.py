@@ -2,12 +2,14 @@
 ``{"error": {"code": "...", "message": "...", "details": [...]}}``.
 
 ``HANDLERS`` serves Starlette's endpoints; ``respond`` serves the raw ASGI ingest endpoints
-(api/ingest.py) from the same map."""
+(api/ingest.py) from the same map; ``http1_error`` serves the HTTP layer itself
+(api/_protocol.py), which answers before any app runs."""
 
 from __future__ import annotations
 
+import http
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -23,6 +25,10 @@ log = logging.getLogger(__name__)
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "invalid_request"}
 
 
+def _error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> bytes:
+    return orjson.dumps({"error": {"code": code, "message": message, "details": details or []}})
+
+
 def error_response(
     status: int,
     code: str,
@@ -30,8 +36,8 @@ def error_response(
     details: list[dict[str, Any]] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    body = {"error": {"code": code, "message": message, "details": details or []}}
-    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+    body = _error_body(code, message, details)
+    return Response(body, status, headers=headers, media_type="application/json")
 
 
 async def eventhub_error(request: Request, exc: Exception) -> Response:
@@ -84,3 +90,20 @@ async def respond(scope: Scope, receive: Receive, send: Send, exc: Exception) ->
             await response(scope, receive, send)
             return
     raise exc
+
+
+def http1_error(exc: errors.EventHubError, headers: Iterable[tuple[bytes, bytes]] = ()) -> bytes:
+    """The raw HTTP/1.1 response for ``exc`` when the HTTP layer answers it (a malformed request,
+    a head too large or too slow): the one JSON shape, then ``connection: close``, since after
+    such an error the rest of the stream cannot be trusted. ``headers`` are the server's
+    defaults (``server``, ``date``)."""
+    body = _error_body(exc.code, exc.message, [p.to_json() for p in exc.details])
+    phrase = http.HTTPStatus(exc.status).phrase
+    lines = [f"HTTP/1.1 {exc.status} {phrase}".encode()]
+    lines += [name + b": " + value for name, value in headers]
+    lines += [
+        b"content-type: application/json",
+        b"content-length: " + str(len(body)).encode(),
+        b"connection: close",
+    ]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body

@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -149,7 +149,15 @@ async def custom_server(tmp_path: Path, **overrides: Any) -> AsyncIterator[Runni
 class ServerProcess:
     """``python -m eventhub serve`` as a child process on a free port."""
 
-    def __init__(self, data: Path, log_path: Path) -> None:
+    def __init__(
+        self,
+        data: Path,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
+        """``env`` adds to the child's environment (``EVENTHUB_*`` settings); ``preexec_fn``
+        runs in the child before it starts (e.g. ``resource.setrlimit``)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log_path.open("ab")
@@ -160,6 +168,7 @@ class ServerProcess:
             # as settings_for: callbacks reach 127.0.0.0/8 and nothing else
             "EVENTHUB_ALLOWED_CALLBACK_NETWORKS": "127.0.0.0/8",
             "EVENTHUB_CALLBACK_NETWORKS_ONLY": "true",
+            **(env or {}),
         }
         self.process = subprocess.Popen(
             [
@@ -176,6 +185,7 @@ class ServerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=Path(__file__).resolve().parents[2],
+            preexec_fn=preexec_fn,
         )
         self.log_path = log_path
 

@@ -1,0 +1,289 @@
+"""uvicorn's httptools protocol with the connection limits of SPEC §8, on every route.
+
+uvicorn's ``HttpToolsProtocol`` reads a request head of any size for any time, and takes every
+connection the kernel hands it. This subclass adds, before the app sees anything:
+
+- ``header_timeout``: a request head (request line and headers) must be complete this long
+  after the connection opens, or after its first byte on a keep-alive connection; else 408 and
+  close. Between requests uvicorn's own ``timeout_keep_alive`` closes an idle connection.
+- ``max_header_bytes``: a larger head is answered 431 and the connection closed. The count
+  runs as chunks arrive, so at most one read (uvloop reads 256 KiB at most) is buffered past
+  the limit, never the whole head.
+- ``max_connections``: at the cap, a new connection closes the oldest one that has no request
+  in progress (idle keep-alive, nothing sent yet, or a head still arriving); only when every
+  connection has a request in progress is the new one closed at once. Idle sockets therefore
+  cannot lock a client out: an attacker must open ``max_connections`` sockets in the time a
+  real client takes to send its head to push that client out, and the client then retries on
+  a fresh connection.
+- Errors uvicorn answers in plain text (a malformed request) are answered in eventhub's JSON
+  shape (``api/errors.http1_error``).
+
+Keep-alive, flow control and pipelining stay uvicorn's: this class only observes the parser
+callbacks and calls up. On the hot path (a head that arrives in one read) it adds a few
+attribute updates and no timer; the header timer is armed once per connection and again only
+for a head that spans reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from eventhub import errors
+from eventhub.api import errors as api_errors
+
+log = logging.getLogger(__name__)
+
+# How long, and how many bytes, a refused connection drains the client's bytes before it closes.
+LINGER = 2.0
+LINGER_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    header_timeout: float
+    max_header_bytes: int
+    max_connections: int
+
+
+class Connections:
+    """The open connections of one server, and which may be closed to admit a new one.
+
+    ``_idle`` holds the connections with no request in progress, in the order they became
+    idle (dicts keep insertion order), so the first one is the one idle the longest."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._open: set[LimitedProtocol] = set()
+        self._idle: dict[LimitedProtocol, None] = {}
+        self._quiet_until = 0.0
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def admit(self, conn: LimitedProtocol) -> bool:
+        """Count ``conn`` in, closing the longest-idle connection if at the cap; False if every
+        open connection has a request in progress (then ``conn`` must be closed)."""
+        if len(self._open) >= self.cap:
+            now = time.monotonic()
+            if now >= self._quiet_until:
+                # An operator should know the cap is reached, but not once per connection.
+                self._quiet_until = now + 60.0
+                log.warning(
+                    "max_connections (%d) reached: closing idle connections for new ones, or"
+                    " new ones when none is idle (next notice in 60 s at most)",
+                    self.cap,
+                )
+            victim = next(iter(self._idle), None)
+            if victim is None:
+                return False
+            self.forget(victim)
+            victim.evict()
+        self._open.add(conn)
+        self._idle[conn] = None
+        return True
+
+    def idle(self, conn: LimitedProtocol) -> None:
+        if conn in self._open:
+            self._idle.pop(conn, None)
+            self._idle[conn] = None
+
+    def busy(self, conn: LimitedProtocol) -> None:
+        self._idle.pop(conn, None)
+
+    def forget(self, conn: LimitedProtocol) -> None:
+        self._open.discard(conn)
+        self._idle.pop(conn, None)
+
+
+class LimitedProtocol(HttpToolsProtocol):
+    """One HTTP/1.1 connection under ``Limits``. Use ``protocol_class`` to get a class bound
+    to one server's limits and connection registry."""
+
+    limits: ClassVar[Limits]
+    registry: ClassVar[Connections]
+
+    # Per-connection state, on top of uvicorn's.
+    _header_timer: asyncio.TimerHandle | None = None
+    _linger_timer: asyncio.TimerHandle | None = None
+    _head_started = False  # between on_message_begin and on_headers_complete
+    _in_body = False  # between on_headers_complete and on_message_complete
+    _heads = 0  # request heads completed on this connection
+    _header_bytes = 0  # bytes of the current head, counted from whole reads
+    _read_bytes = 0  # size of the read being parsed
+    _refused = False  # an error answer was sent or is due: ignore further bytes
+    _drained = 0  # bytes ignored since
+
+    # -- connection ----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if not self.registry.admit(self):
+            # Every connection has a request in progress: the newcomer is the one refused.
+            self._refused = True
+            transport.close()
+            return
+        self._header_timer = self.loop.call_later(self.limits.header_timeout, self._head_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.registry.forget(self)
+        self._cancel_timers()
+        super().connection_lost(exc)
+
+    def evict(self) -> None:
+        """Close this idle connection to admit a newer one."""
+        self._refused = True
+        self.transport.close()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # uvicorn arms its keep-alive timer exactly when nothing more is in progress.
+        if self.timeout_keep_alive_task is not None:
+            self.registry.idle(self)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        """uvicorn's ``data_received``, with the head counted and errors answered in JSON."""
+        if self._refused:
+            # Answered already: drain (a lingering close), but not without end.
+            self._drained += len(data)
+            if self._drained > LINGER_BYTES:
+                self.transport.close()
+            return
+        self._unset_keepalive_if_required()
+        in_body, heads = self._in_body, self._heads
+        self._read_bytes = len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, errors.EventHubError):
+                self._answer(exc.__context__)
+                return
+            self._answer(errors.InvalidRequest(f"malformed HTTP request: {exc}"))
+            return
+        except httptools.HttpParserError as exc:
+            self._answer(errors.InvalidRequest(f"malformed HTTP request: {exc}"))
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        if not self._head_started:
+            return
+        # A head is still incomplete. If this read neither finished a body nor a head, every
+        # byte of it belongs to that head; otherwise the split is unknown and the read is not
+        # counted (at most one read per head escapes the count; on_headers_complete checks the
+        # parsed head anyway).
+        if not in_body and heads == self._heads:
+            self._header_bytes += len(data)
+            if self._header_bytes > self.limits.max_header_bytes:
+                self._answer(self._too_large())
+                return
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(
+                self.limits.header_timeout, self._head_timeout
+            )
+
+    def on_message_begin(self) -> None:
+        self._head_started = True
+        self._header_bytes = 0
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self._head_started = False
+        self._in_body = True
+        self._heads += 1
+        self._cancel_header_timer()
+        limit = self.limits.max_header_bytes
+        # Cheap test first: only a head that may be too large is measured.
+        if self._header_bytes + self._read_bytes > limit and self._head_size() > limit:
+            # Raised through httptools; data_received answers it.
+            raise self._too_large()
+        # Only now is a request in progress: a head still arriving may be evicted at the cap.
+        self.registry.busy(self)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_body = False
+        super().on_message_complete()
+
+    # -- answers -------------------------------------------------------------------------------
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn's own callers of this (none on this path today) get the JSON shape too.
+        self._answer(errors.InvalidRequest(msg))
+
+    def _head_size(self) -> int:
+        """The parsed head's size, as near the bytes on the wire as the parser lets us see."""
+        size = len(self.url) + 16  # method, spaces, version, line ends
+        for name, value in self.headers:
+            size += len(name) + len(value) + 4
+        return size
+
+    def _too_large(self) -> errors.HeadersTooLarge:
+        return errors.HeadersTooLarge(
+            f"the request line and headers exceed {self.limits.max_header_bytes} bytes"
+            " (max_header_bytes)"
+        )
+
+    def _head_timeout(self) -> None:
+        self._header_timer = None
+        self._answer(
+            errors.RequestTimeout(
+                f"the request line and headers did not arrive within"
+                f" {self.limits.header_timeout:g} s (header_timeout)"
+            )
+        )
+
+    def _answer(self, exc: errors.EventHubError) -> None:
+        """Answer ``exc`` and close, unless a response to an earlier request is still being
+        written: then that response ends the connection, and nothing is interleaved with it."""
+        self._refused = True
+        self._cancel_header_timer()
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False
+            self.flow.pause_reading()
+            return
+        self.transport.write(api_errors.http1_error(exc, self.server_state.default_headers))
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        # Lingering close: closing with the client's bytes unread would send a reset, and the
+        # client's kernel would drop our answer unread. Half-close instead, keep reading (and
+        # discarding) until the client closes, LINGER seconds or LINGER_BYTES at most.
+        self.transport.write_eof()
+        self._linger_timer = self.loop.call_later(LINGER, self.transport.close)
+
+    def _cancel_timers(self) -> None:
+        self._cancel_header_timer()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+
+def protocol_class(limits: Limits) -> type[LimitedProtocol]:
+    """A protocol class for one server: its limits, and one registry of its connections shared
+    by every connection it accepts (uvicorn instantiates the class once per connection)."""
+
+    class BoundProtocol(LimitedProtocol):
+        pass
+
+    BoundProtocol.limits = limits
+    BoundProtocol.registry = Connections(limits.max_connections)
+    return BoundProtocol
