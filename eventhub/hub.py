@@ -33,6 +33,7 @@ class Hub:
         self.keyring = auth.Keyring(())
         self.sources: dict[str, SourceRecord] = {}
         self._ingests_in_flight = 0
+        self._keyless_in_flight = 0
         self.catalog = Catalog(self.store, self.clock)
         self.sender = Sender(
             settings.delivery_connections,
@@ -104,16 +105,30 @@ class Hub:
 
     # -- admission control -------------------------------------------------------------------
 
-    def enter_ingest(self) -> None:
-        if self._ingests_in_flight >= self.settings.max_concurrent_ingests:
-            raise errors.TooManyRequests(
-                "too many concurrent ingest requests; retry later",
-                self.settings.retry_after_seconds,
-            )
-        self._ingests_in_flight += 1
+    def enter_ingest(self, keyed: bool = True) -> None:
+        """Take an ingest slot, or raise 429. Requests without an API key (signed by a named
+        source) draw from their own, smaller pool, so that however many arrive they never
+        take a slot from a keyed producer (SPEC §8)."""
+        if keyed:
+            if self._ingests_in_flight >= self.settings.max_concurrent_ingests:
+                raise errors.TooManyRequests(
+                    "too many concurrent ingest requests; retry later",
+                    self.settings.retry_after_seconds,
+                )
+            self._ingests_in_flight += 1
+        else:
+            if self._keyless_in_flight >= self.settings.max_unauthenticated_ingests:
+                raise errors.TooManyRequests(
+                    "too many concurrent ingest requests without an API key; retry later",
+                    self.settings.retry_after_seconds,
+                )
+            self._keyless_in_flight += 1
 
-    def leave_ingest(self) -> None:
-        self._ingests_in_flight -= 1
+    def leave_ingest(self, keyed: bool = True) -> None:
+        if keyed:
+            self._ingests_in_flight -= 1
+        else:
+            self._keyless_in_flight -= 1
 
     # -- keys and sources --------------------------------------------------------------------
 
