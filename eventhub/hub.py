@@ -146,14 +146,21 @@ class Hub:
             raise errors.NotFound(f"no live API key with id {key_id!r}")
         self.keyring.remove(key_id)
 
-    async def put_source(self, name: str, secret: str, require_signature: bool) -> SourceRecord:
+    async def put_source(
+        self, name: str, secret: str | None, require_signature: bool
+    ) -> tuple[SourceRecord, bool]:
+        """Create or update a source; ``secret`` None keeps the current one (a new source gets
+        a generated one). Returns the record and whether its secret was generated here."""
         previous = self.sources.get(name)
+        generated = secret is None and previous is None
+        if secret is None:
+            secret = previous.secret if previous is not None else auth.new_secret()
         record = SourceRecord(
             name, secret, require_signature, previous.created_at if previous else self.now_rfc3339()
         )
         await self.store.put_source(record)
         self.sources[name] = record
-        return record
+        return record, generated
 
     async def delete_source(self, name: str) -> None:
         if not await self.store.delete_source(name):
