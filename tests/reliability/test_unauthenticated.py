@@ -260,8 +260,8 @@ async def test_keyless_ten_mib_bodies_do_not_raise_the_hubs_memory(tmp_path: Pat
                     *(_upload(hub.port, 10 * 1024 * 1024) for _ in range(60))
                 )
             _, peak = _peak_rss_kib(hub.process.pid)
-        assert set(statuses) == {401}
         grown_mib = (peak - rss_before) / 1024
         assert grown_mib < 64, f"peak RSS grew by {grown_mib:.0f} MiB"
+        assert set(statuses) == {401}
     finally:
         hub.close()
