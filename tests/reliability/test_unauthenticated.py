@@ -150,9 +150,7 @@ async def test_keyless_requests_naming_a_source_have_their_own_pool(tmp_path: Pa
             # The bodies arrive, signed: each is stored.
             for connection, body in zip(waiting, bodies, strict=True):
                 connection.writer.write(body)
-            answers: list[Answer] = await asyncio.gather(
-                *(read_answer(c.reader) for c in waiting)
-            )
+            answers: list[Answer] = await asyncio.gather(*(read_answer(c.reader) for c in waiting))
             assert [a.status for a in answers] == [200] * 4
         finally:
             await asyncio.gather(*(c.close() for c in waiting))
