@@ -3,6 +3,10 @@
 A key is ``eh_<key id>_<secret>``; only its SHA-256 is stored. Lookups go by key id and end in
 a constant-time comparison of hashes, so neither a wrong secret nor a wrong signature is
 answered any faster than a nearly right one.
+
+An ingest request's caller is decided from its headers alone (``admit``): its key, or, without
+one, the registered source it names and the signature it carries, which ``verify_body`` checks
+before the body is parsed; ``authorize_publish`` then checks every event it holds (SPEC §8).
 """
 
 from __future__ import annotations
