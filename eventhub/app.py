@@ -81,7 +81,9 @@ def build(settings: Settings, clock: Clock | None = None) -> Starlette:
         ),
         Route(
             "/api/ingestion/uipath/{rest:path}",
-            ingest.Endpoint(intake, ingest.post_uipath),
+            ingest.Endpoint(
+                intake, ingest.post_uipath, ingest.named_by_path, ingest.UIPATH_SIGNATURE_HEADERS
+            ),
             methods=["POST"],
         ),
         Route("/admin/keys", admin.create_key, methods=["POST"]),

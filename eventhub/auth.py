@@ -3,6 +3,10 @@
 A key is ``eh_<key id>_<secret>``; only its SHA-256 is stored. Lookups go by key id and end in
 a constant-time comparison of hashes, so neither a wrong secret nor a wrong signature is
 answered any faster than a nearly right one.
+
+An ingest request's caller is decided from its headers alone (``admit``): its key, or, without
+one, the registered source it names and the signature it carries, which ``verify_body`` checks
+before the body is parsed; ``authorize_publish`` then checks every event it holds (SPEC §8).
 """
 
 from __future__ import annotations
@@ -120,25 +124,94 @@ def signature_matches(secret: str, body: bytes, presented: str) -> bool:
     return matched
 
 
+# SPEC §8: the hub's own notifications (``notifications.SOURCE``); no producer may forge them.
+HUB_SOURCE = "eventhub"
+HUB_TYPE_PREFIX = "eventhub."
+
+
+def reserved_for_hub(source: str, type_: str) -> bool:
+    return source == HUB_SOURCE or type_.startswith(HUB_TYPE_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sends an ingest request, decided from its headers alone, before its body is read.
+
+    ``principal``: the caller's API key. Without one, ``source`` is the registered source the
+    request names, and ``signature`` must be that source's HMAC of the body."""
+
+    principal: Principal | None
+    source: SourceRecord | None
+    signature: str | None
+
+
+def admit(
+    keyring: Keyring,
+    registered: dict[str, SourceRecord],
+    authorization: str | None,
+    named: str | None,
+    signature: str | None,
+) -> Caller:
+    """The caller of an ingest request, or 401 at once: a wrong key, or no key and no signature
+    for a registered source the request names. Nothing here reads the body, so a request that
+    is not one of these costs no more than its headers (SPEC §8)."""
+    who = identify(keyring, authorization)
+    if who is not None:
+        return Caller(who, None, signature)
+    record = registered.get(named) if named is not None else None
+    if signature is None or record is None:
+        raise errors.Unauthorized(
+            "send an API key (Authorization: Bearer), or name a registered source"
+            " (X-Eventhub-Source, ce-source, or the UiPath path) and sign the body with its secret"
+        )
+    return Caller(None, record, signature)
+
+
+def verify_body(caller: Caller, body: bytes) -> None:
+    """Without a key, the body must carry its source's signature; checked before it is parsed."""
+    record, signature = caller.source, caller.signature
+    if caller.principal is not None or record is None or signature is None:
+        return
+    if not signature_matches(record.secret, body, signature):
+        raise errors.Unauthorized(f"the signature does not match source {record.name!r}")
+
+
 def authorize_publish(
-    principal: Principal | None,
-    sources: Iterable[str],
+    caller: Caller,
+    events: Iterable[tuple[str, str]],
     registered: dict[str, SourceRecord],
     body: bytes,
-    signature: str | None,
 ) -> None:
-    """Raise unless the request may publish to every source it names.
+    """Raise unless the request may publish every one of ``events`` (source, type).
 
-    A registered source's signature is checked whenever one is sent, and required when the
-    source says so. A request without an API key must be signed for every source it names.
+    The source ``eventhub`` and types ``eventhub.*`` are the hub's own. A request without a key
+    publishes only to the source it named (its signature was checked by ``verify_body``). With
+    a key, a registered source's signature is checked whenever one is sent, and required when
+    the source says so; a valid signature also covers a source the key may not publish to.
     """
-    names = sorted(set(sources))
-    if principal is None and not names:
-        raise errors.Unauthorized("send an API key (Authorization: Bearer) or a signature")
-    if principal is not None and not names and principal.role not in ("admin", "producer"):
+    names: set[str] = set()
+    for source, type_ in events:
+        if reserved_for_hub(source, type_):
+            raise errors.Forbidden(
+                f"source {HUB_SOURCE!r} and types '{HUB_TYPE_PREFIX}*' are written only by the"
+                " hub itself"
+            )
+        names.add(source)
+    principal = caller.principal
+    if principal is None:
+        named = caller.source.name if caller.source is not None else None
+        for source in sorted(names):
+            if source != named:
+                raise errors.Forbidden(
+                    f"a request without an API key publishes only to the source it names"
+                    f" ({named!r}), not {source!r}"
+                )
+        return
+    if not names and principal.role not in ("admin", "producer"):
         # An empty batch names no source, but a key that may never publish still may not.
         raise errors.Forbidden(f"a {principal.role} key may not publish")
-    for source in names:
+    signature = caller.signature
+    for source in sorted(names):
         record = registered.get(source)
         signed = False
         if record is not None and signature is not None:
@@ -147,8 +220,5 @@ def authorize_publish(
             signed = True
         if record is not None and record.require_signature and not signed:
             raise errors.Unauthorized(f"source {source!r} requires a signature of the body")
-        if principal is None:
-            if not signed:
-                raise errors.Unauthorized("send an API key (Authorization: Bearer) or a signature")
-        elif not principal.may_publish(source) and not signed:
+        if not principal.may_publish(source) and not signed:
             raise errors.Forbidden(f"this key may not publish to source {source!r}")

@@ -78,6 +78,8 @@ def _sources_put(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"requireSignature": args.require_signature}
     if args.secret:
         body["secret"] = args.secret
+    if args.rotate_secret:
+        body["rotateSecret"] = True
     return _print(_call(args, "PUT", f"/admin/sources/{quote(args.name, safe='')}", body))
 
 
@@ -117,9 +119,17 @@ def parser() -> argparse.ArgumentParser:
     revoke.set_defaults(func=_keys_revoke)
 
     sources = commands.add_parser("sources", help="manage sources").add_subparsers(required=True)
-    put = client(sources.add_parser("put", help="create or update a source's HMAC secret"))
+    put = client(sources.add_parser("put", help="create or update a source"))
     put.add_argument("name")
-    put.add_argument("--secret", help="the shared secret (generated when omitted)")
+    secret = put.add_mutually_exclusive_group()
+    secret.add_argument(
+        "--secret", help="set the shared secret (a new source without one gets a generated one)"
+    )
+    secret.add_argument(
+        "--rotate-secret",
+        action="store_true",
+        help="replace the secret with a generated one, printed once (an update keeps it otherwise)",
+    )
     put.add_argument("--require-signature", action="store_true")
     put.set_defaults(func=_sources_put)
     client(sources.add_parser("list", help="list sources")).set_defaults(func=_sources_list)

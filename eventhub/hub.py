@@ -39,6 +39,7 @@ class Hub:
         self.keyring = auth.Keyring(())
         self.sources: dict[str, SourceRecord] = {}
         self._ingests_in_flight = 0
+        self._keyless_in_flight = 0
         self.catalog = Catalog(self.store, self.clock)
         self.sender = Sender(
             settings.delivery_connections,
@@ -114,16 +115,30 @@ class Hub:
 
     # -- admission control -------------------------------------------------------------------
 
-    def enter_ingest(self) -> None:
-        if self._ingests_in_flight >= self.settings.max_concurrent_ingests:
-            raise errors.TooManyRequests(
-                "too many concurrent ingest requests; retry later",
-                self.settings.retry_after_seconds,
-            )
-        self._ingests_in_flight += 1
+    def enter_ingest(self, keyed: bool = True) -> None:
+        """Take an ingest slot, or raise 429. Requests without an API key (signed by a named
+        source) draw from their own, smaller pool, so that however many arrive they never
+        take a slot from a keyed producer (SPEC §8)."""
+        if keyed:
+            if self._ingests_in_flight >= self.settings.max_concurrent_ingests:
+                raise errors.TooManyRequests(
+                    "too many concurrent ingest requests; retry later",
+                    self.settings.retry_after_seconds,
+                )
+            self._ingests_in_flight += 1
+        else:
+            if self._keyless_in_flight >= self.settings.max_unauthenticated_ingests:
+                raise errors.TooManyRequests(
+                    "too many concurrent ingest requests without an API key; retry later",
+                    self.settings.retry_after_seconds,
+                )
+            self._keyless_in_flight += 1
 
-    def leave_ingest(self) -> None:
-        self._ingests_in_flight -= 1
+    def leave_ingest(self, keyed: bool = True) -> None:
+        if keyed:
+            self._ingests_in_flight -= 1
+        else:
+            self._keyless_in_flight -= 1
 
     # -- keys and sources --------------------------------------------------------------------
 
@@ -141,14 +156,21 @@ class Hub:
             raise errors.NotFound(f"no live API key with id {key_id!r}")
         self.keyring.remove(key_id)
 
-    async def put_source(self, name: str, secret: str, require_signature: bool) -> SourceRecord:
+    async def put_source(
+        self, name: str, secret: str | None, require_signature: bool
+    ) -> tuple[SourceRecord, bool]:
+        """Create or update a source; ``secret`` None keeps the current one (a new source gets
+        a generated one). Returns the record and whether its secret was generated here."""
         previous = self.sources.get(name)
+        generated = secret is None and previous is None
+        if secret is None:
+            secret = previous.secret if previous is not None else auth.new_secret()
         record = SourceRecord(
             name, secret, require_signature, previous.created_at if previous else self.now_rfc3339()
         )
         await self.store.put_source(record)
         self.sources[name] = record
-        return record
+        return record, generated
 
     async def delete_source(self, name: str) -> None:
         if not await self.store.delete_source(name):

@@ -44,6 +44,16 @@ class Incoming:
             ) from None
 
 
+def check_content_type(incoming: Incoming) -> None:
+    """Refuse a Content-Type with bytes past ASCII: media types are ASCII (RFC 9110 §8.3), and
+    such a value would be stored as ``datacontenttype`` decoded as Latin-1, i.e. mojibake."""
+    value = incoming.headers.get(b"content-type")
+    if value is not None and not value.isascii():
+        raise errors.InvalidRequest(
+            "the Content-Type header must be ASCII (a media type and its parameters)"
+        )
+
+
 def check_length(length: str | None, limit: int) -> None:
     """Refuse an unsized body (chunked: 411) or one over ``limit`` bytes (413) before reading it."""
     if length is None:

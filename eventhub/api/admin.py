@@ -74,20 +74,36 @@ async def revoke_key(request: Request) -> Response:
 
 
 async def put_source(request: Request) -> Response:
+    """Create a source, or update one. Its secret changes only when asked: a new ``secret``,
+    or ``rotateSecret: true`` for a generated one; otherwise an update keeps it, so that
+    changing ``requireSignature`` never breaks the producers that sign with it."""
     require(request, "admin")
     name = _one_segment(request, "/admin/sources/")
+    if auth.reserved_for_hub(name, ""):
+        raise errors.InvalidRequest(
+            f"source {auth.HUB_SOURCE!r} is reserved: only the hub writes its notifications"
+        )
     body = await read_json(request)
     if not isinstance(body, dict):
-        raise errors.InvalidRequest("send a JSON object {secret?, requireSignature?}")
+        raise errors.InvalidRequest(
+            "send a JSON object {secret?, rotateSecret?, requireSignature?}"
+        )
     secret, required = body.get("secret"), body.get("requireSignature", False)
+    rotate = body.get("rotateSecret", False)
     if secret is not None and (not isinstance(secret, str) or len(secret) < 16):
         raise errors.InvalidRequest("secret must be a string of at least 16 characters")
     if not isinstance(required, bool):
         raise errors.InvalidRequest("requireSignature must be true or false")
-    generated = secret is None
-    record = await hub_of(request).put_source(name, secret or auth.new_secret(), required)
+    if not isinstance(rotate, bool):
+        raise errors.InvalidRequest("rotateSecret must be true or false")
+    if rotate and secret is not None:
+        raise errors.InvalidRequest("send either secret or rotateSecret, not both")
+    hub = hub_of(request)
+    record, generated = await hub.put_source(
+        name, auth.new_secret() if rotate else secret, required
+    )
     out = _source_json(record)
-    if generated:
+    if generated or rotate:
         out["secret"] = record.secret  # generated here: shown to the admin this once
     return json_response(out)
 

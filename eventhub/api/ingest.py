@@ -24,9 +24,17 @@ from eventhub.events import Appended, NewEvent
 from eventhub.hub import Hub
 
 _SIGNATURE_HEADERS = (b"x-eventhub-hmac", b"x-emporix-hmac")
+UIPATH_SIGNATURE_HEADERS = (b"x-uipath-signature", *_SIGNATURE_HEADERS)
+# Without an API key, a request names the source whose secret signed it, in a header, so that
+# the hub knows before reading the body whether to read it at all (SPEC §8). Binary mode may
+# name it with ce-source alone; UiPath names it in its path.
+SOURCE_HEADER = b"x-eventhub-source"
+_UIPATH_PREFIX = "/api/ingestion/uipath/"
 
 # The body of a 200 answer, or None for 204.
-Handler = Callable[["Ingest", _asgi.Incoming], Awaitable[bytes | None]]
+Handler = Callable[["Ingest", _asgi.Incoming, auth.Caller], Awaitable[bytes | None]]
+# The source a request names, from its headers or path, or None.
+Naming = Callable[[_asgi.Incoming], str | None]
 
 
 class Ingest:
@@ -36,44 +44,63 @@ class Ingest:
         self.hub = hub
         self.deadlines = Deadlines(hub.settings.body_timeout)
 
-    async def body(self, incoming: _asgi.Incoming) -> bytes:
-        return await incoming.body(self.hub.settings.max_body_bytes, self.deadlines)
+    def caller(
+        self, incoming: _asgi.Incoming, naming: Naming, signature_headers: Sequence[bytes]
+    ) -> auth.Caller:
+        """Who asks, from the headers alone; 401 at once for a wrong key, or for no key and no
+        signed registered source."""
+        hub = self.hub
+        signature = _signature(incoming, signature_headers)
+        authorization = incoming.header(b"authorization")
+        named = naming(incoming) if authorization is None else None
+        return auth.admit(hub.keyring, hub.sources, authorization, named, signature)
 
-    def credentials(self, incoming: _asgi.Incoming, signature: str | None) -> auth.Principal | None:
-        who = auth.identify(self.hub.keyring, incoming.header(b"authorization"))
-        if who is None and signature is None:
-            raise errors.Unauthorized("send an API key (Authorization: Bearer) or a signature")
-        return who
+    async def body(self, incoming: _asgi.Incoming, caller: auth.Caller) -> bytes:
+        """The body, bounded in size and time; without a key, its signature is checked here,
+        before anything parses it."""
+        body = await incoming.body(self.hub.settings.max_body_bytes, self.deadlines)
+        auth.verify_body(caller, body)
+        return body
 
     async def append(
-        self,
-        events: list[NewEvent],
-        body: bytes,
-        who: auth.Principal | None,
-        signature: str | None,
+        self, events: list[NewEvent], body: bytes, caller: auth.Caller
     ) -> list[Appended]:
         hub = self.hub
-        auth.authorize_publish(who, (e.source for e in events), hub.sources, body, signature)
+        auth.authorize_publish(caller, ((e.source, e.type) for e in events), hub.sources, body)
         return await hub.store.append(events)
 
 
 class Endpoint:
-    """One raw ASGI ingest endpoint: admission (429 past ``max_concurrent_ingests``), the
-    handler, then its answer or its error. A class, not a function, so that Starlette's
-    ``Route`` treats it as an ASGI application."""
+    """One raw ASGI ingest endpoint: who asks (from the headers), admission (429 past
+    ``max_concurrent_ingests``, or ``max_unauthenticated_ingests`` without a key), the handler,
+    then its answer or its error. A class, not a function, so that Starlette's ``Route``
+    treats it as an ASGI application."""
 
-    def __init__(self, ingest: Ingest, handler: Handler) -> None:
+    def __init__(
+        self,
+        ingest: Ingest,
+        handler: Handler,
+        naming: Naming | None = None,
+        signature_headers: Sequence[bytes] = _SIGNATURE_HEADERS,
+    ) -> None:
         self._ingest = ingest
         self._handler = handler
+        self._naming = naming or named_by_header
+        self._signature_headers = signature_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        hub = self._ingest.hub
+        ingest = self._ingest
+        hub = ingest.hub
+        incoming = _asgi.Incoming(scope, receive)
         try:
-            hub.enter_ingest()
+            _asgi.check_content_type(incoming)
+            caller = ingest.caller(incoming, self._naming, self._signature_headers)
+            keyed = caller.principal is not None
+            hub.enter_ingest(keyed)
             try:
-                answer = await self._handler(self._ingest, _asgi.Incoming(scope, receive))
+                answer = await self._handler(ingest, incoming, caller)
             finally:
-                hub.leave_ingest()
+                hub.leave_ingest(keyed)
         except Exception as exc:
             await api_errors.respond(scope, receive, send, exc)
             return
@@ -83,7 +110,28 @@ class Endpoint:
             await _asgi.send_json(send, answer)
 
 
-def _signature(incoming: _asgi.Incoming, names: Sequence[bytes] = _SIGNATURE_HEADERS) -> str | None:
+def named_by_header(incoming: _asgi.Incoming) -> str | None:
+    """``X-Eventhub-Source``, else binary mode's ``ce-source``, percent-decoded as
+    ``parse_binary`` decodes it."""
+    raw = incoming.header(SOURCE_HEADER) or incoming.header(b"ce-source")
+    if raw is None:
+        return None
+    try:
+        return parse.decode_header_value(raw)
+    except UnicodeDecodeError:
+        return None
+
+
+def named_by_path(incoming: _asgi.Incoming) -> str | None:
+    """UiPath's ``/api/ingestion/uipath/{source}``."""
+    try:
+        segments = segments_of(incoming.scope, _UIPATH_PREFIX)
+    except errors.NotFound:
+        return None
+    return segments[0] if len(segments) == 1 and segments[0] else None
+
+
+def _signature(incoming: _asgi.Incoming, names: Sequence[bytes]) -> str | None:
     for name in names:
         value = incoming.header(name)
         if value is not None:
@@ -109,11 +157,9 @@ def _receipt(events: list[NewEvent], appended: list[Appended]) -> bytes:
     )
 
 
-async def post_events(ingest: Ingest, incoming: _asgi.Incoming) -> bytes:
+async def post_events(ingest: Ingest, incoming: _asgi.Incoming, caller: auth.Caller) -> bytes:
     """``POST /events``: binary, structured or batch mode, told apart by Content-Type."""
-    signature = _signature(incoming)
-    who = ingest.credentials(incoming, signature)
-    body = await ingest.body(incoming)
+    body = await ingest.body(incoming, caller)
     content_type = incoming.header(b"content-type")
     essence = media.essence(content_type)
     if essence == media.STRUCTURED:
@@ -131,31 +177,27 @@ async def post_events(ingest: Ingest, incoming: _asgi.Incoming) -> bytes:
             "not a CloudEvent: send ce-* headers (binary mode) or Content-Type "
             f"{media.STRUCTURED} or {media.BATCH}"
         )
-    return _receipt(events, await ingest.append(events, body, who, signature))
+    return _receipt(events, await ingest.append(events, body, caller))
 
 
-async def post_camunda_batch(ingest: Ingest, incoming: _asgi.Incoming) -> None:
+async def post_camunda_batch(ingest: Ingest, incoming: _asgi.Incoming, caller: auth.Caller) -> None:
     """``POST /api/ingestion/event/batch``: the Camunda Optimize event ingestion contract."""
-    signature = _signature(incoming)
-    who = ingest.credentials(incoming, signature)
     essence = media.essence(incoming.header(b"content-type"))
     if essence not in (media.BATCH, "application/json"):
         raise errors.UnsupportedMediaType(f"Content-Type must be {media.BATCH} or application/json")
-    body = await ingest.body(incoming)
+    body = await ingest.body(incoming, caller)
     hub = ingest.hub
     events = parse.parse_batch(
         body, hub.settings.max_batch_events, hub.now_rfc3339(), parse.camunda_rules
     )
-    await ingest.append(events, body, who, signature)
+    await ingest.append(events, body, caller)
 
 
-async def post_uipath(ingest: Ingest, incoming: _asgi.Incoming) -> bytes:
+async def post_uipath(ingest: Ingest, incoming: _asgi.Incoming, caller: auth.Caller) -> bytes:
     """``POST /api/ingestion/uipath/{source}``: UiPath Orchestrator webhooks, as UiPath sends them."""
-    segments = segments_of(incoming.scope, "/api/ingestion/uipath/")
+    segments = segments_of(incoming.scope, _UIPATH_PREFIX)
     if len(segments) != 1 or not segments[0]:
         raise errors.NotFound("use /api/ingestion/uipath/{source} with a percent-encoded source")
-    signature = _signature(incoming, (b"x-uipath-signature", *_SIGNATURE_HEADERS))
-    who = ingest.credentials(incoming, signature)
-    body = await ingest.body(incoming)
+    body = await ingest.body(incoming, caller)
     events = [parse.parse_uipath(body, segments[0], ingest.hub.now_rfc3339())]
-    return _receipt(events, await ingest.append(events, body, who, signature))
+    return _receipt(events, await ingest.append(events, body, caller))

@@ -17,23 +17,11 @@ from urllib.parse import unquote_to_bytes
 import orjson
 
 from eventhub import errors
-from eventhub.codec import attributes, media
+from eventhub.codec import attributes, jsontext, media
 from eventhub.errors import Problem
 from eventhub.events import DataKind, NewEvent, digest_of
 
 _CE_PREFIX = "ce-"
-
-
-def _load_json(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise errors.InvalidJson(f"request body is not valid JSON: {exc}") from None
-
-
-def _canonical(value: Any) -> bytes:
-    """JSON data compared by value, not by spacing or key order."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def _event(
@@ -46,7 +34,7 @@ def _event(
     """``identity``: the canonical form of JSON data, when the caller has it parsed already."""
     if identity is None:
         identity = (
-            _canonical(orjson.loads(data)) if kind is DataKind.JSON and data is not None else data
+            jsontext.canonical_of(data) if kind is DataKind.JSON and data is not None else data
         )
     digest = digest_of(attrs, identity, kind)
     if default_time is not None and "time" not in attrs:
@@ -117,7 +105,7 @@ def parse_binary(
     if data is not None:
         if content_type and media.is_json(content_type):
             try:
-                identity = _canonical(orjson.loads(data))
+                identity = jsontext.canonical_of(data)
                 kind = DataKind.JSON
             except orjson.JSONDecodeError:
                 problems.append(
@@ -148,7 +136,10 @@ def event_from_json(
     """One event in the CloudEvents JSON format; returns the event or the problems."""
     if not isinstance(obj, dict):
         return None, [Problem("an event must be a JSON object", None, index)]
-    problems: list[Problem] = []
+    # Which value of a repeated attribute would count is parser lore: refuse the event instead.
+    problems = [
+        Problem("attribute given more than once", name, index) for name in jsontext.duplicates(obj)
+    ]
     has_data, has_b64 = "data" in obj, "data_base64" in obj
     if has_data and has_b64:
         problems.append(Problem("data and data_base64 are mutually exclusive", "data", index))
@@ -177,15 +168,15 @@ def event_from_json(
         if isinstance(value, str) and not media.is_json(ct):
             data, kind = value.encode("utf-8"), DataKind.TEXT
         else:
-            data, kind = orjson.dumps(value), DataKind.JSON
-            identity = _canonical(value)
+            data, kind = jsontext.dumps(value), DataKind.JSON
+            identity = jsontext.canonical(value)
     if problems:
         return None, problems
     return _event(attrs, data, kind, default_time, identity), []
 
 
 def parse_structured(body: bytes) -> NewEvent:
-    event, problems = event_from_json(_load_json(body))
+    event, problems = event_from_json(jsontext.loads(body))
     if event is None:
         raise errors.InvalidEvents("the event is not a valid CloudEvent", problems)
     return event
@@ -197,7 +188,7 @@ def parse_batch(
     default_time: str | None = None,
     extra_rules: Callable[[dict[str, Any], int | None], list[Problem]] | None = None,
 ) -> list[NewEvent]:
-    items = _load_json(body)
+    items = jsontext.loads(body)
     if not isinstance(items, list):
         raise errors.InvalidEvents("a batch must be a JSON array of events")
     if len(items) > max_events:
@@ -243,10 +234,10 @@ def camunda_rules(attrs: dict[str, Any], index: int | None) -> list[Problem]:
 
 def parse_uipath(body: bytes, source: str, received_at: str) -> NewEvent:
     """A UiPath Orchestrator webhook payload, as UiPath sends it, as one CloudEvent."""
-    payload = _load_json(body)
+    payload = jsontext.loads(body)
     if not isinstance(payload, Mapping):
         raise errors.InvalidEvents("a UiPath webhook payload must be a JSON object")
-    problems: list[Problem] = []
+    problems = [Problem("field given more than once", f) for f in jsontext.duplicates(payload)]
     for field in ("Type", "EventId"):
         value = payload.get(field)
         if not isinstance(value, str) or not value:
@@ -276,4 +267,5 @@ def parse_uipath(body: bytes, source: str, received_at: str) -> NewEvent:
     checked, found = attributes.check(attrs)
     if found:
         raise errors.InvalidEvents("the payload is not a valid UiPath webhook event", found)
-    return _event(checked, body, DataKind.JSON, default_time=received_at)
+    identity = jsontext.canonical(payload)
+    return _event(checked, body, DataKind.JSON, default_time=received_at, identity=identity)

@@ -181,21 +181,26 @@ async def test_admin_endpoints_need_an_admin_key(server: Running, role: str) -> 
 
 
 async def test_signed_requests_need_no_key(server: Running) -> None:
+    # Without a key, the request names its source in a header, so the hub can refuse any other
+    # before reading the body (SPEC §8).
     source = "/signed/source"
     await put_source(server, source, secret=SECRET)
+    named = {"x-eventhub-source": source}
     body = body_for(source, "h-1")
-    assert (
-        await publish(server, body, **{"x-eventhub-hmac": hmac_hex(SECRET, body)})
-    ).status == 200
+    signed = {**named, "x-eventhub-hmac": hmac_hex(SECRET, body)}
+    assert (await publish(server, body, **signed)).status == 200
     body = body_for(source, "h-2")
-    assert (
-        await publish(server, body, **{"x-eventhub-hmac": hmac_b64(SECRET, body)})
-    ).status == 200
+    signed = {**named, "x-eventhub-hmac": hmac_b64(SECRET, body)}
+    assert (await publish(server, body, **signed)).status == 200
     body = body_for(source, "h-3")
-    signature = "sha256=" + hmac_hex(SECRET, body)
-    assert (await publish(server, body, **{"x-eventhub-hmac": signature})).status == 200
+    signed = {**named, "x-eventhub-hmac": "sha256=" + hmac_hex(SECRET, body)}
+    assert (await publish(server, body, **signed)).status == 200
     body = body_for(source, "h-4")
-    assert (await publish(server, body, **{"x-emporix-hmac": hmac_b64(SECRET, body)})).status == 200
+    signed = {**named, "x-emporix-hmac": hmac_b64(SECRET, body)}
+    assert (await publish(server, body, **signed)).status == 200
+    body = body_for(source, "h-5")
+    unnamed = {"x-eventhub-hmac": hmac_hex(SECRET, body)}
+    await error_of(await publish(server, body, **unnamed), 401, "unauthorized")
     assert [e["event"]["id"] for e in await server.log()] == ["h-1", "h-2", "h-3", "h-4"]
 
 
@@ -210,7 +215,8 @@ async def test_bad_signature_is_401_even_with_a_key(server: Running) -> None:
         "",
     ]
     for signature in wrong:
-        response = await publish(server, body, **{"x-eventhub-hmac": signature})
+        headers = {"x-eventhub-hmac": signature, "x-eventhub-source": source}
+        response = await publish(server, body, **headers)
         await error_of(response, 401, "unauthorized")
         response = await publish(server, body, ADMIN_KEY, **{"x-emporix-hmac": signature})
         await error_of(response, 401, "unauthorized")
@@ -231,8 +237,21 @@ async def test_signature_cannot_cover_an_unregistered_source(server: Running) ->
         },
     )
     await error_of(response, 401, "unauthorized")
+    # Naming the registered source and signing for it covers that source only.
+    response = await server.post(
+        "/events",
+        data=batch,
+        headers={
+            "content-type": "application/cloudevents-batch+json",
+            "x-eventhub-hmac": hmac_hex(SECRET, batch),
+            "x-eventhub-source": "/registered",
+        },
+    )
+    await error_of(response, 403, "forbidden")
     body = body_for("/unregistered")
     await error_of(await publish(server, body, **{"x-eventhub-hmac": hmac_hex(SECRET, body)}), 401)
+    signed = {"x-eventhub-hmac": hmac_hex(SECRET, body), "x-eventhub-source": "/unregistered"}
+    await error_of(await publish(server, body, **signed), 401)
     assert await server.log() == []
 
 
@@ -248,7 +267,7 @@ async def test_source_requiring_signature_refuses_even_an_admin_key(server: Runn
     body = body_for("/strict", "s-1")
     await error_of(await publish(server, body, ADMIN_KEY), 401, "unauthorized")
     await error_of(await publish(server, body), 401, "unauthorized")
-    signed = {"x-eventhub-hmac": hmac_hex(secret, body)}
+    signed = {"x-eventhub-hmac": hmac_hex(secret, body), "x-eventhub-source": "/strict"}
     assert (await publish(server, body, ADMIN_KEY, **signed)).status == 200
     assert (await publish(server, body, **signed)).status == 200  # a duplicate, acknowledged
     assert len(await server.log()) == 1
