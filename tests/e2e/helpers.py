@@ -149,11 +149,17 @@ async def custom_server(tmp_path: Path, **overrides: Any) -> AsyncIterator[Runni
 class ServerProcess:
     """``python -m eventhub serve`` as a child process on a free port."""
 
-    def __init__(self, data: Path, log_path: Path) -> None:
+    def __init__(self, data: Path, log_path: Path, env: Mapping[str, str] | None = None) -> None:
+        """``env``: extra ``EVENTHUB_*`` settings, applied over the defaults here."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log_path.open("ab")
-        env = {**os.environ, "EVENTHUB_ADMIN_KEY": ADMIN_KEY, "EVENTHUB_LOG_LEVEL": "warning"}
+        env = {
+            **os.environ,
+            "EVENTHUB_ADMIN_KEY": ADMIN_KEY,
+            "EVENTHUB_LOG_LEVEL": "warning",
+            **(env or {}),
+        }
         self.process = subprocess.Popen(
             [
                 sys.executable,
