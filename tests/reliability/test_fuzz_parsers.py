@@ -339,6 +339,9 @@ def test_like_patterns_evaluate_in_linear_time() -> None:
 # -- the TOML settings file ----------------------------------------------------------------------
 
 
+RAW = "\0raw:"
+
+
 def _toml_string(text: str) -> str:
     out = []
     for ch in text:
@@ -357,15 +360,14 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return (
-            "nan"
-            if math.isnan(value)
-            else ("inf" if value > 0 else "-inf")
-            if math.isinf(value)
-            else repr(value)
-        )
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
     if isinstance(value, str):
-        return value[1:] if value.startswith("\0raw:") else _toml_string(value)
+        # "\0raw:" marks a TOML literal written as is (dates, times, hex integers).
+        return value.removeprefix(RAW) if value.startswith(RAW) else _toml_string(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     assert isinstance(value, dict)
@@ -387,9 +389,9 @@ toml_scalars = st.one_of(
             "1_000",
             "\u0661\u0662",
             " 7 ",
-            "\0raw:1979-05-27T07:32:00Z",
-            "\0raw:07:32:00",
-            "\0raw:0x1F",
+            RAW + "1979-05-27T07:32:00Z",
+            RAW + "07:32:00",
+            RAW + "0x1F",
         ]
     ),
 )
