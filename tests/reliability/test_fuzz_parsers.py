@@ -673,12 +673,47 @@ def test_trigger_bodies_on_the_wire(live: tuple[int, str], body: Any) -> None:
     _answer_ok(status, answer)
 
 
-@pytest.mark.xfail(strict=True, reason=RECURSION)
-def test_a_deeply_nested_trigger_filter_is_a_400(live: tuple[int, str]) -> None:
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a trigger whose filters nest deeper than orjson's limit (254) is a 500: the"
+    " draft is stored with orjson.dumps (log/records.py save_draft), which raises TypeError"
+    " 'Recursion limit reached'; deeper than ~950, compile_one raises RecursionError first",
+)
+@pytest.mark.parametrize("depth", [300, 1000])
+def test_a_deeply_nested_trigger_filter_is_a_400(live: tuple[int, str], depth: int) -> None:
     port, _ = live
     # Written by hand: orjson and json both refuse to serialise this deep a document.
-    depth = 1000
     body = b'{"name": "deep", "filters": [' + b'{"not": ' * depth
     body += b'{"exact": {"type": "t"}}' + b"}" * depth + b"]}"
     status, answer = call(port, "PUT", f"{KM}/fuzz/triggers/deep", [AUTH], body)
     assert status == 400, (status, answer[:200])
+
+
+segments = st.one_of(
+    st.binary(max_size=10).map(lambda b: quote(b, safe="")),
+    st.sampled_from(["", ".", "..", "%", "%zz", "%C0%AF", "%2F", "a/b", "%00"]),
+)
+segment_routes = st.sampled_from(
+    [
+        ("GET", "/events/{a}/{b}"),
+        ("GET", "/events/{a}"),
+        ("GET", SUBS + "/{a}"),
+        ("GET", SUBS + "/{a}/attempts"),
+        ("PATCH", SUBS + "/{a}/pause"),
+        ("GET", KM + "/{a}"),
+        ("GET", KM + "/{a}/triggers/{b}"),
+        ("DELETE", "/admin/keys/{a}"),
+        ("DELETE", "/admin/sources/{a}"),
+    ]
+)
+
+
+@LIVE
+@given(route=segment_routes, a=segments, b=segments)
+def test_path_segments_of_every_route(
+    live: tuple[int, str], route: tuple[str, str], a: str, b: str
+) -> None:
+    port, _ = live
+    method, path = route
+    status, answer = call(port, method, path.format(a=a, b=b), [AUTH], b"")
+    _answer_ok(status, answer)
