@@ -22,6 +22,7 @@ import os
 import random
 import signal
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from tests.e2e.helpers import BATCH, STRUCTURED, ServerProcess, bearer, read_log
 from tests.e2e.receiver import OK, Act, Receiver, Seen, reset, status
 
 SUBSCRIPTIONS = 50
+STALLED = 10.0  # seconds without a single delivery: a subscription is stuck
 # Short retries, so Failed and recovery happen within the run; few retries, so they do.
 SETTINGS = {
     "EVENTHUB_DELIVERY_INITIAL_DELAY": "0.02",
@@ -251,11 +253,7 @@ def _check_acknowledged(ledger: Ledger, log: list[dict[str, Any]], seed: int) ->
     for key, data in ledger.acked.items():
         entry = stored.get(key)
         assert entry is not None, f"seed {seed}: acknowledged {key} is not in the log"
-        event = entry["event"]
-        if key[0] == "/chaos/uipath":
-            assert event["data"]["Job"] == data["Job"], (seed, key, event)
-        else:
-            assert event["data"] == data, (seed, key, event)
+        assert entry["event"]["data"] == data, (seed, key, entry)
         if key in ledger.offsets:
             assert entry["offset"] == ledger.offsets[key], (seed, key, entry)
 
@@ -372,27 +370,29 @@ async def _caught_up(
         for s in subs
     }
 
-    async def settled(sub: Sub) -> dict[str, Any]:
-        while True:
-            state = await sub_state(server, sub.id)
-            if (
-                state["status"] == "Active"
-                and state["lag"] == 0
-                and len(sub.flaky.first_deliveries()) >= len(due[sub.id])
-            ):
-                return state
-            await asyncio.sleep(0.05)
+    def settled(state: dict[str, Any], sub: Sub) -> bool:
+        done = len(sub.flaky.first_deliveries()) >= len(due[sub.id])
+        return state["status"] == "Active" and state["lag"] == 0 and done
 
-    try:
-        async with asyncio.timeout(30):
-            states = await asyncio.gather(*(settled(s) for s in subs))
-    except TimeoutError:
-        stuck = [
-            (s.id, (await sub_state(server, s.id))["status"], len(s.flaky.first_deliveries()),
-             len(due[s.id]))
-            for s in subs
-        ]  # fmt: skip
-        raise AssertionError(f"seed {seed}: subscriptions stuck: {stuck}") from None
+    # Stuck means no progress at all for STALLED seconds, not slow: a long run's backlog of
+    # hundreds of thousands of deliveries takes a while on two cores.
+    progress, moved = -1, time.monotonic()
+    while True:
+        states = await asyncio.gather(*(sub_state(server, s.id) for s in subs))
+        if all(settled(state, sub) for state, sub in zip(states, subs, strict=True)):
+            break
+        now = sum(len(s.flaky.arrivals) for s in subs)
+        if now != progress:
+            progress, moved = now, time.monotonic()
+        elif time.monotonic() - moved > STALLED:
+            stuck = [
+                (s.id, state["status"], state["lag"], len(s.flaky.first_deliveries()),
+                 len(due[s.id]))
+                for state, s in zip(states, subs, strict=True)
+                if not settled(state, s)
+            ]  # fmt: skip
+            raise AssertionError(f"seed {seed}: subscriptions stuck: {stuck}")
+        await asyncio.sleep(0.1)
     for sub, state in zip(subs, states, strict=True):
         assert due[sub.id], f"seed {seed}: no event for {sub.id}; the test proves nothing"
         firsts = sub.flaky.first_deliveries()
