@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -88,7 +89,11 @@ def _convert(name: str, value: Any) -> Any:
         if kind == "float":
             if isinstance(value, bool):
                 raise ValueError(value)
-            return float(value)
+            number = float(value)
+            # NaN passes every bound (``nan <= 0`` is false) and poisons every comparison after.
+            if math.isnan(number):
+                raise ValueError(value)
+            return number
         if kind == "bool":
             if isinstance(value, bool):
                 return value
@@ -110,7 +115,8 @@ def _convert(name: str, value: Any) -> Any:
             return tuple(items)
         if kind.startswith("Path"):
             return None if value is None else Path(str(value)).expanduser()
-    except (TypeError, ValueError):
+    # RuntimeError: expanduser() of "~someone" when there is no such user.
+    except (TypeError, ValueError, RuntimeError):
         raise errors.InvalidRequest(f"setting {name!r}: {value!r} is not a valid {kind}") from None
     return None if value is None else str(value)
 
@@ -126,10 +132,7 @@ def load(
         Path(environ["EVENTHUB_CONFIG"]) if "EVENTHUB_CONFIG" in environ else None
     )
     if config_file is not None:
-        with config_file.open("rb") as fh:
-            table = tomllib.load(fh)
-        table = table.get("eventhub", table)
-        for key, value in table.items():
+        for key, value in _read_config(config_file).items():
             name = key.replace("-", "_")
             if name in _FIELDS and not isinstance(value, dict):
                 values[name] = value
@@ -143,6 +146,31 @@ def load(
     settings = Settings(**{name: _convert(name, value) for name, value in values.items()})
     validate(settings)
     return settings
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """The settings table of a TOML file: its ``[eventhub]`` table, else the whole document.
+
+    A file that is not TOML is an ``InvalidRequest`` naming the file and the place, so that
+    ``eventhub serve`` says what to fix instead of dying with a traceback. A file that cannot be
+    read stays an ``OSError``, whose message names the file already."""
+    with path.open("rb") as fh:
+        try:
+            document = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise errors.InvalidRequest(
+                f"config file {str(path)!r} is not valid TOML: {exc}"
+            ) from None
+        except UnicodeDecodeError as exc:
+            raise errors.InvalidRequest(
+                f"config file {str(path)!r} is not valid TOML: not UTF-8 at byte {exc.start}"
+            ) from None
+    table = document.get("eventhub", document)
+    if not isinstance(table, dict):
+        raise errors.InvalidRequest(
+            f"config file {str(path)!r}: 'eventhub' must be a table ([eventhub]), not a value"
+        )
+    return table
 
 
 _POSITIVE = (

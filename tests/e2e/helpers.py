@@ -156,8 +156,8 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         preexec_fn: Callable[[], None] | None = None,
     ) -> None:
-        """``env`` adds to the child's environment (``EVENTHUB_*`` settings); ``preexec_fn``
-        runs in the child before it starts (e.g. ``resource.setrlimit``)."""
+        """``env`` adds to the child's environment (``EVENTHUB_*`` settings, over the defaults
+        here); ``preexec_fn`` runs in the child before it starts (e.g. ``resource.setrlimit``)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log_path.open("ab")

@@ -3,20 +3,16 @@ the error shape; never a 5xx; and a refused batch leaves the log exactly as it w
 
 from __future__ import annotations
 
-import http.client
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventhub import app as app_module
 from tests.conftest import ADMIN_KEY, settings_for
+from tests.e2e.threaded import call, threaded_server
 
 AUTH = ("Authorization", f"Bearer {ADMIN_KEY}")
 
@@ -24,40 +20,8 @@ AUTH = ("Authorization", f"Bearer {ADMIN_KEY}")
 @pytest.fixture(scope="module")
 def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     settings = settings_for(Path(tmp_path_factory.mktemp("fuzz")), max_batch_events=50)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app_module.build(settings),
-            host="127.0.0.1",
-            port=settings.port,
-            lifespan="on",
-            log_level="critical",
-        )
-    )
-    thread = threading.Thread(target=server.run, name="fuzz-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    yield settings.port
-    server.should_exit = True
-    thread.join(10)
-
-
-def call(
-    port: int, method: str, path: str, headers: list[tuple[str, str]], body: bytes
-) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.putrequest(method, path, skip_accept_encoding=True)
-        for name, value in headers:
-            conn.putheader(name, value)
-        conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders(body)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
+    with threaded_server(settings) as port:
+        yield port
 
 
 def log_length(port: int) -> int:
