@@ -1,13 +1,16 @@
 """The hub: one object that owns the store, the catalogue, the outbound client and the
 subscriptions, created at start-up and closed at shutdown. API handlers reach everything
-through it."""
+through it.
+
+The hub owns every long-lived task through one ``tasks.Tasks``, handed to each part as it
+starts; ``health`` reports a crashed task and an unwritable database for ``/readyz``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from eventhub import auth, errors, notifications
+from eventhub import auth, errors, notifications, tasks
 from eventhub.catalog.service import Catalog
 from eventhub.clock import Clock, SystemClock, rfc3339
 from eventhub.delivery.manager import Subscriptions
@@ -22,6 +25,9 @@ from eventhub.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# /readyz's write must commit within this, or the database counts as not writable.
+READY_WRITE_TIMEOUT = 2.0
+
 
 class Hub:
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
@@ -33,6 +39,7 @@ class Hub:
         self.keyring = auth.Keyring(())
         self.sources: dict[str, SourceRecord] = {}
         self._ingests_in_flight = 0
+        self.tasks = tasks.Tasks()
         self.catalog = Catalog(self.store, self.clock)
         self.sender = Sender(
             settings.delivery_connections,
@@ -56,6 +63,7 @@ class Hub:
             self._notify,
             self._notify_limit,
             asyncio.Semaphore(2 * settings.delivery_connections),
+            tasks=self.tasks,
         )
         self.subscriptions = Subscriptions(
             deps,
@@ -65,7 +73,7 @@ class Hub:
         )
 
     async def start(self) -> None:
-        await self.store.open()
+        await self.store.open(self.tasks)
         self.keyring = auth.Keyring(await self.store.list_keys(), self.settings.admin_key)
         self.sources = {s.name: s for s in await self.store.list_sources()}
         if not self.keyring.has_admin():
@@ -77,17 +85,50 @@ class Hub:
         if self.settings.catalog_file is not None:
             await self.catalog.load_file(self.settings.catalog_file)
         self.store.matcher = self.catalog.match
-        await self.sender.start()
+        await self.sender.start(self.tasks)
         await self.subscriptions.start()
         self.store.on_commit = self.subscriptions.on_commit
 
     async def stop(self) -> None:
         """Supervisors first (an in-flight delivery is abandoned; its cursor did not move, so
-        it is delivered again after the restart), then the HTTP client, then the log."""
+        it is delivered again after the restart), then the HTTP client, then the log, then
+        any task still running. Each step runs whatever failed before it: a shutdown after a
+        full disk or a crash still releases everything."""
         self.store.on_commit = None
-        await self.subscriptions.stop()
-        await self.sender.stop()
-        await self.store.close()
+        steps = (
+            ("subscriptions", self.subscriptions.stop),
+            ("delivery client", self.sender.stop),
+            ("store", self.store.close),
+            ("background tasks", self.tasks.stop),
+        )
+        for name, step in steps:
+            try:
+                await step()
+            except Exception:
+                log.exception("stopping the %s failed", name)
+
+    async def health(self) -> list[errors.Problem]:
+        """What keeps the hub from being ready: the database not writable, a task down."""
+        problems = []
+        try:
+            async with asyncio.timeout(READY_WRITE_TIMEOUT):
+                await self.store.check_writable()
+        except errors.InsufficientStorage:
+            problems.append(errors.Problem("database: not writable, the disk is full"))
+        except TimeoutError:
+            problems.append(
+                errors.Problem(f"database: a write did not commit within {READY_WRITE_TIMEOUT} s")
+            )
+        except Exception as exc:
+            log.warning("readiness write failed", exc_info=exc)
+            problems.append(errors.Problem(f"database: not writable ({type(exc).__name__})"))
+        problems.extend(errors.Problem(f"{name}: {what}") for name, what in self.tasks.health())
+        return problems
+
+    async def check_ready(self) -> None:
+        problems = await self.health()
+        if problems:
+            raise errors.NotReady("not ready: " + "; ".join(p.reason for p in problems), problems)
 
     def now_rfc3339(self) -> str:
         return rfc3339(self.clock.now())

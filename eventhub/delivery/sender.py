@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from eventhub import tasks
 from eventhub.delivery import gate, http1, pool
 
 
@@ -42,8 +43,8 @@ class Sender:
         # encoded, so a fan-out to 10,000 subscriptions waits cheaply.
         self._slots = gate.Gate(connections)
 
-    async def start(self) -> None:
-        await self._pool.start()
+    async def start(self, owner: tasks.Tasks | None = None) -> None:
+        await self._pool.start(owner)
 
     async def stop(self) -> None:
         await self._pool.close()
