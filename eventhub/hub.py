@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 # /readyz's write must commit within this, or the database counts as not writable.
 READY_WRITE_TIMEOUT = 2.0
+# /readyz is unauthenticated: however often it is asked, the database is written to at most
+# once in this many seconds, and concurrent asks share that one write.
+READY_WRITE_EVERY = 1.0
 
 
 class Hub:
@@ -40,6 +43,8 @@ class Hub:
         self.sources: dict[str, SourceRecord] = {}
         self._ingests_in_flight = 0
         self.tasks = tasks.Tasks()
+        self._writable: tuple[float, errors.Problem | None] | None = None  # (when, verdict)
+        self._probing = asyncio.Lock()
         self.catalog = Catalog(self.store, self.clock)
         self.sender = Sender(
             settings.delivery_connections,
@@ -110,20 +115,32 @@ class Hub:
     async def health(self) -> list[errors.Problem]:
         """What keeps the hub from being ready: the database not writable, a task down."""
         problems = []
-        try:
-            async with asyncio.timeout(READY_WRITE_TIMEOUT):
-                await self.store.check_writable()
-        except errors.InsufficientStorage:
-            problems.append(errors.Problem("database: not writable, the disk is full"))
-        except TimeoutError:
-            problems.append(
-                errors.Problem(f"database: a write did not commit within {READY_WRITE_TIMEOUT} s")
-            )
-        except Exception as exc:
-            log.warning("readiness write failed", exc_info=exc)
-            problems.append(errors.Problem(f"database: not writable ({type(exc).__name__})"))
+        database = await self._database_problem()
+        if database is not None:
+            problems.append(database)
         problems.extend(errors.Problem(f"{name}: {what}") for name, what in self.tasks.health())
         return problems
+
+    async def _database_problem(self) -> errors.Problem | None:
+        loop = asyncio.get_running_loop()
+        async with self._probing:
+            if self._writable is not None and loop.time() - self._writable[0] < READY_WRITE_EVERY:
+                return self._writable[1]
+            problem = None
+            try:
+                async with asyncio.timeout(READY_WRITE_TIMEOUT):
+                    await self.store.check_writable()
+            except errors.InsufficientStorage:
+                problem = errors.Problem("database: not writable, the disk is full")
+            except TimeoutError:
+                problem = errors.Problem(
+                    f"database: a write did not commit within {READY_WRITE_TIMEOUT:g} s"
+                )
+            except Exception as exc:
+                log.warning("readiness write failed", exc_info=exc)
+                problem = errors.Problem(f"database: not writable ({type(exc).__name__})")
+            self._writable = (loop.time(), problem)
+            return problem
 
     async def check_ready(self) -> None:
         problems = await self.health()
