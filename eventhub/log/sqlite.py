@@ -118,7 +118,7 @@ class _Deliveries:
         self.attempts: list[tuple[str, Attempt]] = []
         self.written = False  # from now on, a new delivery starts the next batch
 
-    def write(self, cur: sqlite3.Cursor) -> None:
+    def __call__(self, cur: sqlite3.Cursor) -> None:
         # Idempotent, so the writer may run it again alone after a failed group commit:
         # progress is each subscription's current state, attempts replace themselves.
         self.written = True
@@ -347,6 +347,11 @@ class SqliteStore:
             except BaseException as exc:
                 self._last_offset = last_offset  # the offsets handed out were not used
                 self._roll_back()
+                for queued in ops:
+                    if isinstance(queued, _Deliveries):
+                        # Closed, so later deliveries start a batch that is queued; this one
+                        # may be drqueuedped (a cursor not saved only re-delivers).
+                        queued.written = True
                 full = storage_error(exc)
                 if full is None:
                     raise
@@ -650,7 +655,7 @@ class SqliteStore:
         batch = self._deliveries
         if batch is None or batch.written:
             batch = self._deliveries = _Deliveries()
-            self._writer_or_fail().enqueue(batch.write)
+            self._writer_or_fail().enqueue(batch)
         batch.subs[sub.id] = sub
         if attempt is not None:
             batch.attempts.append((sub.id, attempt))

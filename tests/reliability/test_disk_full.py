@@ -22,9 +22,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from eventhub import errors
 from eventhub.log.sqlite import SqliteStore
-from tests.conftest import Running
+from tests.conftest import ManualClock, Running
 from tests.e2e.helpers import BATCH, ServerProcess, bearer, custom_server, error_of, read_log
+from tests.unit.test_store import event, subscription
 
 PAYLOAD = "x" * 2000  # ~2 KB an event: the disk fills in a few requests
 
@@ -251,3 +253,33 @@ async def test_sigterm_on_a_full_disk_exits_cleanly_and_loses_nothing(
             assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
             rows = conn.execute("SELECT id, event_offset FROM events WHERE source = '/disk'")
             assert producer.acknowledged.items() <= dict(rows.fetchall()).items()
+
+
+async def test_delivery_cursors_dropped_on_a_full_disk_are_saved_by_the_next_batch(
+    tmp_path: Path,
+) -> None:
+    """A queued cursor write whose flush failed is dropped (re-delivery at worst), and the
+    cursors recorded after it are saved: the store does not keep filling the dead batch."""
+    store = SqliteStore(tmp_path / "log.db", ManualClock())
+    await store.open()
+    try:
+        sub = subscription("s1")
+        await store.save_subscription(sub)
+        writer = store._conn
+        assert writer is not None
+        (count,) = writer.execute("PRAGMA page_count").fetchone()
+        writer.execute(f"PRAGMA max_page_count = {count}")  # full
+
+        sub.cursor = 1
+        store.record_delivery(sub, None)  # shares the flush of the append, which cannot fit
+        with pytest.raises(errors.InsufficientStorage):
+            await store.append([event(f"big-{i}", b'"%s"' % (b"x" * 4000)) for i in range(10)])
+
+        writer.execute("PRAGMA max_page_count = 1073741823")  # space returns
+        sub.cursor = 2
+        store.record_delivery(sub, None)
+        await store.write(lambda cur: None)  # a flush after the queued one
+        (saved,) = await store.load_subscriptions()
+        assert saved.cursor == 2
+    finally:
+        await store.close()
