@@ -350,7 +350,7 @@ class SqliteStore:
                 for queued in ops:
                     if isinstance(queued, _Deliveries):
                         # Closed, so later deliveries start a batch that is queued; this one
-                        # may be drqueuedped (a cursor not saved only re-delivers).
+                        # may be dropped (a cursor not saved only re-delivers).
                         queued.written = True
                 full = storage_error(exc)
                 if full is None:
