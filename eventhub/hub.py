@@ -78,6 +78,15 @@ class Hub:
         )
 
     async def start(self) -> None:
+        """Start every part; if one fails, what already started is stopped again, so a failed
+        start leaves no task, thread or connection behind."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         await self.store.open(self.tasks)
         self.keyring = auth.Keyring(await self.store.list_keys(), self.settings.admin_key)
         self.sources = {s.name: s for s in await self.store.list_sources()}

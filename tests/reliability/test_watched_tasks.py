@@ -203,3 +203,15 @@ async def test_stop_releases_everything_after_failures(tmp_path: Path, receiver:
         with pytest.raises(sqlite3.ProgrammingError):
             conn.execute("SELECT 1")
     assert store._reader is None and store._checkpoint_conn is None
+
+
+async def test_a_failed_start_leaves_nothing_running(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text("this is not TOML [")
+    hub = Hub(settings_for(tmp_path, catalog_file=catalog), ManualClock())
+    with pytest.raises(Exception):  # noqa: B017 - whatever the catalogue raises
+        await hub.start()
+    assert hub.tasks.names() == []
+    store = hub.store
+    assert isinstance(store, SqliteStore)
+    assert store._conn is None and store._reader is None
