@@ -28,7 +28,8 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    await hub_of(request).store.head()
+    """Ready: the database takes a write and every background task runs (else 503)."""
+    await hub_of(request).check_ready()
     return json_response({"status": "ready"})
 
 

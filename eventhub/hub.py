@@ -1,13 +1,16 @@
 """The hub: one object that owns the store, the catalogue, the outbound client and the
 subscriptions, created at start-up and closed at shutdown. API handlers reach everything
-through it."""
+through it.
+
+The hub owns every long-lived task through one ``tasks.Tasks``, handed to each part as it
+starts; ``health`` reports a crashed task and an unwritable database for ``/readyz``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from eventhub import auth, errors, notifications
+from eventhub import auth, errors, notifications, tasks
 from eventhub.catalog.service import Catalog
 from eventhub.clock import Clock, SystemClock, rfc3339
 from eventhub.delivery import egress
@@ -23,6 +26,12 @@ from eventhub.models import Subscription
 from eventhub.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# /readyz's write must commit within this, or the database counts as not writable.
+READY_WRITE_TIMEOUT = 2.0
+# /readyz is unauthenticated: however often it is asked, the database is written to at most
+# once in this many seconds, and concurrent asks share that one write.
+READY_WRITE_EVERY = 1.0
 
 
 class Hub:
@@ -40,6 +49,9 @@ class Hub:
         self.sources: dict[str, SourceRecord] = {}
         self._ingests_in_flight = 0
         self._keyless_in_flight = 0
+        self.tasks = tasks.Tasks()
+        self._writable: tuple[float, errors.Problem | None] | None = None  # (when, verdict)
+        self._probing = asyncio.Lock()
         self.catalog = Catalog(self.store, self.clock)
         self.sender = Sender(
             settings.delivery_connections,
@@ -67,6 +79,7 @@ class Hub:
             self._notify,
             self._notify_limit,
             asyncio.Semaphore(2 * settings.delivery_connections),
+            tasks=self.tasks,
         )
         self.subscriptions = Subscriptions(
             deps,
@@ -76,7 +89,16 @@ class Hub:
         )
 
     async def start(self) -> None:
-        await self.store.open()
+        """Start every part; if one fails, what already started is stopped again, so a failed
+        start leaves no task, thread or connection behind."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        await self.store.open(self.tasks)
         self.keyring = auth.Keyring(await self.store.list_keys(), self.settings.admin_key)
         self.sources = {s.name: s for s in await self.store.list_sources()}
         if not self.keyring.has_admin():
@@ -88,17 +110,62 @@ class Hub:
         if self.settings.catalog_file is not None:
             await self.catalog.load_file(self.settings.catalog_file)
         self.store.matcher = self.catalog.match
-        await self.sender.start()
+        await self.sender.start(self.tasks)
         await self.subscriptions.start()
         self.store.on_commit = self.subscriptions.on_commit
 
     async def stop(self) -> None:
         """Supervisors first (an in-flight delivery is abandoned; its cursor did not move, so
-        it is delivered again after the restart), then the HTTP client, then the log."""
+        it is delivered again after the restart), then the HTTP client, then the log, then
+        any task still running. Each step runs whatever failed before it: a shutdown after a
+        full disk or a crash still releases everything."""
         self.store.on_commit = None
-        await self.subscriptions.stop()
-        await self.sender.stop()
-        await self.store.close()
+        steps = (
+            ("subscriptions", self.subscriptions.stop),
+            ("delivery client", self.sender.stop),
+            ("store", self.store.close),
+            ("background tasks", self.tasks.stop),
+        )
+        for name, step in steps:
+            try:
+                await step()
+            except Exception:
+                log.exception("stopping the %s failed", name)
+
+    async def health(self) -> list[errors.Problem]:
+        """What keeps the hub from being ready: the database not writable, a task down."""
+        problems = []
+        database = await self._database_problem()
+        if database is not None:
+            problems.append(database)
+        problems.extend(errors.Problem(f"{name}: {what}") for name, what in self.tasks.health())
+        return problems
+
+    async def _database_problem(self) -> errors.Problem | None:
+        loop = asyncio.get_running_loop()
+        async with self._probing:
+            if self._writable is not None and loop.time() - self._writable[0] < READY_WRITE_EVERY:
+                return self._writable[1]
+            problem = None
+            try:
+                async with asyncio.timeout(READY_WRITE_TIMEOUT):
+                    await self.store.check_writable()
+            except errors.InsufficientStorage:
+                problem = errors.Problem("database: not writable, the disk is full")
+            except TimeoutError:
+                problem = errors.Problem(
+                    f"database: a write did not commit within {READY_WRITE_TIMEOUT:g} s"
+                )
+            except Exception as exc:
+                log.warning("readiness write failed", exc_info=exc)
+                problem = errors.Problem(f"database: not writable ({type(exc).__name__})")
+            self._writable = (loop.time(), problem)
+            return problem
+
+    async def check_ready(self) -> None:
+        problems = await self.health()
+        if problems:
+            raise errors.NotReady("not ready: " + "; ".join(p.reason for p in problems), problems)
 
     def now_rfc3339(self) -> str:
         return rfc3339(self.clock.now())

@@ -18,12 +18,12 @@ used before) and at most ``max_idle`` of them are kept; a sweeper task closes th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import socket
 import ssl
 from collections.abc import Mapping
 
+from eventhub import tasks
 from eventhub.delivery import egress, http1
 
 
@@ -57,20 +57,20 @@ class Pool:
         self._ssl = ssl_context
         self._idle: dict[tuple[str, str, int], list[http1.Connection]] = {}
         self._idle_count = 0
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper: tasks.Watched | None = None
 
-    async def start(self) -> None:
+    async def start(self, owner: tasks.Tasks | None = None) -> None:
+        """Load the CAs and start the sweeper, watched by ``owner`` (the hub's) or a private
+        one."""
         if self._ssl is None:
             self._ssl = await asyncio.to_thread(default_ssl_context)
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="delivery-pool-sweeper")
+        self._sweeper = (owner or tasks.Tasks()).watch("delivery-pool-sweeper", self._sweep_forever)
 
     async def close(self) -> None:
         """Close the idle connections. Requests in flight belong to their tasks, which the hub
         cancels before this; a cancelled request drops its connection itself."""
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await self._sweeper.stop()
             self._sweeper = None
         for stack in self._idle.values():
             for conn in stack:

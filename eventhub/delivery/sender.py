@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from eventhub import tasks
 from eventhub.delivery import egress, gate, http1, pool
 
 # Enough of a redirect's Location for a person to see where it pointed.
@@ -59,8 +60,8 @@ class Sender:
         """The egress rules every connection obeys; create/update checks URLs against them."""
         return self._pool.rules
 
-    async def start(self) -> None:
-        await self._pool.start()
+    async def start(self, owner: tasks.Tasks | None = None) -> None:
+        await self._pool.start(owner)
 
     async def stop(self) -> None:
         await self._pool.close()

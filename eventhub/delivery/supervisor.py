@@ -4,6 +4,11 @@ cursor, deliver it, commit the cursor only after a 2xx, in offset order, forever
 It waits on a wake-up from the writer (an event of its trigger was committed), on the clock
 (a retry or a recovery probe is due), or on cancellation (the hub stops, or the API changed
 the subscription). A slow receiver only ever delays its own subscription.
+
+The task is watched (``eventhub.tasks``): if it crashes, the subscription's ``lastError`` says
+so and ``/readyz`` names it until it restarts, after a growing delay, from its cursor. The
+cursor only ever moves after a 2xx, so the restart re-delivers at most one page: order and
+at-least-once hold.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from eventhub import tasks
 from eventhub.auth import Principal
 from eventhub.clock import Clock, rfc3339
 from eventhub.delivery import policy, render, signing
@@ -48,6 +54,8 @@ class Deps:
     # 10,000 subscriptions waking to a backlog would each read a page before waiting for a
     # connection: gigabytes. A supervisor waiting out a backoff gives its permit back.
     pages: asyncio.Semaphore
+    # Owns and watches the supervisors' tasks (the hub's, so /readyz sees them).
+    tasks: tasks.Tasks = field(default_factory=tasks.Tasks)
 
 
 class _Permit:
@@ -75,7 +83,7 @@ class Supervisor:
         self._deps = deps
         self._pages = pages
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task: tasks.Watched | None = None
         self._signer = signing.Signer(sub.secret, sub.previous_secret, sub.previous_secret_expires)
         # A change of callback or headers goes through the API, which builds a new supervisor.
         self._target = deps.sender.target(sub.uri, sub.headers)
@@ -84,22 +92,23 @@ class Supervisor:
     # -- ownership ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"subscription-{self.sub.id}")
-        self._task.add_done_callback(self._finished)
+        self._task = self._deps.tasks.watch(f"subscription-{self.sub.id}", self._run, self._crashed)
 
     async def stop(self) -> None:
         """Cancel the task and wait for it; an undelivered page is delivered again later."""
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait([task])
+        if task is not None:
+            await task.stop()
 
     def wake(self) -> None:
         self._wake.set()
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("supervisor of %s died", self.sub.id, exc_info=task.exception())
+    def _crashed(self, exc: BaseException, delay: float) -> None:
+        # Status stays what it was (the restart resumes it), but the subscription must not
+        # look healthy while nothing delivers: its read shows why. A 2xx clears it.
+        self.sub.last_error = (
+            f"delivery task crashed: {tasks.describe(exc)}, restarting in {delay:g} s"
+        )
 
     # -- the loop ----------------------------------------------------------------------------
 

@@ -11,6 +11,12 @@ hands only a durable ``COMMIT`` to a thread of its own: its fsync takes millisec
 slow disk, and sqlite3 lets go of the GIL for it, so the loop parses and delivers meanwhile
 instead of standing still. No one hears of a flush's rows before its ``COMMIT`` returns,
 and nothing else uses the writer connection while a transaction is open (``_quiet``).
+
+A full disk (SQLITE_FULL, while writing rows, at the COMMIT in the commit thread, or as the
+WAL grows) fails the whole flush with ``errors.InsufficientStorage``: the transaction is rolled
+back (SQLite may already have done so itself), the offsets it handed out are handed out again,
+and reads, on their own connections, go on. The checkpointer survives its own failures, and
+after a full disk it truncates the WAL as soon as it can, to give the space back.
 """
 
 from __future__ import annotations
@@ -21,14 +27,14 @@ import contextlib
 import importlib.resources
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 import orjson
 
-from eventhub import files
+from eventhub import errors, files, tasks
 from eventhub.clock import Clock, rfc3339
 from eventhub.events import Appended, DataKind, NewEvent, StoredEvent
 from eventhub.log import records, sealing
@@ -47,6 +53,22 @@ _UPSERT_ID = (
     " revision = excluded.revision, digest = excluded.digest"
 )
 _KEYS_PER_QUERY = 400
+_SQLITE_FULL = 13  # "database or disk is full": the disk, or max_page_count
+
+
+def storage_error(exc: BaseException) -> errors.InsufficientStorage | None:
+    """The 507 a SQLite error stands for, if it says the storage is full."""
+    if isinstance(exc, sqlite3.Error) and (exc.sqlite_errorcode & 0xFF) == _SQLITE_FULL:
+        return errors.InsufficientStorage(
+            "the database's disk is full; nothing of this request was stored, retry later"
+        )
+    return None
+
+
+def _probe(cur: sqlite3.Cursor) -> None:
+    """The smallest real write: page 1 rewritten with the value it holds (a WAL frame)."""
+    (version,) = cur.execute("PRAGMA user_version").fetchone()
+    cur.execute(f"PRAGMA user_version = {int(version)}")
 
 
 def _latest_of(
@@ -97,7 +119,7 @@ class _Deliveries:
         self.attempts: list[tuple[str, Attempt]] = []
         self.written = False  # from now on, a new delivery starts the next batch
 
-    def write(self, cur: sqlite3.Cursor) -> None:
+    def __call__(self, cur: sqlite3.Cursor) -> None:
         # Idempotent, so the writer may run it again alone after a failed group commit:
         # progress is each subscription's current state, attempts replace themselves.
         self.written = True
@@ -171,7 +193,8 @@ class SqliteStore:
         # Set by the hub: which triggers an event matches, and who to tell after a commit.
         self.matcher: Matcher | None = None
         self.on_commit: Callable[[set[int]], None] | None = None
-        self._checkpointer: asyncio.Task[None] | None = None
+        self._checkpointer: tasks.Watched | None = None
+        self._squeezed = False  # a write failed on a full disk: truncate the WAL when possible
         self._deliveries: _Deliveries | None = None  # the batch record_delivery fills
         self._dirty = False
         self._last_offset = 0
@@ -180,7 +203,10 @@ class SqliteStore:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def open(self) -> None:
+    async def open(self, owner: tasks.Tasks | None = None) -> None:
+        """Open the connections and start the writer and the checkpointer, watched by
+        ``owner`` (the hub's) or by a private one."""
+        owner = owner or tasks.Tasks()
         # Before SQLite opens anything: it gives -wal and -shm the database file's mode.
         files.secure_database(self._path)
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
@@ -207,9 +233,9 @@ class SqliteStore:
         self._pages.execute("PRAGMA busy_timeout = 5000")
         self._reader = await self._connect()
         self._writer = GroupCommitWriter(self._write, name="log-writer")
-        self._writer.start()
+        self._writer.start(owner)
         self._checkpoint_conn = await self._connect()
-        self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="log-checkpointer")
+        self._checkpointer = owner.watch("log-checkpointer", self._checkpoint_loop)
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self._path, isolation_level=None)
@@ -218,34 +244,64 @@ class SqliteStore:
         return conn
 
     async def close(self) -> None:
-        if self._writer is not None:
-            await self._writer.stop()
-        if self._committer is not None:
-            self._committer.shutdown(wait=True)  # a COMMIT still running finishes first
-            self._committer = None
-        if self._checkpointer is not None:
-            self._checkpointer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checkpointer
-        for conn in (self._reader, self._checkpoint_conn):
-            if conn is not None:
-                await conn.close()
-        if self._pages is not None:
-            self._pages.close()
-        if self._conn is not None:
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._conn.close()
-        self._conn = self._pages = None
-        self._reader = self._checkpoint_conn = None
+        """Release everything, whatever failed before or fails now: each step on its own, so
+        a full disk at the last checkpoint still closes every connection and thread."""
+        writer, checkpointer = self._writer, self._checkpointer
         self._writer = self._checkpointer = None
+        with _logged("stopping the writer"):
+            if writer is not None:
+                await writer.stop()  # flushes what is queued
+        with _logged("stopping the commit thread"):
+            if self._committer is not None:
+                self._committer.shutdown(wait=True)  # a COMMIT still running finishes first
+                self._committer = None
+        with _logged("stopping the checkpointer"):
+            if checkpointer is not None:
+                await checkpointer.stop()
+        for conn in (self._reader, self._checkpoint_conn):
+            with _logged("closing a connection"):
+                if conn is not None:
+                    await conn.close()
+        self._reader = self._checkpoint_conn = None
+        with _logged("closing the pages connection"):
+            if self._pages is not None:
+                self._pages.close()
+        self._pages = None
+        main, self._conn = self._conn, None
+        if main is not None:
+            try:
+                with _logged("checkpointing the WAL at close"):
+                    if main.in_transaction:
+                        main.execute("ROLLBACK")
+                    main.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                with _logged("closing the writer connection"):
+                    main.close()
 
     async def _checkpoint_loop(self) -> None:
+        """Fold the WAL into the database when something was written. A failed checkpoint
+        (a full disk) is logged and tried again on the next tick; after a full disk the
+        checkpoint also truncates the WAL, so the space it took comes back."""
         assert self._checkpoint_conn is not None
         while True:
             await asyncio.sleep(self._checkpoint_interval)
-            if self._dirty:
-                self._dirty = False
-                await self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            if not (self._dirty or self._squeezed):
+                continue
+            self._dirty = False
+            squeezed = self._squeezed
+            mode = "TRUNCATE" if squeezed else "PASSIVE"
+            try:
+                async with self._checkpoint_conn.execute(f"PRAGMA wal_checkpoint({mode})") as c:
+                    row = await c.fetchone()
+            except sqlite3.Error as exc:
+                self._dirty = True
+                log.warning(
+                    "checkpoint failed, retrying in %g s: %s", self._checkpoint_interval, exc
+                )
+                continue
+            if squeezed and row is not None and row[0] == 0:
+                self._squeezed = False
+                log.info("WAL truncated after a full disk")
 
     # -- the log -----------------------------------------------------------------------------
 
@@ -294,16 +350,40 @@ class SqliteStore:
                     cur.execute("COMMIT")  # no fsync in WAL at synchronous=normal: microseconds
             except asyncio.CancelledError:
                 raise  # the COMMIT, if it started, ends in its thread; close() waits for it
-            except BaseException:
-                cur.execute("ROLLBACK")
+            except BaseException as exc:
                 self._last_offset = last_offset  # the offsets handed out were not used
-                raise
+                self._roll_back()
+                for queued in ops:
+                    if isinstance(queued, _Deliveries):
+                        # Closed, so later deliveries start a batch that is queued; this one
+                        # may be dropped (a cursor not saved only re-delivers).
+                        queued.written = True
+                full = storage_error(exc)
+                if full is None:
+                    raise
+                self._squeezed = True
+                raise full from exc
         finally:
             self._quiet.set()
         self._dirty = True
         if matched and self.on_commit is not None:
             self.on_commit(matched)
         return results
+
+    def _roll_back(self) -> None:
+        """Roll back the flush's transaction, if SQLite has not already: on a full disk or an
+        I/O error it may have, and a ROLLBACK then fails with "no transaction is active"."""
+        assert self._conn is not None
+        if not self._conn.in_transaction:
+            return
+        try:
+            self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.exception("rollback of a failed flush failed")
+
+    async def check_writable(self) -> None:
+        """Raise unless a real (one-page) write commits now: for ``/readyz``."""
+        await self.write(_probe)
 
     async def _commit(self) -> None:
         """``COMMIT`` in the commit thread; returns once it is durable. Only for commits that
@@ -427,7 +507,13 @@ class SqliteStore:
     async def _execute(self, sql: str, params: Sequence[Any]) -> int:
         await self._quiet_now()
         assert self._conn is not None
-        return self._conn.execute(sql, params).rowcount
+        try:
+            return self._conn.execute(sql, params).rowcount
+        except sqlite3.Error as exc:
+            full = storage_error(exc)
+            if full is None:
+                raise
+            raise full from exc
 
     async def put_key(self, key: KeyRecord) -> None:
         await self._execute(
@@ -585,7 +671,16 @@ class SqliteStore:
         batch = self._deliveries
         if batch is None or batch.written:
             batch = self._deliveries = _Deliveries()
-            self._writer_or_fail().enqueue(batch.write)
+            self._writer_or_fail().enqueue(batch)
         batch.subs[sub.id] = sub
         if attempt is not None:
             batch.attempts.append((sub.id, attempt))
+
+
+@contextlib.contextmanager
+def _logged(step: str) -> Iterator[None]:
+    """Run one step of a shutdown; a failure is logged and the next step runs anyway."""
+    try:
+        yield
+    except Exception:
+        log.exception("%s failed", step)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from eventhub import tasks
 from eventhub.events import Appended, NewEvent, StoredEvent
 from eventhub.models import Attempt, Subscription
 
@@ -38,8 +39,17 @@ class Store(Protocol):
     matcher: Callable[[dict[str, Any]], Iterable[int]] | None
     on_commit: Callable[[set[int]], None] | None
 
-    async def open(self) -> None: ...
-    async def close(self) -> None: ...
+    async def open(self, owner: tasks.Tasks | None = None) -> None:
+        """Open, with the store's background tasks watched by ``owner``."""
+        ...
+
+    async def close(self) -> None:
+        """Release every resource, whatever failed; never raises."""
+        ...
+
+    async def check_writable(self) -> None:
+        """Raise unless a small real write commits now (``/readyz``)."""
+        ...
 
     # the log
     async def append(self, events: Sequence[NewEvent]) -> list[Appended]:

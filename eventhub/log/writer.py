@@ -6,6 +6,11 @@ then resolves every request whose rows that commit holds. The flush is a corouti
 store writes its rows on the event loop (a thread hand-off per row or per batch of rows costs
 more than it saves, PERF-NOTES.md: 16.6k vs 12.8k req/s) and awaits only the commit, so what
 arrives meanwhile queues up for the next flush.
+
+A flush that fails is retried one submission at a time, so one bad submission does not fail
+the others that shared its commit; except when the storage itself failed (``errors.
+InsufficientStorage``, a full disk): that is no submission's fault, and N more commits would
+only fail N more times, so every submission of the flush gets the error at once.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
+
+from eventhub import errors, tasks
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -36,10 +43,11 @@ class GroupCommitWriter(Generic[T, R]):
         self._queue: list[tuple[T, asyncio.Future[R] | None]] = []
         self._wake = asyncio.Event()
         self._closing = False
-        self._task: asyncio.Task[None] | None = None
+        self._task: tasks.Watched | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=self._name)
+    def start(self, owner: tasks.Tasks | None = None) -> None:
+        """Start the writer task, watched by ``owner`` (the hub's) or a private one."""
+        self._task = (owner or tasks.Tasks()).watch(self._name, self._run)
 
     async def submit(self, item: T) -> R:
         if self._closing:
@@ -63,7 +71,7 @@ class GroupCommitWriter(Generic[T, R]):
         self._closing = True
         self._wake.set()
         if self._task is not None:
-            await self._task
+            await self._task.wait()
 
     async def _run(self) -> None:
         while True:
@@ -75,7 +83,13 @@ class GroupCommitWriter(Generic[T, R]):
                 continue
             await self._gather()
             pending, self._queue = self._queue, []
-            await self._commit(pending)
+            try:
+                await self._commit(pending)
+            except BaseException as exc:
+                # Not expected (a failed flush is handled in _commit), but nobody may be left
+                # waiting forever: fail them, and let the watcher restart the task.
+                _fail(pending, exc if isinstance(exc, Exception) else WriterClosed("stopped"))
+                raise
 
     async def _gather(self) -> None:
         """Let the requests that are already runnable queue their rows first: yield to the
@@ -91,6 +105,10 @@ class GroupCommitWriter(Generic[T, R]):
     async def _commit(self, pending: list[tuple[T, asyncio.Future[R] | None]]) -> None:
         try:
             results = await self._flush([item for item, _ in pending])
+        except errors.InsufficientStorage as exc:
+            log.warning("group commit of %d submissions failed: %s", len(pending), exc)
+            _fail(pending, exc)
+            return
         except Exception:
             log.exception(
                 "group commit of %d submissions failed; retrying one by one", len(pending)
@@ -103,9 +121,12 @@ class GroupCommitWriter(Generic[T, R]):
 
     async def _commit_each(self, pending: list[tuple[T, asyncio.Future[R] | None]]) -> None:
         """One failing submission must not fail the others that shared its commit."""
-        for item, future in pending:
+        for i, (item, future) in enumerate(pending):
             try:
                 (result,) = await self._flush([item])
+            except errors.InsufficientStorage as exc:
+                _fail(pending[i:], exc)  # the rest would fail the same way
+                return
             except Exception as exc:
                 if future is None:
                     log.error("a queued write failed", exc_info=exc)
@@ -114,3 +135,16 @@ class GroupCommitWriter(Generic[T, R]):
             else:
                 if future is not None and not future.done():
                     future.set_result(result)
+
+
+def _fail(pending: list[tuple[T, asyncio.Future[R] | None]], exc: Exception) -> None:
+    dropped = 0
+    for _, future in pending:
+        if future is None:
+            dropped += 1
+        elif not future.done():
+            future.set_exception(exc)
+    if dropped:
+        # Queued writes have nobody waiting; theirs are the writes whose loss is harmless
+        # (``enqueue``): a delivery cursor not advanced only re-delivers.
+        log.warning("%d queued writes dropped: %s", dropped, exc)

@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from eventhub import errors
 from eventhub.log.writer import GroupCommitWriter, WriterClosed
 
 
@@ -72,3 +73,19 @@ async def test_a_cancelled_caller_does_not_break_the_writer() -> None:
     gate.set()
     assert await writer.submit(2) == 2
     await writer.stop()
+
+
+async def test_a_full_disk_fails_the_whole_flush_without_retrying_one_by_one() -> None:
+    flushes: list[list[int]] = []
+
+    async def flush(items: list[int]) -> list[int]:
+        flushes.append(list(items))
+        raise errors.InsufficientStorage("full")
+
+    writer: GroupCommitWriter[int, int] = GroupCommitWriter(flush)
+    writer.start()
+    writer.enqueue(99)  # nobody waits for it: dropped, harmlessly
+    outcomes = await asyncio.gather(*(writer.submit(i) for i in range(5)), return_exceptions=True)
+    await writer.stop()
+    assert all(isinstance(o, errors.InsufficientStorage) for o in outcomes)
+    assert len(flushes) == 1, "a storage failure is no one submission's fault: no retries"
