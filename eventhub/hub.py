@@ -38,6 +38,7 @@ class Hub:
             settings.delivery_connections,
             settings.delivery_connect_timeout,
             settings.delivery_timeout,
+            per_owner=settings.delivery_connections_per_owner,
         )
         policy = RetryPolicy(
             max_retries=settings.delivery_max_retries,
@@ -130,6 +131,9 @@ class Hub:
         if not await self.store.revoke_key(key_id, self.now_rfc3339()):
             raise errors.NotFound(f"no live API key with id {key_id!r}")
         self.keyring.remove(key_id)
+        # After the revocation is persisted: if the hub dies before this finishes, the next
+        # start pauses what is left (``Subscriptions.start``).
+        await self.subscriptions.revoke(key_id)
 
     async def put_source(self, name: str, secret: str, require_signature: bool) -> SourceRecord:
         previous = self.sources.get(name)

@@ -7,6 +7,10 @@ Not aiohttp's client, which delivery used before: eventhub's own HTTP/1.1 client
 two cores, that CPU is the fan-out time. Not httpx either: PERF-NOTES.md measured its pool
 at ~30x slower under concurrency. Redirects are not followed: a 3xx is a failed delivery,
 like any other non-2xx.
+
+A request takes a permit from its owner's gate (``delivery_connections_per_owner``), then
+one from the global gate (``delivery_connections``): one owner's stalled receivers can hold
+at most its own share of the connections, and the rest stay free for the other owners.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from eventhub.delivery import gate, http1, pool
+from eventhub.delivery import gate, http1, owners, pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,7 @@ class Sender:
         connect_timeout: float,
         total_timeout: float,
         ssl_context: ssl.SSLContext | None = None,
+        per_owner: int | None = None,
     ) -> None:
         self._pool = pool.Pool(
             connect_timeout, total_timeout, max_idle=connections, ssl_context=ssl_context
@@ -41,6 +46,13 @@ class Sender:
         # Requests wait for a connection here, before any timer starts or any bytes are
         # encoded, so a fan-out to 10,000 subscriptions waits cheaply.
         self._slots = gate.Gate(connections)
+        # Taken before ``_slots``: an owner at its cap waits without holding a global slot.
+        self._owners = owners.PerOwner(connections if per_owner is None else per_owner)
+
+    @property
+    def per_owner(self) -> int:
+        """The most requests one owner has in flight at once."""
+        return self._owners.permits
 
     async def start(self) -> None:
         await self._pool.start()
@@ -53,7 +65,17 @@ class Sender:
         """A subscription's callback, parsed and encoded once (never raises)."""
         return http1.target(uri, headers)
 
-    async def post(self, target: http1.Target, headers: Mapping[str, str], body: bytes) -> Answer:
+    async def post(
+        self, target: http1.Target, headers: Mapping[str, str], body: bytes, owner: str
+    ) -> Answer:
+        """One delivery of ``owner``'s (the subscription's API key id); never raises."""
+        await self._owners.acquire(owner)
+        try:
+            return await self._post(target, headers, body)
+        finally:
+            self._owners.release(owner)
+
+    async def _post(self, target: http1.Target, headers: Mapping[str, str], body: bytes) -> Answer:
         async with self._slots:
             started = time.perf_counter()
             try:
