@@ -265,32 +265,51 @@ class Subscriptions:
             except errors.Conflict:
                 await self._adopt(sub)
                 raise
-            store = self._deps.store
-            if status is None:
-                del self._supervisors[sub_id]
-                self._by_tid[sub.tid].discard(sub_id)
-                del self._locks[sub_id]  # whoever waits on it finds the subscription gone
-                await store.delete_subscription(sub_id)
-                await self._deps.notify(sub, move, "deleted")
-                return None
-            if config is not None:
-                for name, value in config.items():
-                    setattr(sub, name, value)
-            if move is Move.RESUME_FROM_LATEST:
-                head = await store.trigger_head(sub.tid)
-                sub.skipped += await store.count_between(sub.tid, sub.cursor, head)
-                sub.cursor = max(sub.cursor, head)
-            if move is Move.REPLAY:
-                assert from_offset is not None
-                sub.cursor = max(0, from_offset - 1)  # re-emit starting at from_offset
-            sub.status = status
-            if status is Status.ACTIVE:
-                sub.failed_since = None
-            sub.updated_at = rfc3339(self._deps.clock.now())
-            await store.save_subscription(sub)
-            await self._adopt(sub)
-            await self._deps.notify(sub, move, str(move))
-            return sub
+            try:
+                return await self._apply(sub, move, status, config, from_offset)
+            except BaseException:
+                # Not persisted (a full disk, say): the subscription keeps a supervisor for
+                # the state it shows, rather than showing Active with nothing delivering.
+                if sub_id in self._supervisors:
+                    await self._adopt(sub)
+                raise
+
+    async def _apply(
+        self,
+        sub: Subscription,
+        move: Move,
+        status: Status | None,
+        config: dict[str, Any] | None,
+        from_offset: int | None,
+    ) -> Subscription | None:
+        """Persist ``move`` and adopt the result. The caller holds the subscription's lock
+        and has stopped its supervisor."""
+        store = self._deps.store
+        if status is None:
+            await store.delete_subscription(sub.id)  # first: a failure leaves it as it was
+            del self._supervisors[sub.id]
+            self._by_tid[sub.tid].discard(sub.id)
+            del self._locks[sub.id]  # whoever waits on it finds the subscription gone
+            await self._deps.notify(sub, move, "deleted")
+            return None
+        if config is not None:
+            for name, value in config.items():
+                setattr(sub, name, value)
+        if move is Move.RESUME_FROM_LATEST:
+            head = await store.trigger_head(sub.tid)
+            sub.skipped += await store.count_between(sub.tid, sub.cursor, head)
+            sub.cursor = max(sub.cursor, head)
+        if move is Move.REPLAY:
+            assert from_offset is not None
+            sub.cursor = max(0, from_offset - 1)  # re-emit starting at from_offset
+        sub.status = status
+        if status is Status.ACTIVE:
+            sub.failed_since = None
+        sub.updated_at = rfc3339(self._deps.clock.now())
+        await store.save_subscription(sub)
+        await self._adopt(sub)
+        await self._deps.notify(sub, move, str(move))
+        return sub
 
     def _check(self, sub: Subscription, move: Move) -> Status | None:
         """The state ``move`` leads to; Conflict if the table or a revoked owner refuses."""
@@ -312,12 +331,21 @@ class Subscriptions:
         async with self._hold(sub_id, who) as supervisor:
             await supervisor.stop()
             sub = supervisor.sub
+            before = sub.secret, sub.previous_secret, sub.previous_secret_expires, sub.updated_at
             now = self._deps.clock.now()
             sub.previous_secret, sub.secret = sub.secret, signing.new_secret()
             sub.previous_secret_expires = now + self._overlap
             sub.updated_at = rfc3339(now)
-            await self._deps.store.save_subscription(sub)
-            await self._adopt(sub)
+            try:
+                await self._deps.store.save_subscription(sub)
+            except BaseException:
+                # Not persisted: nobody was told the new secret, so keep signing with the old.
+                sub.secret, sub.previous_secret, sub.previous_secret_expires, sub.updated_at = (
+                    before
+                )
+                raise
+            finally:
+                await self._adopt(sub)
             return sub
 
     # -- revoked owners ----------------------------------------------------------------------
