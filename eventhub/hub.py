@@ -61,6 +61,7 @@ class Hub:
             rules=egress.Rules.from_settings(
                 settings.allowed_callback_networks, settings.callback_networks_only
             ),
+            per_owner=settings.delivery_connections_per_owner,
         )
         policy = RetryPolicy(
             max_retries=settings.delivery_max_retries,
@@ -222,6 +223,9 @@ class Hub:
         if not await self.store.revoke_key(key_id, self.now_rfc3339()):
             raise errors.NotFound(f"no live API key with id {key_id!r}")
         self.keyring.remove(key_id)
+        # After the revocation is persisted: if the hub dies before this finishes, the next
+        # start pauses what is left (``Subscriptions.start``).
+        await self.subscriptions.revoke(key_id)
 
     async def put_source(
         self, name: str, secret: str | None, require_signature: bool

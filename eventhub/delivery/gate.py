@@ -15,6 +15,7 @@ from types import TracebackType
 
 class Gate:
     def __init__(self, permits: int) -> None:
+        self._permits = permits
         self._free = permits
         # Waiters exist only while no permit is free; cancelled ones are skipped on release.
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -22,6 +23,11 @@ class Gate:
     @property
     def free(self) -> int:
         return self._free
+
+    @property
+    def idle(self) -> bool:
+        """Every permit is back: nobody holds one, and so nobody waits for one."""
+        return self._free == self._permits
 
     async def acquire(self) -> None:
         if self._free > 0:

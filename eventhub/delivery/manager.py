@@ -3,20 +3,33 @@ rotate the secret) and the supervisors that deliver them.
 
 Every action goes through the state table; a change stops the subscription's supervisor,
 persists the new state, and starts a fresh supervisor from the persisted cursor.
+
+Actions on one subscription are serialised by a lock of its own (actions on different
+subscriptions stay concurrent): each one checks the state, stops the supervisor, checks again
+(the supervisor may have moved the state while it stopped), persists and adopts a fresh
+supervisor, all under that lock. So a subscription never has two supervisors delivering, and
+an action that waited behind a delete finds the subscription gone (404).
+
+A revoked API key's subscriptions stop: Active and Failed ones become Paused with
+``lastError`` set to ``owner revoked`` (and a ``eventhub.subscription.paused`` notification
+with that reason); Rejected and Suspended ones stay as they are. None of them can be moved
+back to Active (409): only pause, rotate-secret and delete are left to an admin. A
+subscription whose owner key no longer exists at all counts as revoked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from eventhub import errors
+from eventhub import auth, errors
 from eventhub.auth import Principal
 from eventhub.clock import rfc3339
-from eventhub.delivery import egress, signing
+from eventhub.delivery import egress, owners, signing
 from eventhub.delivery.pages import Pages
 from eventhub.delivery.states import Move, NotAllowed, Status, next_status
 from eventhub.delivery.supervisor import Deps, Supervisor
@@ -28,6 +41,8 @@ MAX_BATCH = 1000
 # Up to this many queued events travel in one request (envelope and batch formats). A hub that
 # keeps up sends one event a request; a backlog drains a page at a time, not an event.
 DEFAULT_BATCH = 100
+# The pause reason of a revoked owner's subscriptions: their lastError and the notification's.
+OWNER_REVOKED = "owner revoked"
 
 
 class LimitReached(errors.Conflict):
@@ -109,24 +124,60 @@ class Subscriptions:
         self._supervisors: dict[str, Supervisor] = {}
         self._by_tid: dict[int, set[str]] = defaultdict(set)
         self._pages = Pages(deps.store)
+        # Pages held per owner: twice its connections, as ``Deps.pages`` is for the whole hub.
+        self._owner_pages = owners.PerOwner(2 * deps.sender.per_owner)
+        # Guards the subscription limit and the revoked set against a racing create.
         self._lock = asyncio.Lock()
+        # One per subscription that has seen an action; dropped with the subscription.
+        self._locks: dict[str, asyncio.Lock] = {}
+        # Owners whose subscriptions may not deliver: revoked keys, and keys that are gone.
+        self._revoked: set[str] = set()
+        self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        for sub in await self._deps.store.load_subscriptions():
-            self._adopt(sub)
+        store = self._deps.store
+        live = {k.key_id for k in await store.list_keys() if k.revoked_at is None}
+        live.add(auth.ENV_ADMIN_ID)  # the env admin key cannot be revoked
+        for sub in await store.load_subscriptions():
+            if sub.owner not in live:
+                self._revoked.add(sub.owner)
+                # The hub stopped between revoking the key and pausing: finish the job.
+                if sub.status in LIVE:
+                    await self._pause_revoked(sub)
+            await self._adopt(sub)
 
     async def stop(self) -> None:
+        self._closed = True  # an action finishing after this adopts without starting
         await asyncio.gather(*(s.stop() for s in self._supervisors.values()))
 
-    def _adopt(self, sub: Subscription) -> Supervisor:
-        supervisor = Supervisor(sub, self._deps, self._pages)
+    async def _adopt(self, sub: Subscription) -> Supervisor:
+        """Give ``sub`` a fresh supervisor (started if it is live). Any previous supervisor
+        of the same subscription is stopped first: never two deliver at once."""
+        previous = self._supervisors.get(sub.id)
+        if previous is not None:
+            await previous.stop()
+        supervisor = Supervisor(sub, self._deps, self._pages, self._owner_pages)
         self._supervisors[sub.id] = supervisor
         self._by_tid[sub.tid].add(sub.id)
-        if sub.status in LIVE:
+        if sub.status in LIVE and not self._closed:
             supervisor.start()
         return supervisor
+
+    @contextlib.asynccontextmanager
+    async def _hold(self, sub_id: str, who: Principal | None) -> AsyncIterator[Supervisor]:
+        """The subscription's current supervisor, under the subscription's lock; NotFound if
+        it does not exist (or is not ``who``'s), also when a delete won the race for it."""
+        supervisor = self._supervisors.get(sub_id)
+        if supervisor is None or (who is not None and not _visible(supervisor.sub, who)):
+            raise errors.NotFound(f"no subscription {sub_id!r}")
+        lock = self._locks.setdefault(sub_id, asyncio.Lock())
+        async with lock:
+            supervisor = self._supervisors.get(sub_id)  # the action before us replaced it
+            if supervisor is None:
+                raise errors.NotFound(f"no subscription {sub_id!r}")
+            yield supervisor
 
     def on_commit(self, tids: Iterable[int]) -> None:
         """Called after a commit that appended events of these triggers."""
@@ -174,6 +225,9 @@ class Subscriptions:
         config = parse_config(body, None, self._default_retries, self._deps.sender.rules)
         clock, store = self._deps.clock, self._deps.store
         async with self._lock:
+            if who.key_id in self._revoked:
+                # Authenticated just before its key was revoked: no new subscription.
+                raise errors.Unauthorized("this API key was revoked")
             if len(self._supervisors) >= self._max:
                 await self._deps.notify_limit(who, self._max)
                 raise LimitReached(
@@ -194,7 +248,7 @@ class Subscriptions:
                 **config,
             )
             await store.save_subscription(sub)
-            self._adopt(sub)
+            await self._adopt(sub)
         await self._deps.notify(sub, None, "created")
         return sub
 
@@ -206,27 +260,46 @@ class Subscriptions:
         body: Any = None,
         from_offset: int | None = None,
     ) -> Subscription | None:
-        supervisor = self._supervisors.get(sub_id)
-        if supervisor is None or not _visible(supervisor.sub, who):
-            raise errors.NotFound(f"no subscription {sub_id!r}")
-        sub = supervisor.sub
-        try:
-            status = next_status(sub.status, move)
-        except NotAllowed as exc:
-            raise errors.Conflict(
-                f"cannot {move} subscription {sub_id} in state {exc.status}; allowed: "
-                + ", ".join(m for m in _user_moves(exc.status))
-            ) from None
-        rules = self._deps.sender.rules
-        config = (
-            parse_config(body, sub, self._default_retries, rules) if move is Move.UPDATE else None
-        )
-        await supervisor.stop()
+        async with self._hold(sub_id, who) as supervisor:
+            sub = supervisor.sub
+            self._check(sub, move)  # refuse before disturbing a delivery in flight
+            rules = self._deps.sender.rules
+            config = (
+                parse_config(body, sub, self._default_retries, rules)
+                if move is Move.UPDATE
+                else None
+            )
+            await supervisor.stop()
+            try:
+                status = self._check(sub, move)  # the supervisor may have moved it meanwhile
+            except errors.Conflict:
+                await self._adopt(sub)
+                raise
+            try:
+                return await self._apply(sub, move, status, config, from_offset)
+            except BaseException:
+                # Not persisted (a full disk, say): the subscription keeps a supervisor for
+                # the state it shows, rather than showing Active with nothing delivering.
+                if sub_id in self._supervisors:
+                    await self._adopt(sub)
+                raise
+
+    async def _apply(
+        self,
+        sub: Subscription,
+        move: Move,
+        status: Status | None,
+        config: dict[str, Any] | None,
+        from_offset: int | None,
+    ) -> Subscription | None:
+        """Persist ``move`` and adopt the result. The caller holds the subscription's lock
+        and has stopped its supervisor."""
         store = self._deps.store
         if status is None:
-            del self._supervisors[sub_id]
-            self._by_tid[sub.tid].discard(sub_id)
-            await store.delete_subscription(sub_id)
+            await store.delete_subscription(sub.id)  # first: a failure leaves it as it was
+            del self._supervisors[sub.id]
+            self._by_tid[sub.tid].discard(sub.id)
+            del self._locks[sub.id]  # whoever waits on it finds the subscription gone
             await self._deps.notify(sub, move, "deleted")
             return None
         if config is not None:
@@ -244,23 +317,81 @@ class Subscriptions:
             sub.failed_since = None
         sub.updated_at = rfc3339(self._deps.clock.now())
         await store.save_subscription(sub)
-        self._adopt(sub)
+        await self._adopt(sub)
         await self._deps.notify(sub, move, str(move))
         return sub
 
+    def _check(self, sub: Subscription, move: Move) -> Status | None:
+        """The state ``move`` leads to; Conflict if the table or a revoked owner refuses."""
+        try:
+            status = next_status(sub.status, move)
+        except NotAllowed as exc:
+            raise errors.Conflict(
+                f"cannot {move} subscription {sub.id} in state {exc.status}; allowed: "
+                + ", ".join(m for m in _user_moves(exc.status))
+            ) from None
+        if status is Status.ACTIVE and sub.owner in self._revoked:
+            raise errors.Conflict(
+                f"cannot {move} subscription {sub.id}: its owner's API key was revoked;"
+                " it can only be deleted"
+            )
+        return status
+
     async def rotate_secret(self, sub_id: str, who: Principal) -> Subscription:
-        supervisor = self._supervisors.get(sub_id)
-        if supervisor is None or not _visible(supervisor.sub, who):
-            raise errors.NotFound(f"no subscription {sub_id!r}")
-        await supervisor.stop()
-        sub = supervisor.sub
-        now = self._deps.clock.now()
-        sub.previous_secret, sub.secret = sub.secret, signing.new_secret()
-        sub.previous_secret_expires = now + self._overlap
-        sub.updated_at = rfc3339(now)
+        async with self._hold(sub_id, who) as supervisor:
+            await supervisor.stop()
+            sub = supervisor.sub
+            before = sub.secret, sub.previous_secret, sub.previous_secret_expires, sub.updated_at
+            now = self._deps.clock.now()
+            sub.previous_secret, sub.secret = sub.secret, signing.new_secret()
+            sub.previous_secret_expires = now + self._overlap
+            sub.updated_at = rfc3339(now)
+            try:
+                await self._deps.store.save_subscription(sub)
+            except BaseException:
+                # Not persisted: nobody was told the new secret, so keep signing with the old.
+                sub.secret, sub.previous_secret, sub.previous_secret_expires, sub.updated_at = (
+                    before
+                )
+                raise
+            finally:
+                await self._adopt(sub)
+            return sub
+
+    # -- revoked owners ----------------------------------------------------------------------
+
+    async def revoke(self, owner: str) -> None:
+        """``owner``'s API key was revoked (and that is persisted): pause its live
+        subscriptions; none of its subscriptions may deliver again."""
+        async with self._lock:  # a create that passed its check lands before our snapshot
+            self._revoked.add(owner)
+            owned = [s.sub.id for s in self._supervisors.values() if s.sub.owner == owner]
+        await asyncio.gather(*(self._revoke_one(sub_id) for sub_id in owned))
+
+    async def _revoke_one(self, sub_id: str) -> None:
+        with contextlib.suppress(errors.NotFound):  # deleted meanwhile: nothing to pause
+            async with self._hold(sub_id, None) as supervisor:
+                sub = supervisor.sub
+                if sub.status not in LIVE:
+                    return  # Paused, Rejected, Suspended: not delivering; they stay as they are
+                await supervisor.stop()
+                if sub.status in LIVE:  # not moved to Rejected or Suspended while stopping
+                    await self._pause_revoked(sub)
+                await self._adopt(sub)
+
+    async def _pause_revoked(self, sub: Subscription) -> None:
+        """Active or Failed -> Paused because the owner was revoked: persist and notify.
+        The caller holds the subscription's lock and has stopped its supervisor."""
+        status = next_status(sub.status, Move.REVOKE)
+        assert status is not None
+        sub.status = status
+        sub.failed_since = None
+        sub.last_error = OWNER_REVOKED
+        sub.updated_at = rfc3339(self._deps.clock.now())
         await self._deps.store.save_subscription(sub)
-        self._adopt(sub)
-        return sub
+        # The notification is a pause like any other (eventhub.subscription.paused); its
+        # reason says why.
+        await self._deps.notify(sub, Move.PAUSE, OWNER_REVOKED)
 
 
 def _user_moves(status: Status) -> list[str]:

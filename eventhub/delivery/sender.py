@@ -10,6 +10,10 @@ anywhere the egress rules refuse): a 3xx is a failed delivery whose error says s
 
 A callback whose host has no address the egress rules allow gets an answer marked
 ``refused``: policy classifies it as a rejection, not as a flaky network.
+
+A request takes a permit from its owner's gate (``delivery_connections_per_owner``), then
+one from the global gate (``delivery_connections``): one owner's stalled receivers can hold
+at most its own share of the connections, and the rest stay free for the other owners.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from eventhub import tasks
-from eventhub.delivery import egress, gate, http1, pool
+from eventhub.delivery import egress, gate, http1, owners, pool
 
 # Enough of a redirect's Location for a person to see where it pointed.
 _LOCATION_SHOWN = 200
@@ -43,6 +47,7 @@ class Sender:
         total_timeout: float,
         ssl_context: ssl.SSLContext | None = None,
         rules: egress.Rules = egress.DEFAULT,
+        per_owner: int | None = None,
     ) -> None:
         self._pool = pool.Pool(
             connect_timeout,
@@ -54,6 +59,13 @@ class Sender:
         # Requests wait for a connection here, before any timer starts or any bytes are
         # encoded, so a fan-out to 10,000 subscriptions waits cheaply.
         self._slots = gate.Gate(connections)
+        # Taken before ``_slots``: an owner at its cap waits without holding a global slot.
+        self._owners = owners.PerOwner(connections if per_owner is None else per_owner)
+
+    @property
+    def per_owner(self) -> int:
+        """The most requests one owner has in flight at once."""
+        return self._owners.permits
 
     @property
     def rules(self) -> egress.Rules:
@@ -71,7 +83,17 @@ class Sender:
         """A subscription's callback, parsed and encoded once (never raises)."""
         return http1.target(uri, headers)
 
-    async def post(self, target: http1.Target, headers: Mapping[str, str], body: bytes) -> Answer:
+    async def post(
+        self, target: http1.Target, headers: Mapping[str, str], body: bytes, owner: str
+    ) -> Answer:
+        """One delivery of ``owner``'s (the subscription's API key id); never raises."""
+        await self._owners.acquire(owner)
+        try:
+            return await self._post(target, headers, body)
+        finally:
+            self._owners.release(owner)
+
+    async def _post(self, target: http1.Target, headers: Mapping[str, str], body: bytes) -> Answer:
         async with self._slots:
             started = time.perf_counter()
             try:

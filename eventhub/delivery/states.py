@@ -4,6 +4,7 @@
     Active    --transient errors, retries spent--> Failed
     Active    --rejection errors, retries spent--> Rejected
     Active    --pause--> Paused
+    Active | Failed --owner's key revoked--> Paused
     Failed    --update | replay | delivery succeeded (auto-recovery)--> Active
     Failed    --8 h in Failed--> Suspended
     Rejected  --update | replay--> Active
@@ -41,6 +42,8 @@ class Move(enum.StrEnum):
     REJECT = "reject"
     RECOVER = "recover"
     SUSPEND = "suspend"
+    # what the hub decides
+    REVOKE = "revoke"  # the owner's API key was revoked
 
 
 GONE = None  # the state after delete
@@ -49,12 +52,14 @@ TRANSITIONS: dict[tuple[Status, Move], Status | None] = {
     (Status.ACTIVE, Move.FAIL): Status.FAILED,
     (Status.ACTIVE, Move.REJECT): Status.REJECTED,
     (Status.ACTIVE, Move.PAUSE): Status.PAUSED,
+    (Status.ACTIVE, Move.REVOKE): Status.PAUSED,
     (Status.ACTIVE, Move.UPDATE): Status.ACTIVE,
     (Status.ACTIVE, Move.REPLAY): Status.ACTIVE,
     (Status.FAILED, Move.UPDATE): Status.ACTIVE,
     (Status.FAILED, Move.REPLAY): Status.ACTIVE,
     (Status.FAILED, Move.RECOVER): Status.ACTIVE,
     (Status.FAILED, Move.SUSPEND): Status.SUSPENDED,
+    (Status.FAILED, Move.REVOKE): Status.PAUSED,
     (Status.REJECTED, Move.UPDATE): Status.ACTIVE,
     (Status.REJECTED, Move.REPLAY): Status.ACTIVE,
     (Status.PAUSED, Move.RESUME): Status.ACTIVE,

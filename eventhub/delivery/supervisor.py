@@ -22,6 +22,7 @@ from eventhub import tasks
 from eventhub.auth import Principal
 from eventhub.clock import Clock, rfc3339
 from eventhub.delivery import policy, render, signing
+from eventhub.delivery.owners import PerOwner
 from eventhub.delivery.pages import Pages
 from eventhub.delivery.policy import RetryPolicy, Verdict
 from eventhub.delivery.sender import Answer, Sender
@@ -60,25 +61,38 @@ class Deps:
 
 class _Permit:
     """One supervisor's hold on ``Deps.pages``, released at most once per acquire, whatever
-    cancellation interrupts."""
+    cancellation interrupts.
 
-    def __init__(self, pages: asyncio.Semaphore) -> None:
+    The owner's share (``owner_pages``) is taken first: a supervisor waiting for its owner's
+    delivery connections holds a page, and without a share per owner, one owner's stalled
+    subscriptions would hold every page while another owner's healthy one waits for a page.
+    """
+
+    def __init__(self, pages: asyncio.Semaphore, owner_pages: PerOwner, owner: str) -> None:
         self._pages = pages
+        self._owner_pages = owner_pages
+        self._owner = owner
         self._held = False
 
     async def acquire(self) -> None:
         if not self._held:
-            await self._pages.acquire()
+            await self._owner_pages.acquire(self._owner)
+            try:
+                await self._pages.acquire()
+            except BaseException:
+                self._owner_pages.release(self._owner)
+                raise
             self._held = True
 
     def release(self) -> None:
         if self._held:
             self._held = False
             self._pages.release()
+            self._owner_pages.release(self._owner)
 
 
 class Supervisor:
-    def __init__(self, sub: Subscription, deps: Deps, pages: Pages) -> None:
+    def __init__(self, sub: Subscription, deps: Deps, pages: Pages, owner_pages: PerOwner) -> None:
         self.sub = sub
         self._deps = deps
         self._pages = pages
@@ -87,16 +101,19 @@ class Supervisor:
         self._signer = signing.Signer(sub.secret, sub.previous_secret, sub.previous_secret_expires)
         # A change of callback or headers goes through the API, which builds a new supervisor.
         self._target = deps.sender.target(sub.uri, sub.headers)
-        self._permit = _Permit(deps.pages)
+        self._permit = _Permit(deps.pages, owner_pages, sub.owner)
 
     # -- ownership ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        # Two tasks of one supervisor would deliver the same page twice at once.
+        assert self._task is None or self._task.done, f"{self.sub.id} is already running"
         self._task = self._deps.tasks.watch(f"subscription-{self.sub.id}", self._run, self._crashed)
 
     async def stop(self) -> None:
-        """Cancel the task and wait for it; an undelivered page is delivered again later."""
-        task, self._task = self._task, None
+        """Cancel the task and wait for it; an undelivered page is delivered again later.
+        Whoever calls it, however many at once, returns only once the task has ended."""
+        task = self._task
         if task is not None:
             await task.stop()
 
@@ -250,7 +267,7 @@ class Supervisor:
         msg_id = render.message_id(sub, page)
         now = deps.clock.now()
         headers.update(self._signer.headers(msg_id, now, body))
-        answer = await deps.sender.post(self._target, headers, body)
+        answer = await deps.sender.post(self._target, headers, body, sub.owner)
         sub.attempts += 1
         attempt = Attempt(
             sub.attempts,

@@ -10,7 +10,8 @@ from eventhub.delivery.states import Move, NotAllowed, Status, allowed, next_sta
 
 A, F, R, P, S = Status.ACTIVE, Status.FAILED, Status.REJECTED, Status.PAUSED, Status.SUSPENDED
 
-# Every edge of 003_7ebf37db09eab8c2.txt's diagram, plus update/replay keeping Active Active.
+# Every edge of 003_7ebf37db09eab8c2.txt's diagram, plus update/replay keeping Active Active,
+# plus the revoked owner's pause.
 EDGES = {
     (A, Move.FAIL): F,
     (F, Move.SUSPEND): S,
@@ -28,6 +29,9 @@ EDGES = {
     (S, Move.UPDATE): A,
     (A, Move.UPDATE): A,
     (A, Move.REPLAY): A,
+    # SPEC §8: a revoked key's subscriptions stop, Paused.
+    (A, Move.REVOKE): P,
+    (F, Move.REVOKE): P,
     **{(s, Move.DELETE): None for s in Status},
 }
 
