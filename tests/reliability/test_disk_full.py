@@ -26,7 +26,7 @@ from eventhub import errors
 from eventhub.log.sqlite import SqliteStore
 from tests.conftest import ManualClock, Running
 from tests.e2e.helpers import BATCH, ServerProcess, bearer, custom_server, error_of, read_log
-from tests.unit.test_store import event, subscription
+from tests.unit.test_store import VAULT, event, subscription
 
 PAYLOAD = "x" * 2000  # ~2 KB an event: the disk fills in a few requests
 
@@ -270,7 +270,7 @@ async def test_delivery_cursors_dropped_on_a_full_disk_are_saved_by_the_next_bat
 ) -> None:
     """A queued cursor write whose flush failed is dropped (re-delivery at worst), and the
     cursors recorded after it are saved: the store does not keep filling the dead batch."""
-    store = SqliteStore(tmp_path / "log.db", ManualClock())
+    store = SqliteStore(tmp_path / "log.db", ManualClock(), vault=VAULT)
     await store.open()
     try:
         sub = subscription("s1")
