@@ -15,6 +15,7 @@ from aiohttp import web
 from starlette.applications import Starlette
 
 from eventhub.hub import Hub
+from eventhub.log import sealing
 from eventhub.log.sqlite import SqliteStore
 from eventhub.settings import Settings
 from tests.conftest import ManualClock, Running, free_port, settings_for, start
@@ -140,7 +141,11 @@ async def test_a_revocation_the_hub_did_not_finish_is_finished_at_start(tmp_path
 
         # What a crash right after the revocation's commit leaves behind.
         store = SqliteStore(
-            settings.data, ManualClock(), settings.synchronous, settings.checkpoint_interval
+            settings.data,
+            ManualClock(),
+            settings.synchronous,
+            settings.checkpoint_interval,
+            vault=sealing.vault_for(settings.data, settings.secret_key),
         )
         await store.open()
         assert await store.revoke_key(owner_id, "2026-01-01T00:00:00Z")

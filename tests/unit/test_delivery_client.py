@@ -381,7 +381,7 @@ async def test_a_redirect_is_not_followed_and_its_error_says_where_it_pointed() 
     await sender.start()
     moved = b"HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/latest\r\n"
     server = await serving(send(moved + b"Content-Length: 0\r\n\r\n"))
-    answer = await sender.post(sender.target(server.url, {}), {}, b"x")
+    answer = await sender.post(sender.target(server.url, {}), {}, b"x", "owner")
     assert answer.status == 302 and not answer.refused
     assert answer.error == (
         "HTTP 302: redirect to http://169.254.169.254/latest refused (redirects are never followed)"
@@ -400,7 +400,7 @@ async def test_a_refused_address_is_never_connected_and_the_answer_says_refused(
     server = await serving(OK)
     port = server.url.split(":")[2].split("/")[0]
     for host in ("localhost", "127.0.0.1", "127.1", "2130706433"):
-        answer = await sender.post(sender.target(f"http://{host}:{port}/", {}), {}, b"x")
+        answer = await sender.post(sender.target(f"http://{host}:{port}/", {}), {}, b"x", "owner")
         assert answer.refused and answer.status is None, answer
         assert answer.error is not None
         assert answer.error.startswith("callback address 127.0.0.1 refused: not in"), answer
