@@ -13,7 +13,7 @@ import logging
 from eventhub import auth, errors, notifications, tasks
 from eventhub.catalog.service import Catalog
 from eventhub.clock import Clock, SystemClock, rfc3339
-from eventhub.delivery import egress
+from eventhub.delivery import egress, supervisor
 from eventhub.delivery.manager import Subscriptions
 from eventhub.delivery.policy import RetryPolicy
 from eventhub.delivery.sender import Sender
@@ -133,13 +133,28 @@ class Hub:
             except Exception:
                 log.exception("stopping the %s failed", name)
 
-    async def health(self) -> list[errors.Problem]:
-        """What keeps the hub from being ready: the database not writable, a task down."""
+    async def health(self, detailed: bool = False) -> list[errors.Problem]:
+        """What keeps the hub from being ready: the database not writable, a task down.
+
+        Subscription ids are not shown to just anyone (a subscription is 404 to all but its
+        owner and admins): unless ``detailed``, crashed supervisors are one counted line."""
         problems = []
         database = await self._database_problem()
         if database is not None:
             problems.append(database)
-        problems.extend(errors.Problem(f"{name}: {what}") for name, what in self.tasks.health())
+        crashed_supervisors = 0
+        for name, what in self.tasks.health():
+            if not detailed and name.startswith(supervisor.TASK_PREFIX):
+                crashed_supervisors += 1
+            else:
+                problems.append(errors.Problem(f"{name}: {what}"))
+        if crashed_supervisors:
+            problems.append(
+                errors.Problem(
+                    f"{crashed_supervisors} subscription delivery task(s) crashed, restarting"
+                    " (an admin key shows which)"
+                )
+            )
         return problems
 
     async def _database_problem(self) -> errors.Problem | None:
@@ -163,8 +178,8 @@ class Hub:
             self._writable = (loop.time(), problem)
             return problem
 
-    async def check_ready(self) -> None:
-        problems = await self.health()
+    async def check_ready(self, detailed: bool = False) -> None:
+        problems = await self.health(detailed)
         if problems:
             raise errors.NotReady("not ready: " + "; ".join(p.reason for p in problems), problems)
 

@@ -33,6 +33,9 @@ from eventhub.models import Attempt, Subscription
 
 log = logging.getLogger(__name__)
 
+# Every supervisor's task is named this and its subscription's id (Hub.health counts them).
+TASK_PREFIX = "subscription-"
+
 # One-event-a-request subscriptions read this many events at a time: a query per delivery
 # cost more than the delivery's own rendering and signing.
 READ_AHEAD = 10
@@ -108,7 +111,7 @@ class Supervisor:
     def start(self) -> None:
         # Two tasks of one supervisor would deliver the same page twice at once.
         assert self._task is None or self._task.done, f"{self.sub.id} is already running"
-        self._task = self._deps.tasks.watch(f"subscription-{self.sub.id}", self._run, self._crashed)
+        self._task = self._deps.tasks.watch(TASK_PREFIX + self.sub.id, self._run, self._crashed)
 
     async def stop(self) -> None:
         """Cancel the task and wait for it; an undelivered page is delivered again later.

@@ -32,17 +32,22 @@ async def receiver() -> AsyncIterator[Receiver]:
     await r.stop()
 
 
-async def _readyz(server: Running) -> tuple[int, Any]:
-    async with server.http.get(server.url + "/readyz") as response:
+async def _readyz(server: Running, admin: bool = True) -> tuple[int, Any]:
+    """``/readyz`` as an operator with the admin key asks it, or (``admin`` False) as an
+    anonymous load balancer does."""
+    headers = server.admin if admin else {}
+    async with server.http.get(server.url + "/readyz", headers=headers) as response:
         if response.status == 200:
             return 200, await response.json()
         return response.status, await error_of(response, 503, "not_ready")
 
 
-async def _until_not_ready(server: Running, naming: str, timeout: float = 10.0) -> dict[str, Any]:
+async def _until_not_ready(
+    server: Running, naming: str, timeout: float = 10.0, admin: bool = True
+) -> dict[str, Any]:
     async with asyncio.timeout(timeout):
         while True:
-            status, body = await _readyz(server)
+            status, body = await _readyz(server, admin)
             if status == 503 and any(naming in d["reason"] for d in body["details"]):
                 return dict(body)
             await asyncio.sleep(0.01)
@@ -84,6 +89,10 @@ async def test_a_crashed_supervisor_is_shown_restarted_and_delivers_the_backlog_
 
     body = await _until_not_ready(server, f"subscription-{sub['id']}")
     assert "crashed (RuntimeError)" in " ".join(d["reason"] for d in body["details"])
+    # Without a key the probe still says why, but not which subscription (ids are not public).
+    anonymous = await _until_not_ready(server, "subscription delivery task(s)", admin=False)
+    reasons = " ".join(d["reason"] for d in anonymous["details"])
+    assert "1 subscription delivery task(s) crashed" in reasons and sub["id"] not in reasons
     state = await sub_state(server, sub["id"])
     assert state["lastError"].startswith("delivery task crashed: RuntimeError: injected")
     assert any("crashed" in r.getMessage() and r.exc_info for r in caplog.records)
