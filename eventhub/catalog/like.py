@@ -109,18 +109,10 @@ def compile_like(pattern: str) -> Matcher:
         if text is not None:
             return text.__eq__
         return lambda value: len(value) == only.length and only.at(value, 0)
-    first, *middle, last = segments
-    head, tail = texts[0], texts[-1]
-    # The shapes triggers use most, as single string methods.
-    if not middle and head is not None and tail is not None:
-        if tail == "":
-            return lambda value: value.startswith(head)
-        if head == "":
-            return lambda value: value.endswith(tail)
-    if len(middle) == 1 and head == "" and tail == "" and texts[1] is not None:
-        inner = texts[1]
-        return lambda value: inner in value
     least = sum(s.length for s in segments)
+    if all(text is not None for text in texts):
+        return _literal_segments([t or "" for t in texts], least)
+    first, *middle, last = segments
 
     def matches(value: str) -> bool:
         if len(value) < least:
@@ -134,6 +126,33 @@ def compile_like(pattern: str) -> Matcher:
             if found < 0:
                 return False
             position = found + segment.length
+        return True
+
+    return matches
+
+
+def _literal_segments(texts: list[str], least: int) -> Matcher:
+    """The usual case, no ``_``: string methods only (the common shapes as one call)."""
+    head, *middle, tail = texts
+    if not middle:
+        if not tail:
+            return lambda value: value.startswith(head)
+        if not head:
+            return lambda value: value.endswith(tail)
+        return lambda value: len(value) >= least and value.startswith(head) and value.endswith(tail)
+    if len(middle) == 1 and not head and not tail:
+        inner = middle[0]
+        return lambda value: inner in value
+
+    def matches(value: str) -> bool:
+        if len(value) < least or not (value.startswith(head) and value.endswith(tail)):
+            return False
+        position, end = len(head), len(value) - len(tail)
+        for text in middle:
+            found = value.find(text, position, end)
+            if found < 0:
+                return False
+            position = found + len(text)
         return True
 
     return matches
