@@ -7,6 +7,13 @@
 Values are Python ``bool``, ``int`` (32-bit) and ``str``. Every operator and function is
 total: an error yields the zero value of the result type plus an entry in the error list.
 A missing attribute yields the zero value of whatever consumes it, with MissingAttribute.
+
+Limits, checked while parsing so that no expression can reach Python's recursion limit, in
+the parser or later in ``evaluate``: at most ``MAX_LENGTH`` characters, and at most
+``MAX_DEPTH`` levels of nesting, counting parentheses, function calls, ``IN`` lists, ``NOT``,
+unary minus and every level of the compiled tree (``x LIKE 'a' LIKE 'b'`` is two). A chain of
+one binary operator (``a AND b AND c``, ``1 + 2 - 3``) is one node evaluated in a loop, so
+long flat chains cost no depth. Both limits are far above any hand-written filter.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventhub import errors
+from eventhub.catalog.like import compile_like
 
 Value = bool | int | str
 
@@ -29,6 +37,9 @@ FUNCTION_EVALUATION = "functionEvaluation"
 
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 _KEYWORDS = {"AND", "OR", "XOR", "NOT", "LIKE", "IN", "EXISTS", "TRUE", "FALSE"}
+
+MAX_LENGTH = 16384
+MAX_DEPTH = 32
 
 
 class ParseError(errors.InvalidRequest):
@@ -44,8 +55,10 @@ MISSING = _Missing()
 
 # -- tokens ------------------------------------------------------------------------------------
 
+_SPACE = re.compile(r"\s*")
+_INTEGER = re.compile(r"[+-]?\d+")
 _TOKEN = re.compile(
-    r"""\s*(?:
+    r"""(?:
       (?P<int>\d+)
     | (?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
     | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
@@ -61,22 +74,27 @@ class _Token:
     text: str
 
 
+def _skip_space(source: str, position: int) -> int:
+    m = _SPACE.match(source, position)
+    return position if m is None else m.end()
+
+
 def _tokens(source: str) -> list[_Token]:
+    """The tokens of ``source`` and an ``end`` token, in one linear pass."""
     out: list[_Token] = []
-    position = 0
+    position = _skip_space(source, 0)
     while position < len(source):
-        if source[position:].strip() == "":
-            break
         m = _TOKEN.match(source, position)
         if m is None or m.end() == position:
-            raise ParseError(f"CESQL: unexpected character at {position}: {source[position:]!r}")
+            near = source[position : position + 20]
+            raise ParseError(f"CESQL: unexpected character at {position}: {near!r}")
         kind = m.lastgroup or ""
         text = m.group(kind)
         if kind == "str":
             quote = text[0]
             text = text[1:-1].replace("\\" + quote, quote)
         out.append(_Token(kind, text))
-        position = m.end()
+        position = _skip_space(source, m.end())
     out.append(_Token("end", ""))
     return out
 
@@ -88,18 +106,28 @@ def _wrap(value: int) -> int:
     return (value - _INT_MIN) % 2**32 + _INT_MIN
 
 
+def parse_int(text: str) -> int | None:
+    """The 32-bit integer a decimal text (optional sign) spells, or None. Leading zeros go
+    before ``int()``, which refuses texts of more than 4300 digits with a ValueError."""
+    if _INTEGER.fullmatch(text) is None:
+        return None
+    digits = text.lstrip("+-").lstrip("0") or "0"
+    if len(digits) > 10:
+        return None
+    number = -int(digits) if text[0] == "-" else int(digits)
+    return number if _INT_MIN <= number <= _INT_MAX else None
+
+
 def to_int(value: Value, errs: list[str]) -> int:
     if isinstance(value, bool):
         return 1 if value else 0
     if isinstance(value, int):
         return value
-    text = value.strip()
-    if re.fullmatch(r"[+-]?\d+", text):
-        number = int(text)
-        if _INT_MIN <= number <= _INT_MAX:
-            return number
-    errs.append(CAST)
-    return 0
+    number = parse_int(value.strip())
+    if number is None:
+        errs.append(CAST)
+        return 0
+    return number
 
 
 def to_bool(value: Value, errs: list[str]) -> bool:
@@ -172,64 +200,75 @@ def _one(node: Node, event: Event, errs: list[str]) -> Value | None:
     return None if len(errs) > before else value  # type: ignore[return-value]
 
 
-def _arith(op: str, left: Node, right: Node) -> Node:
-    both = _operands(left, right)
+def _arith_step(op: str, left: Value, right: Value, errs: list[str]) -> Value:
+    x, y = to_int(left, errs), to_int(right, errs)
+    if op in "/%" and y == 0:
+        errs.append(MATH)
+        return 0
+    if op == "+":
+        return _wrap(x + y)
+    if op == "-":
+        return _wrap(x - y)
+    if op == "*":
+        return _wrap(x * y)
+    quotient = abs(x) // abs(y) * (1 if (x >= 0) == (y >= 0) else -1)
+    return _wrap(quotient) if op == "/" else _wrap(x - quotient * y)
+
+
+def _compare_step(op: str, x: Value, y: Value, errs: list[str]) -> Value:
+    if op in ("=", "!=", "<>"):
+        before = len(errs)
+        x = _cast_like(x, y, errs)
+        if len(errs) > before:
+            return False
+        return (x == y) if op == "=" else (x != y)
+    a, b = to_int(x, errs), to_int(y, errs)
+    return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+
+
+Step = Callable[[str, Value, Value, list[str]], Value]
+Chain = list[tuple[str, Node]]
+
+
+def _strict_chain(first: Node, rest: Chain, step: Step, zero: Value) -> Node:
+    """``first op1 r1 op2 r2 ...``, left-associative, in a loop rather than one nested call
+    per operator. Exactly what the nested binary nodes would compute: every operand is
+    evaluated, and once any of them (or a step) has failed, each later step yields ``zero``."""
 
     def node(event: Event, errs: list[str]) -> Value:
-        values = both(event, errs)
-        if values is None:
-            return 0
-        x, y = to_int(values[0], errs), to_int(values[1], errs)
-        if op in "/%" and y == 0:
-            errs.append(MATH)
-            return 0
-        if op == "+":
-            return _wrap(x + y)
-        if op == "-":
-            return _wrap(x - y)
-        if op == "*":
-            return _wrap(x * y)
-        quotient = abs(x) // abs(y) * (1 if (x >= 0) == (y >= 0) else -1)
-        return _wrap(quotient) if op == "/" else _wrap(x - quotient * y)
+        start = len(errs)
+        x = first(event, errs)
+        for op, operand in rest:
+            y = operand(event, errs)
+            x = zero if len(errs) > start else step(op, x, y, errs)  # type: ignore[arg-type]
+        return x  # type: ignore[return-value]
 
     return node
 
 
-def _compare(op: str, left: Node, right: Node) -> Node:
-    both = _operands(left, right)
+def _logic_chain(first: Node, rest: Chain) -> Node:
+    """``a AND b OR c XOR d ...`` (one precedence level, left-associative) in a loop, with the
+    short circuits of the nested form: a failed left side yields FALSE and stops there."""
 
     def node(event: Event, errs: list[str]) -> Value:
-        values = both(event, errs)
-        if values is None:
-            return False
-        x, y = values
-        if op in ("=", "!=", "<>"):
-            before = len(errs)
-            x = _cast_like(x, y, errs)
-            if len(errs) > before:
+        start = len(errs)
+        x = first(event, errs)
+        for op, operand in rest:
+            if len(errs) > start:
                 return False
-            return (x == y) if op == "=" else (x != y)
-        a, b = to_int(x, errs), to_int(y, errs)
-        return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
-
-    return node
-
-
-def _logic(op: str, left: Node, right: Node) -> Node:
-    def node(event: Event, errs: list[str]) -> Value:
-        x = _one(left, event, errs)
-        if x is None:
-            return False
-        a = to_bool(x, errs)
-        if op == "AND" and not a:
-            return False
-        if op == "OR" and a:
-            return True
-        y = _one(right, event, errs)
-        if y is None:
-            return False
-        b = to_bool(y, errs)
-        return (a and b) if op == "AND" else (a or b) if op == "OR" else (a != b)
+            a = to_bool(x, errs)  # type: ignore[arg-type]
+            if op == "AND" and not a:
+                x = False
+                continue
+            if op == "OR" and a:
+                x = True
+                continue
+            y = _one(operand, event, errs)
+            if y is None:
+                return False
+            b = to_bool(y, errs)
+            x = (a and b) if op == "AND" else (a or b) if op == "OR" else (a != b)
+        return x  # type: ignore[return-value]
 
     return node
 
@@ -257,28 +296,14 @@ def _negate(operand: Node) -> Node:
     return node
 
 
-def _like_pattern(pattern: str) -> re.Pattern[str]:
-    out, i = [], 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "\\" and i + 1 < len(pattern) and pattern[i + 1] in "%_":
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
-        i += 1
-    return re.compile("".join(out), re.DOTALL)
-
-
 def _like(operand: Node, pattern: str, negated: bool) -> Node:
-    compiled = _like_pattern(pattern)
+    matches = compile_like(pattern)
 
     def node(event: Event, errs: list[str]) -> Value:
         value = _one(operand, event, errs)
         if value is None:
             return False
-        matched = compiled.fullmatch(to_str(value)) is not None
-        return matched != negated
+        return matches(to_str(value)) != negated
 
     return node
 
@@ -418,10 +443,21 @@ def _function(name: str, args: list[Node]) -> Node:
 # -- the parser --------------------------------------------------------------------------------
 
 
+_COMPARISONS = ("=", "!=", "<>", "<", "<=", ">", ">=")
+
+
 class _Parser:
+    """Recursive descent, one method per precedence level. ``nesting`` counts the open
+    parentheses, function calls and IN lists (each re-enters ``logic``: eight Python frames
+    per level) and ``heights`` the height of each compiled node (its evaluation depth); both
+    stop at ``MAX_DEPTH``, so neither parsing nor evaluating recurses without bound."""
+
     def __init__(self, source: str) -> None:
         self.tokens = _tokens(source)
         self.at = 0
+        self.nesting = 0
+        # id(node) -> (height, node); the node is kept so that its id is never reused.
+        self.heights: dict[int, tuple[int, Node]] = {}
 
     def peek(self) -> _Token:
         return self.tokens[self.at]
@@ -438,10 +474,34 @@ class _Parser:
             return token.text.upper()
         return None
 
+    def is_op(self, *texts: str) -> bool:
+        token = self.peek()
+        return token.kind == "op" and token.text in texts
+
     def expect(self, text: str) -> None:
         token = self.take()
         if token.kind != "op" or token.text != text:
             raise ParseError(f"CESQL: expected {text!r}, found {token.text or 'the end'!r}")
+
+    def too_deep(self) -> ParseError:
+        return ParseError(f"CESQL: the expression nests deeper than {MAX_DEPTH} levels")
+
+    def made(self, node: Node, *children: Node) -> Node:
+        """Record ``node``'s height (one more than its highest child; a leaf is 1)."""
+        height = 1 + max((self.heights.get(id(c), (1, c))[0] for c in children), default=0)
+        if height > MAX_DEPTH:
+            raise self.too_deep()
+        self.heights[id(node)] = (height, node)
+        return node
+
+    def nested(self) -> Node:
+        """A full expression inside parentheses, an argument list or an IN list."""
+        if self.nesting >= MAX_DEPTH:
+            raise self.too_deep()
+        self.nesting += 1
+        node = self.logic()
+        self.nesting -= 1
+        return node
 
     def parse(self) -> Node:
         node = self.logic()
@@ -450,39 +510,44 @@ class _Parser:
         return node
 
     def logic(self) -> Node:
-        node = self.comparison()
+        first = self.comparison()
+        rest: Chain = []
         while (op := self.keyword("AND", "OR", "XOR")) is not None:
-            node = _logic(op, node, self.comparison())
-        return node
+            rest.append((op, self.comparison()))
+        if not rest:
+            return first
+        return self.made(_logic_chain(first, rest), first, *(n for _, n in rest))
 
     def comparison(self) -> Node:
-        node = self.additive()
-        while self.peek().kind == "op" and self.peek().text in (
-            "=",
-            "!=",
-            "<>",
-            "<",
-            "<=",
-            ">",
-            ">=",
-        ):
+        first = self.additive()
+        rest: Chain = []
+        while self.is_op(*_COMPARISONS):
             op = self.take().text
-            node = _compare(op, node, self.additive())
-        return node
+            rest.append((op, self.additive()))
+        if not rest:
+            return first
+        chain = _strict_chain(first, rest, _compare_step, False)
+        return self.made(chain, first, *(n for _, n in rest))
 
     def additive(self) -> Node:
-        node = self.multiplicative()
-        while self.peek().kind == "op" and self.peek().text in ("+", "-"):
+        first = self.multiplicative()
+        rest: Chain = []
+        while self.is_op("+", "-"):
             op = self.take().text
-            node = _arith(op, node, self.multiplicative())
-        return node
+            rest.append((op, self.multiplicative()))
+        if not rest:
+            return first
+        return self.made(_strict_chain(first, rest, _arith_step, 0), first, *(n for _, n in rest))
 
     def multiplicative(self) -> Node:
-        node = self.postfix()
-        while self.peek().kind == "op" and self.peek().text in ("*", "/", "%"):
+        first = self.postfix()
+        rest: Chain = []
+        while self.is_op("*", "/", "%"):
             op = self.take().text
-            node = _arith(op, node, self.postfix())
-        return node
+            rest.append((op, self.postfix()))
+        if not rest:
+            return first
+        return self.made(_strict_chain(first, rest, _arith_step, 0), first, *(n for _, n in rest))
 
     def postfix(self) -> Node:
         node = self.unary()
@@ -493,39 +558,46 @@ class _Parser:
                 pattern = self.take()
                 if pattern.kind != "str":
                     raise ParseError("CESQL: LIKE takes a string literal pattern")
-                node = _like(node, pattern.text, negated)
+                node = self.made(_like(node, pattern.text, negated), node)
             elif self.keyword("IN"):
                 self.expect("(")
-                members = [self.logic()]
-                while self.peek().kind == "op" and self.peek().text == ",":
+                members = [self.nested()]
+                while self.is_op(","):
                     self.take()
-                    members.append(self.logic())
+                    members.append(self.nested())
                 self.expect(")")
-                node = _in(node, members, negated)
+                node = self.made(_in(node, members, negated), node, *members)
             else:
                 self.at = start
                 return node
 
     def unary(self) -> Node:
-        if self.keyword("NOT"):
-            return _not(self.unary())
-        token = self.peek()
-        if token.kind == "op" and token.text == "-":
-            self.take()
-            following = self.peek()
-            if following.kind == "int":  # a negative literal: -2147483648 is in range
+        """Prefix operators in a loop (``NOT NOT - x``), applied innermost first."""
+        prefixes: list[str] = []
+        while True:
+            if self.keyword("NOT"):
+                prefixes.append("NOT")
+            elif self.is_op("+"):
                 self.take()
-                return _literal(self._int(f"-{following.text}"))
-            return _negate(self.unary())
-        if token.kind == "op" and token.text == "+":
-            self.take()
-            return self.unary()
-        return self.primary()
+            elif self.is_op("-"):
+                self.take()
+                following = self.peek()
+                if following.kind == "int":  # a negative literal: -2147483648 is in range
+                    self.take()
+                    node = _literal(self._int(f"-{following.text}"))
+                    break
+                prefixes.append("-")
+            else:
+                node = self.primary()
+                break
+        for prefix in reversed(prefixes):
+            node = self.made(_not(node) if prefix == "NOT" else _negate(node), node)
+        return node
 
     def _int(self, text: str) -> int:
-        value = int(text)
-        if not _INT_MIN <= value <= _INT_MAX:
-            raise ParseError(f"CESQL: {text} is outside the 32-bit integer range")
+        value = parse_int(text)
+        if value is None:
+            raise ParseError(f"CESQL: {text[:20]} is outside the 32-bit integer range")
         return value
 
     def primary(self) -> Node:
@@ -535,7 +607,7 @@ class _Parser:
         if token.kind == "str":
             return _literal(token.text)
         if token.kind == "op" and token.text == "(":
-            node = self.logic()
+            node = self.nested()
             self.expect(")")
             return node
         if token.kind == "word":
@@ -547,16 +619,16 @@ class _Parser:
                 if name.kind != "word" or name.text.upper() in _KEYWORDS:
                     raise ParseError("CESQL: EXISTS takes an attribute name")
                 return _exists(name.text.lower())
-            if self.peek().kind == "op" and self.peek().text == "(":
+            if self.is_op("("):
                 self.take()
                 args: list[Node] = []
-                if not (self.peek().kind == "op" and self.peek().text == ")"):
-                    args.append(self.logic())
-                    while self.peek().kind == "op" and self.peek().text == ",":
+                if not self.is_op(")"):
+                    args.append(self.nested())
+                    while self.is_op(","):
                         self.take()
-                        args.append(self.logic())
+                        args.append(self.nested())
                 self.expect(")")
-                return _function(token.text, args)
+                return self.made(_function(token.text, args), *args)
             if upper in _KEYWORDS or not re.fullmatch(r"[A-Za-z0-9]+", token.text):
                 raise ParseError(f"CESQL: {token.text!r} is not an attribute name")
             return _attribute(token.text.lower())
@@ -579,6 +651,9 @@ class Expression:
 
 
 def compile_expression(source: str) -> Expression:
+    """Parse ``source`` once; a ParseError (400) names what is wrong, a limit included."""
     if not isinstance(source, str) or not source.strip():
         raise ParseError("CESQL: the 'sql' filter takes a non-empty expression string")
+    if len(source) > MAX_LENGTH:
+        raise ParseError(f"CESQL: the expression is longer than {MAX_LENGTH} characters")
     return Expression(source, _Parser(source).parse())

@@ -7,6 +7,10 @@ event lacks never matches; non-string attributes compare by their canonical stri
 Filters compile once into plain closures. ``TriggerIndex`` keeps thousands of triggers cheap:
 triggers that can only match certain ``type`` values are looked up by the event's type, and
 only the rest are evaluated for every event.
+
+``all``, ``any`` and ``not`` nest at most ``MAX_DEPTH`` levels, checked on the way down
+before each recursion: deeper is a 400, never a RecursionError, and a stored draft stays far
+below orjson's nesting limit (254; two JSON levels per filter level at most).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from eventhub.catalog import cesql
 Filter = Callable[[Mapping[str, Any]], bool]
 
 DIALECTS = ("exact", "prefix", "suffix", "all", "any", "not", "sql")
+MAX_DEPTH = 64
 
 
 def _text(value: Any) -> str | None:
@@ -53,7 +58,10 @@ def _compare(pairs: list[tuple[str, str]], test: Callable[[str, str], bool]) -> 
     return match
 
 
-def compile_one(expression: Any) -> Filter:
+def compile_one(expression: Any, depth: int = 1) -> Filter:
+    """One filter expression; ``depth`` is its nesting level (a top-level filter is 1)."""
+    if depth > MAX_DEPTH:
+        raise errors.InvalidRequest(f"filters nest deeper than {MAX_DEPTH} levels")
     if not isinstance(expression, dict) or len(expression) != 1:
         raise errors.InvalidRequest("a filter is an object with exactly one dialect key")
     ((dialect, body),) = expression.items()
@@ -70,12 +78,12 @@ def compile_one(expression: Any) -> Filter:
     if dialect in ("all", "any"):
         if not isinstance(body, list) or not body:
             raise errors.InvalidRequest(f"{dialect!r} takes a non-empty list of filters")
-        parts = [compile_one(item) for item in body]
+        parts = [compile_one(item, depth + 1) for item in body]
         if dialect == "all":
             return lambda a: all(p(a) for p in parts)
         return lambda a: any(p(a) for p in parts)
     if dialect == "not":
-        inner = compile_one(body)
+        inner = compile_one(body, depth + 1)
         return lambda a: not inner(a)
     if dialect == "sql":
         if not isinstance(body, str):

@@ -176,6 +176,9 @@ class Catalog:
                 for t in draft.get("triggers", [])
             ],
         }
+        for trigger in draft["triggers"]:
+            # Refuse a bad file before the model's draft is stored, not half way through.
+            filters.compile_filters(trigger["filters"])
         current = self.drafts.get(km)
         published = self.published.get(km)
         same = (
@@ -197,20 +200,32 @@ class Catalog:
 
     async def load_file(self, path: Path) -> None:
         """Models from a TOML file: ``[models.<id>]`` with name, description and
-        ``[[models.<id>.triggers]]`` tables (id, name, description, filters)."""
+        ``[[models.<id>.triggers]]`` tables (id, name, description, filters).
+
+        A trigger's filters are validated like an API request's (``put_trigger``), nesting
+        limit included, before anything is stored; a refusal names the file."""
         with path.open("rb") as fh:
-            document = tomllib.load(fh)
+            try:
+                document = tomllib.load(fh)
+            except tomllib.TOMLDecodeError as exc:
+                raise errors.InvalidRequest(f"{path}: {exc}") from None
+            except RecursionError:
+                # tomllib recurses once per nested inline table or array, without a limit.
+                raise errors.InvalidRequest(f"{path}: values nest too deeply") from None
         models = document.get("models", {})
         if not isinstance(models, dict):
             raise errors.InvalidRequest(f"{path}: [models] must be a table")
         for km, table in models.items():
             if not isinstance(table, dict):
                 raise errors.InvalidRequest(f"{path}: models.{km} must be a table")
-            await self.ensure(
-                {
-                    "id": km,
-                    "name": table.get("name", km),
-                    "description": table.get("description", ""),
-                    "triggers": table.get("triggers", []),
-                }
-            )
+            try:
+                await self.ensure(
+                    {
+                        "id": km,
+                        "name": table.get("name", km),
+                        "description": table.get("description", ""),
+                        "triggers": table.get("triggers", []),
+                    }
+                )
+            except errors.InvalidRequest as exc:
+                raise errors.InvalidRequest(f"{path}: models.{km}: {exc.message}") from None
