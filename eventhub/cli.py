@@ -75,7 +75,11 @@ def _keys_revoke(args: argparse.Namespace) -> int:
 
 
 def _sources_put(args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"requireSignature": args.require_signature}
+    body: dict[str, Any] = {}
+    if args.require_signature is not None:
+        body["requireSignature"] = args.require_signature
+    if args.max_body_bytes is not None:
+        body["maxBodyBytes"] = args.max_body_bytes or None  # 0: back to the default
     if args.secret:
         body["secret"] = args.secret
     if args.rotate_secret:
@@ -130,7 +134,17 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace the secret with a generated one, printed once (an update keeps it otherwise)",
     )
-    put.add_argument("--require-signature", action="store_true")
+    put.add_argument(
+        "--require-signature",
+        action=argparse.BooleanOptionalAction,
+        help="refuse unsigned requests for this source (an update keeps the current choice)",
+    )
+    put.add_argument(
+        "--max-body-bytes",
+        type=int,
+        help="the largest body a request without an API key may send for this source"
+        " (0: the hub's max_unauthenticated_body_bytes)",
+    )
     put.set_defaults(func=_sources_put)
     client(sources.add_parser("list", help="list sources")).set_defaults(func=_sources_list)
     delete = client(sources.add_parser("delete", help="delete a source"))

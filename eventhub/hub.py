@@ -8,7 +8,10 @@ starts; ``health`` reports a crashed task and an unwritable database for ``/read
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
+from dataclasses import dataclass
+from typing import Literal
 
 from eventhub import auth, errors, notifications, tasks
 from eventhub.catalog.service import Catalog
@@ -32,6 +35,24 @@ READY_WRITE_TIMEOUT = 2.0
 # /readyz is unauthenticated: however often it is asked, the database is written to at most
 # once in this many seconds, and concurrent asks share that one write.
 READY_WRITE_EVERY = 1.0
+
+
+class Keep(enum.Enum):
+    """A field of ``SourceChanges`` left out: it keeps its current value."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+@dataclass(frozen=True, slots=True)
+class SourceChanges:
+    """What ``PUT /admin/sources/{name}`` changes; ``None``/``KEEP`` keep the current value."""
+
+    secret: str | None = None
+    require_signature: bool | None = None
+    max_body_bytes: int | Literal[Keep.KEEP] | None = KEEP  # None: back to the default
 
 
 class Hub:
@@ -242,17 +263,27 @@ class Hub:
         # start pauses what is left (``Subscriptions.start``).
         await self.subscriptions.revoke(key_id)
 
-    async def put_source(
-        self, name: str, secret: str | None, require_signature: bool
-    ) -> tuple[SourceRecord, bool]:
-        """Create or update a source; ``secret`` None keeps the current one (a new source gets
-        a generated one). Returns the record and whether its secret was generated here."""
+    async def put_source(self, name: str, changes: SourceChanges) -> tuple[SourceRecord, bool]:
+        """Create or update a source: what ``changes`` leaves out keeps its current value (a
+        new source gets a generated secret, no required signature and the default body
+        limit). Returns the record and whether its secret was generated here."""
         previous = self.sources.get(name)
+        secret = changes.secret
         generated = secret is None and previous is None
         if secret is None:
             secret = previous.secret if previous is not None else auth.new_secret()
+        require_signature = changes.require_signature
+        if require_signature is None:
+            require_signature = previous.require_signature if previous is not None else False
+        limit = changes.max_body_bytes
+        if limit is KEEP:
+            limit = previous.max_body_bytes if previous is not None else None
         record = SourceRecord(
-            name, secret, require_signature, previous.created_at if previous else self.now_rfc3339()
+            name,
+            secret,
+            require_signature,
+            previous.created_at if previous else self.now_rfc3339(),
+            limit if isinstance(limit, int) else None,
         )
         await self.store.put_source(record)
         self.sources[name] = record

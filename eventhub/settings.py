@@ -60,6 +60,9 @@ class Settings:
     # Ingest slots for requests that carry no API key (signed-by-source or refused): they
     # never take one of ``max_concurrent_ingests`` from keyed producers.
     max_unauthenticated_ingests: int = 64
+    # ... and each reads at most this much body (a source may set its own, up to
+    # max_body_bytes): keyless load holds at most 64 x 1 MiB by default.
+    max_unauthenticated_body_bytes: int = 1024 * 1024
     # callback egress (SPEC §8): networks a callback may reach besides the public Internet,
     # or, with callback_networks_only, the only ones it may reach.
     allowed_callback_networks: tuple[str, ...] = ()
@@ -189,6 +192,7 @@ _POSITIVE = (
     "keepalive_timeout",
     "max_connections",
     "max_unauthenticated_ingests",
+    "max_unauthenticated_body_bytes",
 )
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from eventhub import auth, errors
 from eventhub.api._http import hub_of, json_response, raw_segments, read_json, require
+from eventhub.hub import KEEP, Keep, SourceChanges
 from eventhub.log.store import KeyRecord, SourceRecord
 
 
@@ -27,6 +28,7 @@ def _source_json(source: SourceRecord) -> dict[str, Any]:
     return {
         "name": source.name,
         "requireSignature": source.require_signature,
+        "maxBodyBytes": source.max_body_bytes,
         "createdAt": source.created_at,
     }
 
@@ -86,22 +88,32 @@ async def put_source(request: Request) -> Response:
     body = await read_json(request)
     if not isinstance(body, dict):
         raise errors.InvalidRequest(
-            "send a JSON object {secret?, rotateSecret?, requireSignature?}"
+            "send a JSON object {secret?, rotateSecret?, requireSignature?, maxBodyBytes?}"
         )
-    secret, required = body.get("secret"), body.get("requireSignature", False)
+    secret, required = body.get("secret"), body.get("requireSignature")
     rotate = body.get("rotateSecret", False)
     if secret is not None and (not isinstance(secret, str) or len(secret) < 16):
         raise errors.InvalidRequest("secret must be a string of at least 16 characters")
-    if not isinstance(required, bool):
+    if required is not None and not isinstance(required, bool):
         raise errors.InvalidRequest("requireSignature must be true or false")
     if not isinstance(rotate, bool):
         raise errors.InvalidRequest("rotateSecret must be true or false")
     if rotate and secret is not None:
         raise errors.InvalidRequest("send either secret or rotateSecret, not both")
     hub = hub_of(request)
-    record, generated = await hub.put_source(
-        name, auth.new_secret() if rotate else secret, required
-    )
+    limit: int | Literal[Keep.KEEP] | None = KEEP
+    if "maxBodyBytes" in body:
+        limit = body["maxBodyBytes"]
+        ceiling = hub.settings.max_body_bytes
+        if limit is not None and (
+            not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= ceiling
+        ):
+            raise errors.InvalidRequest(
+                f"maxBodyBytes must be an integer from 1 to {ceiling} (max_body_bytes), or null"
+                " for the default"
+            )
+    changes = SourceChanges(auth.new_secret() if rotate else secret, required, limit)
+    record, generated = await hub.put_source(name, changes)
     out = _source_json(record)
     if generated or rotate:
         out["secret"] = record.secret  # generated here: shown to the admin this once

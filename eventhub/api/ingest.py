@@ -58,9 +58,20 @@ class Ingest:
     async def body(self, incoming: _asgi.Incoming, caller: auth.Caller) -> bytes:
         """The body, bounded in size and time; without a key, its signature is checked here,
         before anything parses it."""
-        body = await incoming.body(self.hub.settings.max_body_bytes, self.deadlines)
+        body = await incoming.body(self.body_limit(caller), self.deadlines)
         auth.verify_body(caller, body)
         return body
+
+    def body_limit(self, caller: auth.Caller) -> int:
+        """``max_body_bytes`` with a key; without one, the named source's own limit or
+        ``max_unauthenticated_body_bytes``: what keyless load may hold in memory is bounded
+        by that times ``max_unauthenticated_ingests`` before anyone is authenticated."""
+        settings = self.hub.settings
+        if caller.principal is not None or caller.source is None:
+            return settings.max_body_bytes
+        own = caller.source.max_body_bytes
+        limit = settings.max_unauthenticated_body_bytes if own is None else own
+        return min(limit, settings.max_body_bytes)
 
     async def append(
         self, events: list[NewEvent], body: bytes, caller: auth.Caller

@@ -561,13 +561,14 @@ class SqliteStore:
 
     async def put_source(self, source: SourceRecord) -> None:
         await self._execute(
-            "INSERT OR REPLACE INTO sources (name, secret, require_signature, created_at)"
-            " VALUES (?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO sources (name, secret, require_signature, created_at,"
+            " max_body_bytes) VALUES (?, ?, ?, ?, ?)",
             (
                 source.name,
                 self._vault.seal(source.secret, sealing.source_secret(source.name)),
                 int(source.require_signature),
                 source.created_at,
+                source.max_body_bytes,
             ),
         )
 
@@ -578,11 +579,12 @@ class SqliteStore:
         assert self._conn is not None
         await self._quiet_now()
         rows = self._conn.execute(
-            "SELECT name, secret, require_signature, created_at FROM sources ORDER BY name"
+            "SELECT name, secret, require_signature, created_at, max_body_bytes FROM sources"
+            " ORDER BY name"
         ).fetchall()
         return [
             SourceRecord(
-                r[0], self._vault.unseal(r[1], sealing.source_secret(r[0])), bool(r[2]), r[3]
+                r[0], self._vault.unseal(r[1], sealing.source_secret(r[0])), bool(r[2]), r[3], r[4]
             )
             for r in rows
         ]

@@ -29,6 +29,9 @@ class SourceRecord:
     secret: str
     require_signature: bool
     created_at: str
+    # The most a request without an API key may send for this source; None: the hub's
+    # ``max_unauthenticated_body_bytes``.
+    max_body_bytes: int | None = None
 
 
 class Store(Protocol):

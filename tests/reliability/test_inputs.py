@@ -238,6 +238,31 @@ async def test_updating_a_source_keeps_its_secret_until_rotated(
     assert await signed_publish(server, "/src", out["secret"], "r-6") == 200
 
 
+async def test_an_update_changes_only_what_it_sends(
+    server: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    created = await put_source(server, "/kept", {"requireSignature": True, "maxBodyBytes": 4096})
+    assert created["requireSignature"] is True and created["maxBodyBytes"] == 4096
+    # An update that names neither keeps both (before, a missing requireSignature reset it).
+    kept = await put_source(server, "/kept", {})
+    assert kept["requireSignature"] is True and kept["maxBodyBytes"] == 4096
+    cleared = await put_source(server, "/kept", {"maxBodyBytes": None})
+    assert cleared["requireSignature"] is True and cleared["maxBodyBytes"] is None
+    for bad in (0, -1, True, "1", 10**12):
+        async with server.http.put(
+            f"{server.url}/admin/sources/%2Fkept", json={"maxBodyBytes": bad}, headers=server.admin
+        ) as response:
+            error = await error_of(response, 400, "invalid_request")
+            assert "maxBodyBytes" in error["message"]
+
+    # The CLI the same way: no flag keeps, --no-require-signature changes.
+    common = ("--url", server.url, "--key", ADMIN_KEY)
+    out = await _cli(capsys, "sources", "put", "/kept", "--max-body-bytes", "2048", *common)
+    assert out["requireSignature"] is True and out["maxBodyBytes"] == 2048
+    out = await _cli(capsys, "sources", "put", "/kept", "--no-require-signature", *common)
+    assert out["requireSignature"] is False and out["maxBodyBytes"] == 2048
+
+
 async def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
     code = await asyncio.to_thread(cli.main, list(argv))
     assert code == 0

@@ -263,3 +263,72 @@ async def test_keyless_ten_mib_bodies_do_not_raise_the_hubs_memory(tmp_path: Pat
         assert set(statuses) == {401}
     finally:
         hub.close()
+
+
+async def test_keyless_bodies_for_a_named_source_are_refused_past_its_limit_unread(
+    tmp_path: Path,
+) -> None:
+    # A source's name is no secret: without a key, naming one is enough to have a body read,
+    # so that read is bounded by the source's own limit (max_unauthenticated_body_bytes by
+    # default), and the rest of the body is never read.
+    hub = ServerProcess(
+        tmp_path / "eventhub.db",
+        tmp_path / "hub.log",
+        env={"EVENTHUB_MAX_UNAUTHENTICATED_BODY_BYTES": "65536"},
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            await hub.ready(http)
+            server = Running(hub.url, None, http, bearer())  # type: ignore[arg-type]
+            await put_source(server, "/signed")
+
+            big = event("/signed", "big", data="x" * 70_000)
+            signed = {
+                "content-type": STRUCTURED,
+                "x-eventhub-source": "/signed",
+                "x-eventhub-hmac": hmac_hex(SECRET, big),
+            }
+            response = await server.post("/events", data=big, headers=signed)
+            error = await error_of(response, 413, "payload_too_large")
+            assert "65536" in error["message"]
+            # The same body with a key is within max_body_bytes.
+            keyed = await server.post("/events", data=big, headers={**signed, **bearer()})
+            assert keyed.status == 200, await keyed.text()
+
+            # The source raises its own limit: the keyless request is read, checked, stored.
+            async with http.put(
+                f"{hub.url}/admin/sources/%2Fsigned",
+                json={"maxBodyBytes": 200_000},
+                headers=bearer(),
+            ) as answer:
+                assert answer.status == 200, await answer.text()
+                assert (await answer.json())["maxBodyBytes"] == 200_000
+            again = event("/signed", "big-2", data="x" * 70_000)
+            signed["x-eventhub-hmac"] = hmac_hex(SECRET, again)
+            response = await server.post("/events", data=again, headers=signed)
+            assert response.status == 200, await response.text()
+
+            # Sixty keyless 10 MiB bodies naming the registered source: each is 413 from its
+            # head, and the hub holds none of them.
+            raw_head = head(
+                "POST",
+                "/events",
+                {
+                    "Content-Type": STRUCTURED,
+                    "X-Eventhub-Source": "/signed",
+                    "X-Eventhub-Hmac": FAKE_SIGNATURE,
+                },
+                length=10 * 1024 * 1024,
+            )
+            rss_before, _ = _peak_rss_kib(hub.process.pid)
+            heads = await asyncio.gather(*(HeadOnly.open(hub.port, raw_head) for _ in range(60)))
+            try:
+                async with asyncio.timeout(10):
+                    answers = await asyncio.gather(*(read_answer(h.reader) for h in heads))
+            finally:
+                await asyncio.gather(*(h.close() for h in heads))
+            assert {a.status for a in answers} == {413}
+            _, peak = _peak_rss_kib(hub.process.pid)
+            assert (peak - rss_before) / 1024 < 64
+    finally:
+        hub.close()
