@@ -87,7 +87,8 @@ class Sender:
         self, target: http1.Target, headers: Mapping[str, str], body: bytes, owner: str
     ) -> Answer:
         """One delivery of ``owner``'s (the subscription's API key id); never raises."""
-        await self._owners.acquire(owner)
+        if not self._owners.try_acquire(owner):  # the common case costs no coroutine
+            await self._owners.acquire(owner)
         try:
             return await self._post(target, headers, body)
         finally:

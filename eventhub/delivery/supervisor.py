@@ -79,7 +79,8 @@ class _Permit:
 
     async def acquire(self) -> None:
         if not self._held:
-            await self._owner_pages.acquire(self._owner)
+            if not self._owner_pages.try_acquire(self._owner):
+                await self._owner_pages.acquire(self._owner)
             try:
                 await self._pages.acquire()
             except BaseException:
