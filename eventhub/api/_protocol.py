@@ -244,6 +244,11 @@ class LimitedProtocol(HttpToolsProtocol):
             )
         )
 
+    def _unsupported_upgrade_warning(self) -> None:
+        # uvicorn warns twice for every request that names an Upgrade: any client could flood
+        # the log with them. No route speaks WebSocket; the request is served as plain HTTP.
+        self.logger.debug("an Upgrade request, served as plain HTTP")
+
     def _answer(self, exc: errors.EventHubError) -> None:
         """Answer ``exc`` and close, unless a response to an earlier request is still being
         written: then that response ends the connection, and nothing is interleaved with it."""

@@ -355,3 +355,24 @@ def test_the_connection_cap_fits_the_open_file_limit() -> None:
     assert _fds.plan(2048, 256, 1024, 2000) == _fds.Budget(2000, 2000 - 256 - _fds.RESERVE)
     # Never below one connection.
     assert _fds.plan(10, 256, 64, 64).max_connections == 1
+
+
+async def test_upgrade_requests_are_served_as_plain_http_without_flooding_the_log(
+    tmp_path: Path,
+) -> None:
+    # uvicorn logs two warnings for every request naming an Upgrade: anyone, without a key,
+    # could fill the hub's log with them. Fails on the code before: the log holds them.
+    async with hub(tmp_path) as process:
+        upgrade = (
+            b"GET /healthz HTTP/1.1\r\nHost: hub\r\nConnection: Upgrade\r\n"
+            b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        for _ in range(20):
+            reader, writer = await connect(process)
+            writer.write(upgrade)
+            status, _, body = await response(reader)
+            assert status == 200 and orjson.loads(body) == {"status": "ok"}
+            writer.close()
+        output = process.output()
+    assert "upgrade" not in output.lower(), output
