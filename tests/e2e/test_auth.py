@@ -261,7 +261,12 @@ async def test_source_requiring_signature_refuses_even_an_admin_key(server: Runn
     assert len(secret) >= 16
     listed = await server.get_json("/admin/sources")
     assert listed["sources"] == [
-        {"name": "/strict", "requireSignature": True, "createdAt": created["createdAt"]}
+        {
+            "name": "/strict",
+            "requireSignature": True,
+            "maxBodyBytes": None,
+            "createdAt": created["createdAt"],
+        }
     ]
 
     body = body_for("/strict", "s-1")

@@ -248,6 +248,7 @@ def make_legacy(db: Path, old: Path, whsec: str) -> None:
     config["headers"] = {"Authorization": AUTHORIZATION}
     secrets = {"current": whsec, "previous": None, "previousExpires": None}
     conn.execute("DROP TABLE IF EXISTS vault")
+    conn.execute("ALTER TABLE sources DROP COLUMN max_body_bytes")  # schema 4's
     conn.execute("PRAGMA user_version = 2")
     conn.execute("UPDATE sources SET secret = ?", (SOURCE_SECRET,))
     # orjson's bytes, as the old code bound them: SQLite keeps a BLOB in the TEXT column.
