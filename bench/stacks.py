@@ -23,6 +23,7 @@ _AREAS = (
     ("eventhub/api", "eventhub api"),
     ("eventhub/codec", "eventhub codec"),
     ("eventhub/log", "eventhub log"),
+    ("eventhub/consume", "eventhub consume"),
     ("eventhub/delivery", "eventhub delivery"),
     ("eventhub/catalog", "eventhub catalog"),
     ("eventhub/", "eventhub (other)"),

@@ -29,8 +29,8 @@ from typing import Any
 from eventhub import auth, errors
 from eventhub.auth import Principal
 from eventhub.clock import rfc3339
+from eventhub.consume.pages import Pages
 from eventhub.delivery import egress, owners, signing
-from eventhub.delivery.pages import Pages
 from eventhub.delivery.states import Move, NotAllowed, Status, next_status
 from eventhub.delivery.supervisor import Deps, Supervisor
 from eventhub.models import FORMATS, Subscription

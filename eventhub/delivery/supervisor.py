@@ -1,9 +1,11 @@
-"""One supervisor task per live subscription: read the next page of its trigger after the
-cursor, deliver it, commit the cursor only after a 2xx, in offset order, forever.
+"""One supervisor task per live subscription: a cursor consumer (``eventhub.consume``) of the
+subscription's trigger whose handler renders, signs and sends each page, and commits the
+cursor only after a 2xx, in offset order, forever.
 
-It waits on a wake-up from the writer (an event of its trigger was committed), on the clock
-(a retry or a recovery probe is due), or on cancellation (the hub stops, or the API changed
-the subscription). A slow receiver only ever delays its own subscription.
+The consumer owns the wake-up, the paging, the page permit and the crash semantics; what is
+here is webhook delivery's own: retries with backoff (``Retry``), ``skipErrors``, the state
+machine (Active -> Failed -> probes -> Active or Suspended; Rejected), and the lazy cursor
+write after a 2xx (``record_delivery``, not awaited).
 
 The task is watched (``eventhub.tasks``): if it crashes, the subscription's ``lastError`` says
 so and ``/readyz`` names it until it restarts, after a growing delay, from its cursor. The
@@ -21,9 +23,11 @@ from dataclasses import dataclass, field
 from eventhub import tasks
 from eventhub.auth import Principal
 from eventhub.clock import Clock, rfc3339
+from eventhub.consume.consumer import Consumer, Outcome, Result, Retry
+from eventhub.consume.pages import Pages
+from eventhub.consume.permit import Permit
 from eventhub.delivery import policy, render, signing
 from eventhub.delivery.owners import PerOwner
-from eventhub.delivery.pages import Pages
 from eventhub.delivery.policy import RetryPolicy, Verdict
 from eventhub.delivery.sender import Answer, Sender
 from eventhub.delivery.states import Move, Status, next_status
@@ -35,10 +39,6 @@ log = logging.getLogger(__name__)
 
 # Every supervisor's task is named this and its subscription's id (Hub.health counts them).
 TASK_PREFIX = "subscription-"
-
-# One-event-a-request subscriptions read this many events at a time: a query per delivery
-# cost more than the delivery's own rendering and signing.
-READ_AHEAD = 10
 
 # (subscription, move, reason) -> append the lifecycle notification; move None is "created"
 Notify = Callable[[Subscription, Move | None, str], Awaitable[None]]
@@ -62,50 +62,30 @@ class Deps:
     tasks: tasks.Tasks = field(default_factory=tasks.Tasks)
 
 
-class _Permit:
-    """One supervisor's hold on ``Deps.pages``, released at most once per acquire, whatever
-    cancellation interrupts.
-
-    The owner's share (``owner_pages``) is taken first: a supervisor waiting for its owner's
-    delivery connections holds a page, and without a share per owner, one owner's stalled
-    subscriptions would hold every page while another owner's healthy one waits for a page.
-    """
-
-    def __init__(self, pages: asyncio.Semaphore, owner_pages: PerOwner, owner: str) -> None:
-        self._pages = pages
-        self._owner_pages = owner_pages
-        self._owner = owner
-        self._held = False
-
-    async def acquire(self) -> None:
-        if not self._held:
-            if not self._owner_pages.try_acquire(self._owner):
-                await self._owner_pages.acquire(self._owner)
-            try:
-                await self._pages.acquire()
-            except BaseException:
-                self._owner_pages.release(self._owner)
-                raise
-            self._held = True
-
-    def release(self) -> None:
-        if self._held:
-            self._held = False
-            self._pages.release()
-            self._owner_pages.release(self._owner)
-
-
 class Supervisor:
     def __init__(self, sub: Subscription, deps: Deps, pages: Pages, owner_pages: PerOwner) -> None:
         self.sub = sub
         self._deps = deps
-        self._pages = pages
-        self._wake = asyncio.Event()
         self._task: tasks.Watched | None = None
         self._signer = signing.Signer(sub.secret, sub.previous_secret, sub.previous_secret_expires)
-        # A change of callback or headers goes through the API, which builds a new supervisor.
+        # A change of callback, headers or format goes through the API, which builds a new
+        # supervisor: what is derived from them here stays true for this one's life.
         self._target = deps.sender.target(sub.uri, sub.headers)
-        self._permit = _Permit(deps.pages, owner_pages, sub.owner)
+        self._retry = 0  # failed attempts at the page in hand
+        self._attempt: Attempt | None = None  # the 2xx that ``_commit`` records
+        self._consumer = Consumer(
+            sub.tid,
+            pages,
+            Permit(deps.pages, owner_pages, sub.owner),
+            deps.clock,
+            position=self._position,
+            handle=self._deliver,
+            commit=self._commit,
+            page_size=render.page_size(sub),
+        )
+        # The manager wakes every supervisor of a trigger on each of its commits (a fan-out:
+        # thousands): straight to the consumer's event, no call in between.
+        self.wake = self._consumer.wake
 
     # -- ownership ---------------------------------------------------------------------------
 
@@ -121,9 +101,6 @@ class Supervisor:
         if task is not None:
             await task.stop()
 
-    def wake(self) -> None:
-        self._wake.set()
-
     def _crashed(self, exc: BaseException, delay: float) -> None:
         # Status stays what it was (the restart resumes it), but the subscription must not
         # look healthy while nothing delivers: its read shows why. A 2xx clears it.
@@ -137,75 +114,59 @@ class Supervisor:
         while True:
             status = self.sub.status
             if status is Status.ACTIVE:
-                await self._deliver_backlog()
+                self._retry = 0  # a restart after a crash starts the page's retries over
+                await self._consumer.run()  # returns once a page failed it out of Active
             elif status is Status.FAILED:
                 await self._recover()
             else:
                 # Paused, Rejected, Suspended: nothing moves until an API action restarts us.
                 await asyncio.Event().wait()
 
-    async def _deliver_backlog(self) -> None:
-        sub = self.sub
-        ahead: Sequence[StoredEvent] = ()  # read after the cursor, not delivered yet
-        permit = self._permit
-        try:
-            while sub.status is Status.ACTIVE:
-                size = render.page_size(sub)
-                await permit.acquire()
-                if not ahead:
-                    self._wake.clear()  # before the read, so a commit during it is not missed
-                    ahead = await self._pages.read(sub.tid, sub.cursor, max(size, READ_AHEAD))
-                    if not ahead:
-                        permit.release()
-                        await self._wake.wait()
-                        continue
-                page, ahead = ahead[:size], ahead[size:]
-                await self._deliver(page)
-                permit.release()
-        finally:
-            permit.release()
+    def _position(self) -> int:
+        return self.sub.cursor
 
-    async def _deliver(self, page: Sequence[StoredEvent]) -> None:
+    async def _deliver(self, page: Sequence[StoredEvent]) -> Result:
+        """The consumer's handler: one attempt at ``page``, and what the consumer does next."""
         sub, deps = self.sub, self._deps
-        retry = 0
-        while True:
-            answer, attempt = await self._send(page)
-            verdict = policy.classify(answer.status, answer.refused)
-            if verdict is Verdict.SUCCESS:
-                self._succeeded(page)
-                # Not awaited: the next delivery need not wait for this commit. The cursor
-                # only ever moves after a 2xx, so losing it in a crash re-delivers.
-                deps.store.record_delivery(sub, attempt)
-                return
-            sub.last_error = answer.error
-            if retry < sub.max_retries:
-                retry += 1
-                await deps.store.save_delivery(sub, attempt)
-                now = deps.clock.now()
-                retry_after = policy.parse_retry_after(answer.retry_after, now)
-                self._permit.release()  # a backoff holds no permit: others deliver meanwhile
-                await deps.clock.sleep(policy.retry_delay(deps.policy, retry, retry_after))
-                await self._permit.acquire()
-                continue
-            if sub.skip_errors:
-                sub.cursor = page[-1].offset
-                sub.skipped += len(page)
-                await deps.store.save_delivery(sub, attempt)
-                log.warning(
-                    "subscription %s skipped offsets %d-%d: %s",
-                    sub.id,
-                    page[0].offset,
-                    page[-1].offset,
-                    answer.error,
-                )
-                return
-            move = Move.FAIL if verdict is Verdict.TRANSIENT else Move.REJECT
-            self._transition(move)
-            if move is Move.FAIL:
-                sub.failed_since = deps.clock.now()
+        answer, attempt = await self._send(page)
+        verdict = policy.classify(answer.status, answer.refused)
+        if verdict is Verdict.SUCCESS:
+            self._retry = 0
+            self._attempt = attempt
+            return Outcome.COMMIT
+        sub.last_error = answer.error
+        if self._retry < sub.max_retries:
+            self._retry += 1
             await deps.store.save_delivery(sub, attempt)
-            await deps.notify(sub, move, answer.error or "delivery failed")
-            return
+            retry_after = policy.parse_retry_after(answer.retry_after, deps.clock.now())
+            return Retry(policy.retry_delay(deps.policy, self._retry, retry_after))
+        self._retry = 0
+        if sub.skip_errors:
+            sub.cursor = page[-1].offset
+            sub.skipped += len(page)
+            await deps.store.save_delivery(sub, attempt)
+            log.warning(
+                "subscription %s skipped offsets %d-%d: %s",
+                sub.id,
+                page[0].offset,
+                page[-1].offset,
+                answer.error,
+            )
+            return Outcome.MOVED
+        move = Move.FAIL if verdict is Verdict.TRANSIENT else Move.REJECT
+        self._transition(move)
+        if move is Move.FAIL:
+            sub.failed_since = deps.clock.now()
+        await deps.store.save_delivery(sub, attempt)
+        await deps.notify(sub, move, answer.error or "delivery failed")
+        return Outcome.STOP
+
+    def _commit(self, page: Sequence[StoredEvent]) -> None:
+        """After a 2xx: the cursor moves in memory now, and its write is queued, not awaited:
+        the next delivery need not wait for this commit. The cursor only ever moves after a
+        2xx, so losing the write in a crash re-delivers."""
+        self._succeeded(page)
+        self._deps.store.record_delivery(self.sub, self._attempt)
 
     async def _recover(self) -> None:
         """Failed: probe the callback on a growing interval with the next page; on success the
@@ -224,7 +185,7 @@ class Supervisor:
             if deps.clock.now() >= deadline:
                 await self._suspend()
                 return
-            page = await self._pages.read(sub.tid, sub.cursor, render.page_size(sub))
+            page = await self._consumer.read(render.page_size(sub))
             if not page:
                 continue
             answer, attempt = await self._send(page)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
-from eventhub.delivery.pages import Pages
+from eventhub.consume.pages import Pages
 from eventhub.events import DataKind, StoredEvent
 from eventhub.log.store import Store
 

@@ -1,4 +1,4 @@
-"""Trigger pages shared by the supervisors of one trigger.
+"""Trigger pages shared by the consumers of one trigger (the supervisors, today).
 
 When an event is appended, every subscription of its trigger wakes and reads the page after
 its cursor. In a fan-out those cursors are mostly equal, so 10,000 supervisors would run the
