@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import aiosqlite
 import orjson
 
-from eventhub import errors, files, tasks
+from eventhub import errors, files, tasks, traces
 from eventhub.clock import Clock, rfc3339
 from eventhub.events import Appended, DataKind, NewEvent, StoredEvent
 from eventhub.log import records, sealing
@@ -96,6 +96,29 @@ _INSERT_EVENT = (
     " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
+_JOIN_TRACE = (
+    "INSERT INTO trace_members (source, id, trace_id, time_key, time, event_offset)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source, id) DO UPDATE SET"
+    " trace_id = excluded.trace_id, time_key = excluded.time_key, time = excluded.time,"
+    " event_offset = excluded.event_offset"
+)
+_LEAVE_TRACE = "DELETE FROM trace_members WHERE source = ? AND id = ?"
+
+
+def _write_members(
+    cur: sqlite3.Cursor, members: dict[tuple[str, str], tuple[Any, ...] | None]
+) -> None:
+    """A flush's trace memberships, final state per (source, id): one executemany to join
+    (in offset order, which the summary triggers of 0005_traces.sql rely on) and one to
+    leave. The triggers keep each trace's summary."""
+    joins = sorted((row for row in members.values() if row is not None), key=lambda r: r[5])
+    leaves = [key for key, row in members.items() if row is None]
+    if leaves:
+        cur.executemany(_LEAVE_TRACE, leaves)
+    if joins:
+        cur.executemany(_JOIN_TRACE, joins)
+
+
 R = TypeVar("R")
 
 
@@ -141,6 +164,20 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a migration, one at a time: split at ``;`` line ends, joined again
+    while SQLite says a piece is incomplete (a trigger's body holds ``;`` line ends too)."""
+    pending = ""
+    for piece in script.split(";\n"):
+        pending += piece + ";\n"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+    if pending.strip(" \n;"):
+        yield pending
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema to the newest version, one migration a transaction."""
     (version,) = conn.execute("PRAGMA user_version").fetchone()
@@ -149,9 +186,8 @@ def migrate(conn: sqlite3.Connection) -> int:
             continue
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in script.split(";\n"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in _statements(script):
+                conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number}")
             conn.execute("COMMIT")
         except BaseException:
@@ -424,6 +460,8 @@ class SqliteStore:
         rows: list[tuple[Any, ...]] = []
         classes: dict[tuple[str, str, str], int] = {}
         links: list[tuple[int, int]] = []
+        # (source, id) -> its trace membership row, or None: leaves whatever trace it was in.
+        members: dict[tuple[str, str], tuple[Any, ...] | None] = {}
         offset = self._last_offset
         for event in events:
             key = (event.source, event.id)
@@ -449,6 +487,18 @@ class SqliteStore:
                     received_at,
                 )
             )
+            trace = attributes.get("traceid")
+            if trace is not None:
+                if isinstance(trace, str) and trace:
+                    time = attributes.get("time")
+                    stamp = time if isinstance(time, str) else received_at
+                    members[key] = (key[0], key[1], trace, traces.time_key(stamp), stamp, offset)
+                elif previous is not None:
+                    members[key] = None
+            elif previous is not None:
+                # A new revision without a traceid: out of the trace its last one was in, if
+                # any (a primary-key probe per re-ingest; a new event costs nothing here).
+                members[key] = None
             group = attributes.get("group")
             cls = (event.type, key[0], group if isinstance(group, str) else "")
             classes[cls] = classes.get(cls, 0) + 1
@@ -462,6 +512,8 @@ class SqliteStore:
             cur.executemany(
                 _UPSERT_ID, [(s, i, off, rev, dig) for (s, i), (off, rev, dig) in touched.items()]
             )
+        if members:
+            _write_members(cur, members)
         if links:
             cur.executemany("INSERT INTO trigger_events (tid, event_offset) VALUES (?, ?)", links)
         if classes:
@@ -492,6 +544,50 @@ class SqliteStore:
         ) as cursor:
             row = await cursor.fetchone()
         return None if row is None else _event_from_row(row)
+
+    async def list_traces(self, after: int, limit: int) -> list[traces.TraceSummary]:
+        """Up to ``limit`` traces by activity, descending, below ``after`` (0: from the top);
+        an index read of the summary table."""
+        assert self._reader is not None
+        where = "" if after <= 0 else "WHERE activity < ?"
+        params = (limit,) if after <= 0 else (after, limit)
+        async with self._reader.execute(
+            "SELECT trace_id, events, first_time, last_time, activity FROM traces"
+            f" {where} ORDER BY activity DESC LIMIT ?",
+            params,
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [traces.TraceSummary(*row) for row in rows]
+
+    async def get_trace(self, trace_id: str) -> list[traces.TraceMember]:
+        """The current revision of every event in the trace, in trace order, with its data
+        (empty: no such trace). Reads the trace's members only, through its index."""
+        assert self._reader is not None
+        async with self._reader.execute(
+            "SELECT e.event_offset, e.source, e.id, e.type, m.time, e.attributes, e.revision,"
+            " e.data, e.data_kind FROM trace_members AS m"
+            " JOIN events AS e ON e.event_offset = m.event_offset"
+            " WHERE m.trace_id = ? ORDER BY m.time_key, m.event_offset",
+            (trace_id,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        out = []
+        for offset, source, id_, type_, time, attributes, revision, data, kind in rows:
+            group = orjson.loads(attributes).get("group")
+            out.append(
+                traces.TraceMember(
+                    offset,
+                    source,
+                    id_,
+                    type_,
+                    time,
+                    group if isinstance(group, str) else None,
+                    revision,
+                    data,
+                    DataKind(kind),
+                )
+            )
+        return out
 
     async def head(self) -> int:
         assert self._reader is not None
