@@ -10,8 +10,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from tests.conftest import Running
-from tests.e2e.helpers import ADMIN_KEY, BATCH, ServerProcess, bearer, error_of
+from tests.conftest import ADMIN_KEY, Running
+from tests.e2e.helpers import BATCH, ServerProcess, bearer, error_of
 from tests.e2e.test_camunda import INGEST_THREE, REINGEST_ONE, ingest
 
 # The seed's three events, sent out of time order: the trace must put them back in order.
