@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from pathlib import Path
@@ -9,7 +10,9 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import pytest
 
+from eventhub import cli
 from tests.conftest import ADMIN_KEY, Running
 from tests.e2e.helpers import BATCH, ServerProcess, bearer, error_of
 from tests.e2e.test_camunda import INGEST_THREE, REINGEST_ONE, ingest
@@ -227,3 +230,30 @@ async def test_traces_survive_a_restart_and_kill_9(tmp_path: Path) -> None:
             process.close()
     assert [e["id"] for e in trace["events"]] == ["by-SIGTERM", "by-SIGKILL"]
     assert trace["variables"] == {"k": "SIGKILL"}
+
+
+async def test_cli_lists_and_shows_a_trace(
+    server: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await send(server, *json.loads(OUT_OF_ORDER))
+    common = ("--url", server.url, "--key", await server.new_key("consumer"))
+
+    def run(*argv: str) -> str:
+        assert cli.main(list(argv)) == 0
+        return capsys.readouterr().out
+
+    as_json = json.loads(await asyncio.to_thread(run, "traces", "get", "id1", *common, "--json"))
+    assert as_json == await server.get_json("/api/traces/id1")
+    table = (await asyncio.to_thread(run, "traces", "get", "id1", *common)).splitlines()
+    assert table[0] == "trace id1"
+    assert table[1].split() == ["TIME", "TYPE", "SOURCE", "ID", "GROUP", "REVISION"]
+    assert [line.split()[1] for line in table[2:5]] == [
+        "orderCreated",
+        "orderValidated",
+        "packageShipped",
+    ]
+    assert table[5:] == ["variables:", "  numberField = 1", '  stringField = "example"']
+    listed = (await asyncio.to_thread(run, "traces", "list", *common)).splitlines()
+    assert listed[1].split() == ["id1", "3", "2020-01-01T10:00:00.000Z", "2020-01-01T10:00:20.000Z"]
+    with pytest.raises(SystemExit, match="404"):
+        await asyncio.to_thread(cli.main, ["traces", "get", "nope", *common])
