@@ -178,6 +178,29 @@ def _statements(script: str) -> Iterator[str]:
         yield pending
 
 
+def _trace_existing_events(conn: sqlite3.Connection) -> None:
+    """Schema 5: the events already in the log join their traces, as if appended now (one
+    pass over the latest revisions, once, at the upgrade; the trace time key needs Python)."""
+    rows = conn.execute(
+        "SELECT e.source, e.id, e.attributes, e.received_at, e.event_offset FROM event_ids AS i"
+        " JOIN events AS e ON e.event_offset = i.latest_offset ORDER BY e.event_offset"
+    )
+    members: dict[tuple[str, str], tuple[Any, ...] | None] = {}
+    for source, id_, attributes, received_at, offset in rows:
+        parsed = orjson.loads(attributes)
+        trace = traces.trace_of(parsed)
+        if trace is not None:
+            time = parsed.get("time")
+            stamp = time if isinstance(time, str) else received_at
+            members[(source, id_)] = (source, id_, trace, traces.time_key(stamp), stamp, offset)
+    if members:
+        _write_members(conn.cursor(), members)
+
+
+# Python steps of a migration, in its transaction, after its SQL.
+_AFTER_MIGRATION: dict[int, Callable[[sqlite3.Connection], None]] = {5: _trace_existing_events}
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema to the newest version, one migration a transaction."""
     (version,) = conn.execute("PRAGMA user_version").fetchone()
@@ -188,6 +211,9 @@ def migrate(conn: sqlite3.Connection) -> int:
         try:
             for statement in _statements(script):
                 conn.execute(statement)
+            after = _AFTER_MIGRATION.get(number)
+            if after is not None:
+                after(conn)
             conn.execute(f"PRAGMA user_version = {number}")
             conn.execute("COMMIT")
         except BaseException:

@@ -4,6 +4,7 @@ against a brute-force recomputation from the log (Hypothesis)."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,30 @@ def test_store_traces_equal_a_recomputation_from_the_log(
     with tempfile.TemporaryDirectory() as folder:
         expected, actual = asyncio.run(_expected_and_actual(Path(folder) / "log.db", batches))
     assert actual == expected
+
+
+async def test_an_upgrade_traces_the_events_already_in_the_log(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    store = SqliteStore(path, ManualClock(), vault=Vault(b"k" * 32))
+    await store.open()
+    await store.append([new_event("s1", "a", "t", STAMPS[1], 1)])
+    await store.append(
+        [new_event("s1", "a", "t", STAMPS[3], 3), new_event("s1", "b", "t", None, 5)]
+    )
+    await store.append([new_event("s2", "c", "u", STAMPS[4], 0)])
+    before = await store.list_traces(0, 10)
+    members = await store.get_trace("t")
+    await store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DROP TABLE trace_members")  # as schema 4 left it
+    conn.execute("DROP TABLE traces")
+    conn.execute("PRAGMA user_version = 4")
+    conn.close()
+    store = SqliteStore(path, ManualClock(), vault=Vault(b"k" * 32))
+    await store.open()
+    try:
+        assert await store.list_traces(0, 10) == before
+        assert await store.get_trace("t") == members
+        assert [(m.id, m.revision) for m in members] == [("a", 2), ("b", 1)]
+    finally:
+        await store.close()
