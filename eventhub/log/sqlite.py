@@ -98,25 +98,53 @@ _INSERT_EVENT = (
 
 _JOIN_TRACE = (
     "INSERT INTO trace_members (source, id, trace_id, time_key, time, event_offset)"
-    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source, id) DO UPDATE SET"
-    " trace_id = excluded.trace_id, time_key = excluded.time_key, time = excluded.time,"
-    " event_offset = excluded.event_offset"
+    " VALUES (?, ?, ?, ?, ?, ?)"
 )
 _LEAVE_TRACE = "DELETE FROM trace_members WHERE source = ? AND id = ?"
+_COUNT_JOINS = (
+    "INSERT INTO traces (trace_id, events, first_key, first_time, last_key, last_time, activity)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (trace_id) DO UPDATE SET"
+    " events = events + excluded.events,"
+    " first_time = CASE WHEN excluded.first_key < first_key THEN excluded.first_time"
+    " ELSE first_time END,"
+    " first_key = min(first_key, excluded.first_key),"
+    " last_time = CASE WHEN excluded.last_key >= last_key THEN excluded.last_time"
+    " ELSE last_time END,"
+    " last_key = max(last_key, excluded.last_key),"
+    " activity = max(activity, excluded.activity)"
+)
 
 
 def _write_members(
-    cur: sqlite3.Cursor, members: dict[tuple[str, str], tuple[Any, ...] | None]
+    cur: sqlite3.Cursor, leave: Iterable[tuple[str, str]], joins: Iterable[tuple[Any, ...]]
 ) -> None:
-    """A flush's trace memberships, final state per (source, id): one executemany to join
-    (in offset order, which the summary triggers of 0005_traces.sql rely on) and one to
-    leave. The triggers keep each trace's summary."""
-    joins = sorted((row for row in members.values() if row is not None), key=lambda r: r[5])
-    leaves = [key for key, row in members.items() if row is None]
-    if leaves:
-        cur.executemany(_LEAVE_TRACE, leaves)
-    if joins:
-        cur.executemany(_JOIN_TRACE, joins)
+    """A flush's trace memberships in three executemany: ``leave`` (every (source, id) that
+    was in the log before the flush and has a new revision: out of its trace, if any; the
+    trigger of 0005_traces.sql recomputes that trace), then ``joins`` (the final membership
+    row of each event with a traceid, none of them a member now), then one summary upsert
+    per trace joined. The joins have higher offsets than every member already there, so
+    they only push a trace's bounds and activity outwards (ties in time go to the higher
+    offset: trace order is time, then offset)."""
+    leave = list(leave)
+    if leave:
+        cur.executemany(_LEAVE_TRACE, leave)
+    rows = sorted(joins, key=lambda r: r[5])
+    if not rows:
+        return
+    cur.executemany(_JOIN_TRACE, rows)
+    summary: dict[str, list[Any]] = {}
+    for _, _, trace, key, time, offset in rows:  # by offset: each row the latest so far
+        found = summary.get(trace)
+        if found is None:
+            summary[trace] = [trace, 1, key, time, key, time, offset]
+            continue
+        found[1] += 1
+        if key < found[2]:
+            found[2], found[3] = key, time
+        if key >= found[4]:
+            found[4], found[5] = key, time
+        found[6] = offset
+    cur.executemany(_COUNT_JOINS, list(summary.values()))
 
 
 R = TypeVar("R")
@@ -185,16 +213,15 @@ def _trace_existing_events(conn: sqlite3.Connection) -> None:
         "SELECT e.source, e.id, e.attributes, e.received_at, e.event_offset FROM event_ids AS i"
         " JOIN events AS e ON e.event_offset = i.latest_offset ORDER BY e.event_offset"
     )
-    members: dict[tuple[str, str], tuple[Any, ...] | None] = {}
+    members = []
     for source, id_, attributes, received_at, offset in rows:
         parsed = orjson.loads(attributes)
         trace = traces.trace_of(parsed)
         if trace is not None:
             time = parsed.get("time")
             stamp = time if isinstance(time, str) else received_at
-            members[(source, id_)] = (source, id_, trace, traces.time_key(stamp), stamp, offset)
-    if members:
-        _write_members(conn.cursor(), members)
+            members.append((source, id_, trace, traces.time_key(stamp), stamp, offset))
+    _write_members(conn.cursor(), (), members)
 
 
 # Python steps of a migration, in its transaction, after its SQL.
@@ -486,8 +513,11 @@ class SqliteStore:
         rows: list[tuple[Any, ...]] = []
         classes: dict[tuple[str, str, str], int] = {}
         links: list[tuple[int, int]] = []
-        # (source, id) -> its trace membership row, or None: leaves whatever trace it was in.
-        members: dict[tuple[str, str], tuple[Any, ...] | None] = {}
+        # Trace membership: the final row of each (source, id) with a traceid, and the ones
+        # that were in the log before this flush and get a new revision (_write_members).
+        members: dict[tuple[str, str], tuple[Any, ...]] = {}
+        leave: list[tuple[str, str]] = []
+        first_new = self._last_offset + 1
         offset = self._last_offset
         for event in events:
             key = (event.source, event.id)
@@ -513,18 +543,18 @@ class SqliteStore:
                     received_at,
                 )
             )
+            if previous is not None:
+                # A new revision leaves its trace, if any, and joins again below if it has
+                # a traceid: a re-ingest costs a primary-key probe, a new event nothing.
+                if previous[0] < first_new:
+                    leave.append(key)
+                else:
+                    members.pop(key, None)  # an earlier revision in this very flush
             trace = attributes.get("traceid")
-            if trace is not None:
-                if isinstance(trace, str) and trace:
-                    time = attributes.get("time")
-                    stamp = time if isinstance(time, str) else received_at
-                    members[key] = (key[0], key[1], trace, traces.time_key(stamp), stamp, offset)
-                elif previous is not None:
-                    members[key] = None
-            elif previous is not None:
-                # A new revision without a traceid: out of the trace its last one was in, if
-                # any (a primary-key probe per re-ingest; a new event costs nothing here).
-                members[key] = None
+            if trace is not None and isinstance(trace, str) and trace:
+                time = attributes.get("time")
+                stamp = time if isinstance(time, str) else received_at
+                members[key] = (key[0], key[1], trace, traces.time_key(stamp), stamp, offset)
             group = attributes.get("group")
             cls = (event.type, key[0], group if isinstance(group, str) else "")
             classes[cls] = classes.get(cls, 0) + 1
@@ -538,8 +568,8 @@ class SqliteStore:
             cur.executemany(
                 _UPSERT_ID, [(s, i, off, rev, dig) for (s, i), (off, rev, dig) in touched.items()]
             )
-        if members:
-            _write_members(cur, members)
+        if members or leave:
+            _write_members(cur, leave, members.values())
         if links:
             cur.executemany("INSERT INTO trigger_events (tid, event_offset) VALUES (?, ?)", links)
         if classes:

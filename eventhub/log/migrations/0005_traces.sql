@@ -25,26 +25,11 @@ CREATE TABLE traces (
 ) WITHOUT ROWID;
 CREATE INDEX traces_by_activity ON traces (activity);
 
--- The summary follows the membership in SQLite itself. (No INSERT OR IGNORE below: a
--- trigger's conflict clause gives way to that of the statement that fired it, an upsert.) A member joins with the highest offset
--- so far (the store writes members in offset order), so joining is O(1); leaving recomputes
--- the trace's bounds from the indexes above (a few B-tree probes, never a scan).
-CREATE TRIGGER trace_member_joins AFTER INSERT ON trace_members BEGIN
-    INSERT INTO traces (trace_id, events, first_key, first_time, last_key, last_time,
-        activity)
-        SELECT new.trace_id, 0, new.time_key, new.time, new.time_key, new.time,
-            new.event_offset
-        WHERE NOT EXISTS (SELECT 1 FROM traces WHERE trace_id = new.trace_id);
-    UPDATE traces SET
-        events = events + 1,
-        first_time = CASE WHEN new.time_key < first_key THEN new.time ELSE first_time END,
-        first_key = min(first_key, new.time_key),
-        last_time = CASE WHEN new.time_key >= last_key THEN new.time ELSE last_time END,
-        last_key = max(last_key, new.time_key),
-        activity = max(activity, new.event_offset)
-        WHERE trace_id = new.trace_id;
-END;
-
+-- Joining is counted by the store, one upsert per trace a flush (log/sqlite.py
+-- _write_members): it writes only new members, each with the highest offset so far. Leaving
+-- (a new revision of a member is first deleted, then joins again if it has a traceid)
+-- recomputes the trace's bounds here, from the indexes above: a few B-tree probes, never a
+-- scan; a trace that loses its last member goes.
 CREATE TRIGGER trace_member_leaves AFTER DELETE ON trace_members BEGIN
     DELETE FROM traces WHERE trace_id = old.trace_id AND events = 1;
     UPDATE traces SET
@@ -59,35 +44,4 @@ CREATE TRIGGER trace_member_leaves AFTER DELETE ON trace_members BEGIN
             ORDER BY time_key DESC, event_offset DESC LIMIT 1),
         activity = (SELECT max(event_offset) FROM trace_members WHERE trace_id = old.trace_id)
         WHERE trace_id = old.trace_id;
-END;
-
--- A new revision: it leaves its old trace (which may be the same one) and joins its new one,
--- exactly as the two triggers above do, in that order.
-CREATE TRIGGER trace_member_changes AFTER UPDATE ON trace_members BEGIN
-    DELETE FROM traces WHERE trace_id = old.trace_id AND events = 1;
-    UPDATE traces SET
-        events = events - 1,
-        first_key = (SELECT time_key FROM trace_members WHERE trace_id = old.trace_id
-            ORDER BY time_key, event_offset LIMIT 1),
-        first_time = (SELECT time FROM trace_members WHERE trace_id = old.trace_id
-            ORDER BY time_key, event_offset LIMIT 1),
-        last_key = (SELECT time_key FROM trace_members WHERE trace_id = old.trace_id
-            ORDER BY time_key DESC, event_offset DESC LIMIT 1),
-        last_time = (SELECT time FROM trace_members WHERE trace_id = old.trace_id
-            ORDER BY time_key DESC, event_offset DESC LIMIT 1),
-        activity = (SELECT max(event_offset) FROM trace_members WHERE trace_id = old.trace_id)
-        WHERE trace_id = old.trace_id;
-    INSERT INTO traces (trace_id, events, first_key, first_time, last_key, last_time,
-        activity)
-        SELECT new.trace_id, 0, new.time_key, new.time, new.time_key, new.time,
-            new.event_offset
-        WHERE NOT EXISTS (SELECT 1 FROM traces WHERE trace_id = new.trace_id);
-    UPDATE traces SET
-        events = events + 1,
-        first_time = CASE WHEN new.time_key < first_key THEN new.time ELSE first_time END,
-        first_key = min(first_key, new.time_key),
-        last_time = CASE WHEN new.time_key >= last_key THEN new.time ELSE last_time END,
-        last_key = max(last_key, new.time_key),
-        activity = max(activity, new.event_offset)
-        WHERE trace_id = new.trace_id;
 END
