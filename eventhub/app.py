@@ -14,7 +14,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from eventhub import errors as errors_module
-from eventhub.api import admin, catalog, errors, events, ingest, subscriptions
+from eventhub.api import admin, catalog, errors, events, ingest, subscriptions, traces
 from eventhub.api._http import hub_of, json_response, principal
 from eventhub.clock import Clock
 from eventhub.hub import Hub
@@ -127,6 +127,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Starlette:
         Route(f"{SUBS}/{{id}}/attempts", subscriptions.attempts, methods=["GET"]),
         Route(f"{SUBS}/{{id}}/rotate-secret", subscriptions.rotate_secret, methods=["POST"]),
         Route("/api/event-types", catalog.event_types, methods=["GET"]),
+        Route("/api/traces", traces.list_traces, methods=["GET"]),
+        Route("/api/traces/{rest:path}", traces.get_trace, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]

@@ -37,7 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
     if not args.key:
-        raise SystemExit("eventhub: give an admin key with --key or EVENTHUB_KEY")
+        raise SystemExit("eventhub: give an API key with --key or EVENTHUB_KEY")
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
         args.url.rstrip("/") + path,
@@ -95,6 +95,45 @@ def _sources_delete(args: argparse.Namespace) -> int:
     return _print(_call(args, "DELETE", f"/admin/sources/{quote(args.name, safe='')}"))
 
 
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    """Columns padded to their widest cell, for a reader rather than a program (``--json``)."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    for row in [header, *rows]:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def _traces_list(args: argparse.Namespace) -> int:
+    found = _call(args, "GET", f"/api/traces?after={args.after}&limit={args.limit}")
+    if args.json:
+        return _print(found)
+    rows = [
+        [t["traceId"], str(t["events"]), t["firstTime"], t["lastTime"]] for t in found["traces"]
+    ]
+    _table(["TRACE", "EVENTS", "FIRST", "LAST"], rows)
+    if found["nextAfter"] is not None:
+        print(f"more: eventhub traces list --after {found['nextAfter']}")
+    return 0
+
+
+def _traces_get(args: argparse.Namespace) -> int:
+    trace = _call(args, "GET", f"/api/traces/{quote(args.id, safe='')}")
+    if args.json:
+        return _print(trace)
+    print(f"trace {trace['traceId']}")
+    rows = [
+        [e["time"], e["type"], e["source"], e["id"], e["group"] or "", str(e["revision"])]
+        for e in trace["events"]
+    ]
+    _table(["TIME", "TYPE", "SOURCE", "ID", "GROUP", "REVISION"], rows)
+    if trace["variables"]:
+        print("variables:")
+        for name, value in trace["variables"].items():
+            print(f"  {name} = {json.dumps(value)}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="eventhub", description="A self-hosted CloudEvents hub.")
     commands = top.add_subparsers(dest="command", required=True)
@@ -150,6 +189,18 @@ def parser() -> argparse.ArgumentParser:
     delete = client(sources.add_parser("delete", help="delete a source"))
     delete.add_argument("name")
     delete.set_defaults(func=_sources_delete)
+    trace_commands = commands.add_parser(
+        "traces", help="read traces (events sharing a traceid)"
+    ).add_subparsers(required=True)
+    listing = client(trace_commands.add_parser("list", help="traces, most recently active first"))
+    listing.add_argument("--after", type=int, default=0, help="continue from a page's nextAfter")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--json", action="store_true", help="print the API's JSON")
+    listing.set_defaults(func=_traces_list)
+    get = client(trace_commands.add_parser("get", help="one trace: its events and variables"))
+    get.add_argument("id")
+    get.add_argument("--json", action="store_true", help="print the API's JSON")
+    get.set_defaults(func=_traces_get)
     return top
 
 

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import aiosqlite
 import orjson
 
-from eventhub import errors, files, tasks
+from eventhub import errors, files, tasks, traces
 from eventhub.clock import Clock, rfc3339
 from eventhub.events import Appended, DataKind, NewEvent, StoredEvent
 from eventhub.log import records, sealing
@@ -96,6 +96,57 @@ _INSERT_EVENT = (
     " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
+_JOIN_TRACE = (
+    "INSERT INTO trace_members (source, id, trace_id, time_key, time, event_offset)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+_LEAVE_TRACE = "DELETE FROM trace_members WHERE source = ? AND id = ?"
+_COUNT_JOINS = (
+    "INSERT INTO traces (trace_id, events, first_key, first_time, last_key, last_time, activity)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (trace_id) DO UPDATE SET"
+    " events = events + excluded.events,"
+    " first_time = CASE WHEN excluded.first_key < first_key THEN excluded.first_time"
+    " ELSE first_time END,"
+    " first_key = min(first_key, excluded.first_key),"
+    " last_time = CASE WHEN excluded.last_key >= last_key THEN excluded.last_time"
+    " ELSE last_time END,"
+    " last_key = max(last_key, excluded.last_key),"
+    " activity = max(activity, excluded.activity)"
+)
+
+
+def _write_members(
+    cur: sqlite3.Cursor, leave: Iterable[tuple[str, str]], joins: Iterable[tuple[Any, ...]]
+) -> None:
+    """A flush's trace memberships in three executemany: ``leave`` (every (source, id) that
+    was in the log before the flush and has a new revision: out of its trace, if any; the
+    trigger of 0005_traces.sql recomputes that trace), then ``joins`` (the final membership
+    row of each event with a traceid, none of them a member now), then one summary upsert
+    per trace joined. The joins have higher offsets than every member already there, so
+    they only push a trace's bounds and activity outwards (ties in time go to the higher
+    offset: trace order is time, then offset)."""
+    leave = list(leave)
+    if leave:
+        cur.executemany(_LEAVE_TRACE, leave)
+    rows = sorted(joins, key=lambda r: r[5])
+    if not rows:
+        return
+    cur.executemany(_JOIN_TRACE, rows)
+    summary: dict[str, list[Any]] = {}
+    for _, _, trace, key, time, offset in rows:  # by offset: each row the latest so far
+        found = summary.get(trace)
+        if found is None:
+            summary[trace] = [trace, 1, key, time, key, time, offset]
+            continue
+        found[1] += 1
+        if key < found[2]:
+            found[2], found[3] = key, time
+        if key >= found[4]:
+            found[4], found[5] = key, time
+        found[6] = offset
+    cur.executemany(_COUNT_JOINS, list(summary.values()))
+
+
 R = TypeVar("R")
 
 
@@ -141,6 +192,42 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a migration, one at a time: split at ``;`` line ends, joined again
+    while SQLite says a piece is incomplete (a trigger's body holds ``;`` line ends too)."""
+    pending = ""
+    for piece in script.split(";\n"):
+        pending += piece + ";\n"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+    if pending.strip(" \n;"):
+        yield pending
+
+
+def _trace_existing_events(conn: sqlite3.Connection) -> None:
+    """Schema 5: the events already in the log join their traces, as if appended now (one
+    pass over the latest revisions, once, at the upgrade; the trace time key needs Python)."""
+    rows = conn.execute(
+        "SELECT e.source, e.id, e.attributes, e.received_at, e.event_offset FROM event_ids AS i"
+        " JOIN events AS e ON e.event_offset = i.latest_offset ORDER BY e.event_offset"
+    )
+    members = []
+    for source, id_, attributes, received_at, offset in rows:
+        parsed = orjson.loads(attributes)
+        trace = traces.trace_of(parsed)
+        if trace is not None:
+            time = parsed.get("time")
+            stamp = time if isinstance(time, str) else received_at
+            members.append((source, id_, trace, traces.time_key(stamp), stamp, offset))
+    _write_members(conn.cursor(), (), members)
+
+
+# Python steps of a migration, in its transaction, after its SQL.
+_AFTER_MIGRATION: dict[int, Callable[[sqlite3.Connection], None]] = {5: _trace_existing_events}
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema to the newest version, one migration a transaction."""
     (version,) = conn.execute("PRAGMA user_version").fetchone()
@@ -149,9 +236,11 @@ def migrate(conn: sqlite3.Connection) -> int:
             continue
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in script.split(";\n"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in _statements(script):
+                conn.execute(statement)
+            after = _AFTER_MIGRATION.get(number)
+            if after is not None:
+                after(conn)
             conn.execute(f"PRAGMA user_version = {number}")
             conn.execute("COMMIT")
         except BaseException:
@@ -424,6 +513,11 @@ class SqliteStore:
         rows: list[tuple[Any, ...]] = []
         classes: dict[tuple[str, str, str], int] = {}
         links: list[tuple[int, int]] = []
+        # Trace membership: the final row of each (source, id) with a traceid, and the ones
+        # that were in the log before this flush and get a new revision (_write_members).
+        members: dict[tuple[str, str], tuple[Any, ...]] = {}
+        leave: list[tuple[str, str]] = []
+        first_new = self._last_offset + 1
         offset = self._last_offset
         for event in events:
             key = (event.source, event.id)
@@ -449,6 +543,18 @@ class SqliteStore:
                     received_at,
                 )
             )
+            if previous is not None:
+                # A new revision leaves its trace, if any, and joins again below if it has
+                # a traceid: a re-ingest costs a primary-key probe, a new event nothing.
+                if previous[0] < first_new:
+                    leave.append(key)
+                else:
+                    members.pop(key, None)  # an earlier revision in this very flush
+            trace = attributes.get("traceid")
+            if trace is not None and isinstance(trace, str) and trace:
+                time = attributes.get("time")
+                stamp = time if isinstance(time, str) else received_at
+                members[key] = (key[0], key[1], trace, traces.time_key(stamp), stamp, offset)
             group = attributes.get("group")
             cls = (event.type, key[0], group if isinstance(group, str) else "")
             classes[cls] = classes.get(cls, 0) + 1
@@ -462,6 +568,8 @@ class SqliteStore:
             cur.executemany(
                 _UPSERT_ID, [(s, i, off, rev, dig) for (s, i), (off, rev, dig) in touched.items()]
             )
+        if members or leave:
+            _write_members(cur, leave, members.values())
         if links:
             cur.executemany("INSERT INTO trigger_events (tid, event_offset) VALUES (?, ?)", links)
         if classes:
@@ -492,6 +600,50 @@ class SqliteStore:
         ) as cursor:
             row = await cursor.fetchone()
         return None if row is None else _event_from_row(row)
+
+    async def list_traces(self, after: int, limit: int) -> list[traces.TraceSummary]:
+        """Up to ``limit`` traces by activity, descending, below ``after`` (0: from the top);
+        an index read of the summary table."""
+        assert self._reader is not None
+        where = "" if after <= 0 else "WHERE activity < ?"
+        params = (limit,) if after <= 0 else (after, limit)
+        async with self._reader.execute(
+            "SELECT trace_id, events, first_time, last_time, activity FROM traces"
+            f" {where} ORDER BY activity DESC LIMIT ?",
+            params,
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [traces.TraceSummary(*row) for row in rows]
+
+    async def get_trace(self, trace_id: str) -> list[traces.TraceMember]:
+        """The current revision of every event in the trace, in trace order, with its data
+        (empty: no such trace). Reads the trace's members only, through its index."""
+        assert self._reader is not None
+        async with self._reader.execute(
+            "SELECT e.event_offset, e.source, e.id, e.type, m.time, e.attributes, e.revision,"
+            " e.data, e.data_kind FROM trace_members AS m"
+            " JOIN events AS e ON e.event_offset = m.event_offset"
+            " WHERE m.trace_id = ? ORDER BY m.time_key, m.event_offset",
+            (trace_id,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        out = []
+        for offset, source, id_, type_, time, attributes, revision, data, kind in rows:
+            group = orjson.loads(attributes).get("group")
+            out.append(
+                traces.TraceMember(
+                    offset,
+                    source,
+                    id_,
+                    type_,
+                    time,
+                    group if isinstance(group, str) else None,
+                    revision,
+                    data,
+                    DataKind(kind),
+                )
+            )
+        return out
 
     async def head(self) -> int:
         assert self._reader is not None

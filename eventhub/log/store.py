@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from eventhub import tasks
 from eventhub.events import Appended, NewEvent, StoredEvent
 from eventhub.models import Attempt, Subscription
+from eventhub.traces import TraceMember, TraceSummary
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,15 @@ class Store(Protocol):
     async def get_latest(self, source: str, id: str) -> StoredEvent | None: ...
     async def head(self) -> int: ...
     async def event_types(self) -> list[dict[str, Any]]: ...
+
+    # traces (SPEC §6.1; eventhub/traces.py defines activity and trace order)
+    async def list_traces(self, after: int, limit: int) -> list[TraceSummary]:
+        """Traces by activity, descending, those below ``after`` (0: from the top)."""
+        ...
+
+    async def get_trace(self, trace_id: str) -> list[TraceMember]:
+        """The trace's members in trace order, with their data; empty if it has none."""
+        ...
 
     # the trigger index
     async def read_trigger_after(self, tid: int, offset: int, limit: int) -> list[StoredEvent]: ...

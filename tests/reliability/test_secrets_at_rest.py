@@ -249,6 +249,8 @@ def make_legacy(db: Path, old: Path, whsec: str) -> None:
     secrets = {"current": whsec, "previous": None, "previousExpires": None}
     conn.execute("DROP TABLE IF EXISTS vault")
     conn.execute("ALTER TABLE sources DROP COLUMN max_body_bytes")  # schema 4's
+    conn.execute("DROP TABLE trace_members")  # schema 5's (its triggers go with it)
+    conn.execute("DROP TABLE traces")
     conn.execute("PRAGMA user_version = 2")
     conn.execute("UPDATE sources SET secret = ?", (SOURCE_SECRET,))
     # orjson's bytes, as the old code bound them: SQLite keeps a BLOB in the TEXT column.
