@@ -14,7 +14,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from eventhub import errors as errors_module
-from eventhub.api import admin, catalog, errors, events, ingest, subscriptions, traces
+from eventhub.api import admin, catalog, errors, events, ingest, processes, subscriptions, traces
 from eventhub.api._http import hub_of, json_response, principal
 from eventhub.clock import Clock
 from eventhub.hub import Hub
@@ -129,6 +129,14 @@ def build(settings: Settings, clock: Clock | None = None) -> Starlette:
         Route("/api/event-types", catalog.event_types, methods=["GET"]),
         Route("/api/traces", traces.list_traces, methods=["GET"]),
         Route("/api/traces/{rest:path}", traces.get_trace, methods=["GET"]),
+        Route("/api/processes", processes.list_processes, methods=["GET"]),
+        Route("/api/processes/{rest:path}", processes.get_process, methods=["GET"]),
+        Route("/api/processes/{rest:path}", processes.put_process, methods=["PUT"]),
+        Route("/api/processes/{rest:path}", processes.delete_process, methods=["DELETE"]),
+        Route("/api/instances", processes.list_instances, methods=["GET"]),
+        Route("/api/instances/{rest:path}", processes.get_instance, methods=["GET"]),
+        Route("/api/instances/{rest:path}", processes.cancel_instance, methods=["POST"]),
+        Route("/api/unrouted", processes.list_unrouted, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]

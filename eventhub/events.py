@@ -108,3 +108,5 @@ class Appended:
     offset: int
     revision: int
     duplicate: bool
+    # For an event that names a process instance (cxpinstanceid): woke, buffered, unrouted.
+    correlation: str | None = None

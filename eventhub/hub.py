@@ -26,6 +26,8 @@ from eventhub.log import sealing
 from eventhub.log.sqlite import SqliteStore
 from eventhub.log.store import KeyRecord, SourceRecord, Store
 from eventhub.models import Subscription
+from eventhub.processes import engine, lifecycle
+from eventhub.processes.engine import Engine
 from eventhub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,10 @@ READY_WRITE_TIMEOUT = 2.0
 # /readyz is unauthenticated: however often it is asked, the database is written to at most
 # once in this many seconds, and concurrent asks share that one write.
 READY_WRITE_EVERY = 1.0
+
+
+# Tasks named after a subscription or instance: /readyz names them to admins only.
+_PRIVATE_TASKS = (supervisor.TASK_PREFIX, engine.RUNNER_PREFIX, engine.STARTER_PREFIX)
 
 
 class Keep(enum.Enum):
@@ -109,6 +115,9 @@ class Hub:
             settings.delivery_max_retries,
             settings.secret_rotation_overlap,
         )
+        self.processes = Engine(
+            self.store, self.catalog, self.sender, self.clock, policy, self.tasks
+        )
 
     async def start(self) -> None:
         """Start every part; if one fails, what already started is stopped again, so a failed
@@ -128,13 +137,19 @@ class Hub:
             # Shown once, on the first start only: the store keeps just its hash.
             print(f"eventhub: created admin API key (shown once): {key}", flush=True)
         await self.catalog.load()
-        await self.catalog.ensure(notifications.builtin_model())
+        await self.catalog.ensure(notifications.builtin_model(lifecycle.builtin_triggers()))
         if self.settings.catalog_file is not None:
             await self.catalog.load_file(self.settings.catalog_file)
         self.store.matcher = self.catalog.match
         await self.sender.start(self.tasks)
         await self.subscriptions.start()
-        self.store.on_commit = self.subscriptions.on_commit
+        await self.processes.start()
+        self.store.on_commit = self._on_commit
+
+    def _on_commit(self, tids: set[int]) -> None:
+        """After a commit that appended events of these triggers: wake their consumers."""
+        self.subscriptions.on_commit(tids)
+        self.processes.on_commit(tuple(tids))
 
     async def stop(self) -> None:
         """Supervisors first (an in-flight delivery is abandoned; its cursor did not move, so
@@ -143,6 +158,7 @@ class Hub:
         full disk or a crash still releases everything."""
         self.store.on_commit = None
         steps = (
+            ("process engine", self.processes.stop),
             ("subscriptions", self.subscriptions.stop),
             ("delivery client", self.sender.stop),
             ("store", self.store.close),
@@ -165,15 +181,15 @@ class Hub:
             problems.append(database)
         crashed_supervisors = 0
         for name, what in self.tasks.health():
-            if not detailed and name.startswith(supervisor.TASK_PREFIX):
+            if not detailed and name.startswith(_PRIVATE_TASKS):
                 crashed_supervisors += 1
             else:
                 problems.append(errors.Problem(f"{name}: {what}"))
         if crashed_supervisors:
             problems.append(
                 errors.Problem(
-                    f"{crashed_supervisors} subscription delivery task(s) crashed, restarting"
-                    " (an admin key shows which)"
+                    f"{crashed_supervisors} subscription or instance task(s) crashed,"
+                    " restarting (an admin key shows which)"
                 )
             )
         return problems

@@ -5,6 +5,7 @@ trigger of the built-in ``eventhub`` model."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -69,8 +70,9 @@ def transition(sub: Subscription, move: Move | None, reason: str, now: float) ->
     return event(type_of(move), now, data, subject=sub.id)
 
 
-def builtin_model() -> dict[str, Any]:
-    """The draft of the built-in ``eventhub`` model: one trigger per notification type."""
+def builtin_model(extra: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The draft of the built-in ``eventhub`` model: one trigger per notification type, and
+    the ``extra`` triggers of other parts (the process instances' lifecycle)."""
     names = sorted(set(NAMES.values()))
     triggers = [
         {
@@ -89,6 +91,7 @@ def builtin_model() -> dict[str, Any]:
             "filters": [{"exact": {"source": SOURCE, "type": LIMIT_REACHED}}],
         }
     )
+    triggers.extend(extra)
     triggers.append(
         {
             "id": "all",

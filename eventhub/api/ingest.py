@@ -151,21 +151,21 @@ def _signature(incoming: _asgi.Incoming, names: Sequence[bytes]) -> str | None:
 
 
 def _receipt(events: list[NewEvent], appended: list[Appended]) -> bytes:
-    return orjson.dumps(
-        {
-            "accepted": len(events),
-            "events": [
-                {
-                    "source": e.source,
-                    "id": e.id,
-                    "offset": a.offset,
-                    "revision": a.revision,
-                    "duplicate": a.duplicate,
-                }
-                for e, a in zip(events, appended, strict=True)
-            ],
+    """What was stored; an event that names a process instance (``cxpinstanceid``) also
+    says what it did there: ``correlation`` is woke, buffered or unrouted (SPEC §6.2)."""
+    entries = []
+    for e, a in zip(events, appended, strict=True):
+        entry = {
+            "source": e.source,
+            "id": e.id,
+            "offset": a.offset,
+            "revision": a.revision,
+            "duplicate": a.duplicate,
         }
-    )
+        if a.correlation is not None:
+            entry["correlation"] = a.correlation
+        entries.append(entry)
+    return orjson.dumps({"accepted": len(events), "events": entries})
 
 
 async def post_events(ingest: Ingest, incoming: _asgi.Incoming, caller: auth.Caller) -> bytes:

@@ -3,7 +3,9 @@
 A request is written in one ``transport.write``; the answer is parsed by ``httptools`` (the
 llhttp parser uvicorn uses), keeping only what delivery needs: the status, ``Retry-After``,
 and a redirect's ``Location`` (to say where it pointed: redirects are never followed).
-The body of the answer is read to its end and dropped, so the connection can be reused.
+The body of the answer is read to its end and dropped, so the connection can be reused;
+a caller that wants it (a process's call step, whose answer holds variables) asks for up to
+``keep_body`` bytes of it.
 
 Errors a request can end with (the sender turns each into a failed attempt):
 
@@ -50,6 +52,7 @@ class Answer:
     retry_after: str | None
     keep_alive: bool
     location: str | None = None
+    body: bytes | None = None  # with ``keep_body``: the body, or None if it was longer
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,16 +149,20 @@ class Connection(asyncio.Protocol):
         self._location: str | None = None
         self._framed = False  # the answer's length is known (Content-Length or chunked)
         self._headers_done = False
+        self._keep = 0  # bytes of the answer's body to keep (0: none)
+        self._body: bytearray | None = None  # None: not kept, or longer than _keep
 
     # -- the caller's side -------------------------------------------------------------------
 
-    def send(self, request: bytes) -> asyncio.Future[Answer]:
+    def send(self, request: bytes, keep_body: int = 0) -> asyncio.Future[Answer]:
         assert self.transport is not None and self._waiter is None
         if self.closed or self.transport.is_closing():
             raise Disconnected("the receiver closed the connection")
         self._waiter = waiter = asyncio.get_running_loop().create_future()
         self._status, self._retry_after, self._location = 0, None, None
         self._framed = self._headers_done = False
+        self._keep = keep_body
+        self._body = bytearray() if keep_body else None
         self.transport.write(request)
         return waiter
 
@@ -216,6 +223,14 @@ class Connection(asyncio.Protocol):
         elif name == b"content-length" or name == b"transfer-encoding":
             self._framed = True
 
+    def on_body(self, chunk: bytes) -> None:
+        body = self._body
+        if body is not None:
+            if len(body) + len(chunk) > self._keep:
+                self._body = None  # too long: read on, keep nothing
+            else:
+                body += chunk
+
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
         self._headers_done = True
@@ -224,6 +239,7 @@ class Connection(asyncio.Protocol):
         if 100 <= self._status < 200:  # an interim answer (100 Continue): the real one follows
             self._status, self._retry_after, self._location = 0, None, None
             self._framed = self._headers_done = False
+            self._body = bytearray() if self._keep else None
             return
         self._finish(self._parser.should_keep_alive())
 
@@ -232,7 +248,10 @@ class Connection(asyncio.Protocol):
     def _finish(self, keep_alive: bool) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
-            waiter.set_result(Answer(self._status, self._retry_after, keep_alive, self._location))
+            body = None if self._body is None else bytes(self._body)
+            waiter.set_result(
+                Answer(self._status, self._retry_after, keep_alive, self._location, body)
+            )
 
     def _fail(self, exc: BaseException) -> None:
         waiter = self._waiter

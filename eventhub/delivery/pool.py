@@ -83,7 +83,7 @@ class Pool:
         return self._idle_count
 
     async def post(
-        self, target: http1.Target, headers: Mapping[str, str], body: bytes
+        self, target: http1.Target, headers: Mapping[str, str], body: bytes, keep_body: int = 0
     ) -> http1.Answer:
         """One request and its whole answer within the total time limit; raises the errors
         listed in ``http1``, or ``egress.Refused``."""
@@ -96,7 +96,7 @@ class Pool:
         if conn is None:
             conn = await self._connect(target, deadline)
         try:
-            waiter = conn.send(request)
+            waiter = conn.send(request, keep_body)
             timer = loop.call_at(deadline, _expire, waiter)
             try:
                 answer = await waiter

@@ -33,7 +33,7 @@ def message_id(sub: Subscription, events: Sequence[StoredEvent]) -> str:
     return f"msg_{sub.id}_{first}" if first == last else f"msg_{sub.id}_{first}_{last}"
 
 
-def _header_value(value: object) -> str:
+def header_value(value: object) -> str:
     text = ("true" if value else "false") if isinstance(value, bool) else str(value)
     return quote(text, safe=_HEADER_SAFE)
 
@@ -43,7 +43,7 @@ def render(sub: Subscription, events: Sequence[StoredEvent]) -> tuple[dict[str, 
     if sub.format == "binary":
         (event,) = events
         headers = {
-            f"ce-{name}": _header_value(value)
+            f"ce-{name}": header_value(value)
             for name, value in event.attributes.items()
             if name != "datacontenttype"
         }

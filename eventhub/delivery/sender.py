@@ -37,6 +37,7 @@ class Answer:
     error: str | None
     latency_ms: float
     refused: bool = False  # the egress rules refused every address: nothing was sent
+    body: bytes | None = None  # with ``keep_body``: the answer's body, None if longer
 
 
 class Sender:
@@ -84,21 +85,29 @@ class Sender:
         return http1.target(uri, headers)
 
     async def post(
-        self, target: http1.Target, headers: Mapping[str, str], body: bytes, owner: str
+        self,
+        target: http1.Target,
+        headers: Mapping[str, str],
+        body: bytes,
+        owner: str,
+        keep_body: int = 0,
     ) -> Answer:
-        """One delivery of ``owner``'s (the subscription's API key id); never raises."""
+        """One request of ``owner``'s (the subscription's or process's API key id); never
+        raises. With ``keep_body``, the answer's body up to that many bytes comes back."""
         if not self._owners.try_acquire(owner):  # the common case costs no coroutine
             await self._owners.acquire(owner)
         try:
-            return await self._post(target, headers, body)
+            return await self._post(target, headers, body, keep_body)
         finally:
             self._owners.release(owner)
 
-    async def _post(self, target: http1.Target, headers: Mapping[str, str], body: bytes) -> Answer:
+    async def _post(
+        self, target: http1.Target, headers: Mapping[str, str], body: bytes, keep_body: int
+    ) -> Answer:
         async with self._slots:
             started = time.perf_counter()
             try:
-                answer = await self._pool.post(target, headers, body)
+                answer = await self._pool.post(target, headers, body, keep_body)
             except TimeoutError:
                 error = "timed out"
             except egress.Refused as exc:
@@ -112,6 +121,7 @@ class Sender:
                     answer.retry_after,
                     _error_of(answer),
                     (time.perf_counter() - started) * 1000,
+                    body=answer.body,
                 )
             return Answer(None, None, error, (time.perf_counter() - started) * 1000)
 

@@ -182,3 +182,11 @@ def open_headers(sealer: Vault, sub_id: str, sealed: str) -> dict[str, str]:
 def _text(value: str | bytes) -> str:
     # Older versions bound orjson's bytes, which SQLite keeps as a BLOB in a TEXT column.
     return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def process_secret(definition_id: str) -> str:
+    return f"process_definitions.secret/{definition_id}"
+
+
+def process_version(definition_id: str, version: int) -> str:
+    return f"process_versions.body/{definition_id}/{version}"

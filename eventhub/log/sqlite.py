@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import importlib.resources
 import logging
 import sqlite3
@@ -37,10 +38,12 @@ import orjson
 from eventhub import errors, files, tasks, traces
 from eventhub.clock import Clock, rfc3339
 from eventhub.events import Appended, DataKind, NewEvent, StoredEvent
-from eventhub.log import records, sealing
+from eventhub.log import instances, records, sealing
 from eventhub.log.store import KeyRecord, SourceRecord
 from eventhub.log.writer import GroupCommitWriter
 from eventhub.models import Attempt, Subscription
+from eventhub.processes import definitions
+from eventhub.processes.instances import CORRELATION_ATTRIBUTE, Entry, Instance, State
 from eventhub.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -178,8 +181,18 @@ class _Deliveries:
         records.add_attempts(cur, self.attempts)
 
 
+class _Emitting:
+    """A write that may append events of its own (an instance's lifecycle events) in the
+    same transaction: ``fn(cursor, emit, clock)``."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[sqlite3.Cursor, instances.Emit, instances.Clock], Any]):
+        self.fn = fn
+
+
 # A write: runs inside the group commit's transaction, on the writer's cursor.
-WriteOp = Callable[[sqlite3.Cursor], Any] | _Append
+WriteOp = Callable[[sqlite3.Cursor], Any] | _Append | _Emitting
 Matcher = Callable[[dict[str, Any]], Iterable[int]]
 
 
@@ -282,6 +295,10 @@ class SqliteStore:
         # Set by the hub: which triggers an event matches, and who to tell after a commit.
         self.matcher: Matcher | None = None
         self.on_commit: Callable[[set[int]], None] | None = None
+        # Set by the process engine: step ids for history lines, and who to tell after a
+        # commit that woke instances or buffered events for them (earliest new expiry).
+        self.step_names: instances.StepNames | None = None
+        self.on_instances: Callable[[list[str], float | None], None] | None = None
         self._checkpointer: tasks.Watched | None = None
         self._squeezed = False  # a write failed on a full disk: truncate the WAL when possible
         self._deliveries: _Deliveries | None = None  # the batch record_delivery fills
@@ -399,6 +416,14 @@ class SqliteStore:
         result: R = await self._writer_or_fail().submit(op)
         return result
 
+    async def transact(
+        self, fn: Callable[[sqlite3.Cursor, instances.Emit, instances.Clock], R]
+    ) -> R:
+        """Run ``fn`` inside the next group commit, with ``emit`` to append events in the
+        same transaction; return its result once committed."""
+        result: R = await self._writer_or_fail().submit(_Emitting(fn))
+        return result
+
     async def append(self, events: Sequence[NewEvent]) -> list[Appended]:
         if not events:
             return []
@@ -413,26 +438,56 @@ class SqliteStore:
         """One transaction for every queued write (runs in the writer's task).
 
         The events of every append in the flush go through ``_append_rows`` together, so a
-        flush of 50 single-event requests costs one identity query, not 50."""
+        flush of 50 single-event requests costs one identity query, not 50. Those that name
+        a process instance are correlated next, in the same transaction (the receipt says
+        what became of them); then the other writes run, in the order they were queued."""
         assert self._conn is not None
         cur = self._conn.cursor()
         last_offset = self._last_offset
         matched: set[int] = set()
         appends = [op for op in ops if isinstance(op, _Append)]
-        self._set_durability(bool(appends))
+        emitting = any(isinstance(op, _Emitting) for op in ops)
+        self._set_durability(bool(appends) or emitting)
+        now = self._clock.now()
+        clock = instances.Clock(now, rfc3339(now))
+        correlated: instances.Correlated | None = None
+
+        def emit(events: Sequence[NewEvent]) -> list[Appended]:
+            return self._append_rows(cur, events, clock.text, matched) if events else []
+
         self._quiet.clear()
         try:
             cur.execute("BEGIN IMMEDIATE")
             try:
                 if appends:
-                    received_at = rfc3339(self._clock.now())
                     merged = [event for op in appends for event in op.events]
-                    appended = self._append_rows(cur, merged, received_at, matched)
+                    appended = self._append_rows(cur, merged, clock.text, matched)
+                    if self.step_names is not None and any(
+                        CORRELATION_ATTRIBUTE in e.attributes for e in merged
+                    ):
+                        correlated = instances.correlate_appended(
+                            cur,
+                            emit,
+                            list(zip(merged, appended, strict=True)),
+                            self.step_names,
+                            clock,
+                        )
+                        appended = [
+                            a if word is None else dataclasses.replace(a, correlation=word)
+                            for a, word in zip(appended, correlated.receipts, strict=True)
+                        ]
                     start = 0
                     for op in appends:
                         op.result = appended[start : start + len(op.events)]
                         start += len(op.events)
-                results = [op.result if isinstance(op, _Append) else op(cur) for op in ops]
+                results = [
+                    op.result
+                    if isinstance(op, _Append)
+                    else op.fn(cur, emit, clock)
+                    if isinstance(op, _Emitting)
+                    else op(cur)
+                    for op in ops
+                ]
                 if self._durable_commit:
                     await self._commit()
                 else:
@@ -457,6 +512,12 @@ class SqliteStore:
         self._dirty = True
         if matched and self.on_commit is not None:
             self.on_commit(matched)
+        if (
+            correlated is not None
+            and (correlated.woken or correlated.earliest is not None)
+            and self.on_instances is not None
+        ):
+            self.on_instances(correlated.woken, correlated.earliest)
         return results
 
     def _roll_back(self) -> None:
@@ -774,6 +835,16 @@ class SqliteStore:
     async def trigger_ids(self) -> dict[tuple[str, str], int]:
         return await self._read(records.trigger_ids)
 
+    async def ensure_trigger(self, km: str, trigger: str) -> int:
+        def op(cur: sqlite3.Cursor) -> int:
+            cur.execute("INSERT OR IGNORE INTO triggers (km, trigger) VALUES (?, ?)", (km, trigger))
+            (tid,) = cur.execute(
+                "SELECT tid FROM triggers WHERE km = ? AND trigger = ?", (km, trigger)
+            ).fetchone()
+            return int(tid)
+
+        return await self.write(op)
+
     async def save_subscription(self, sub: Subscription) -> None:
         await self.write(lambda cur: records.save_subscription(cur, sub, self._vault))
 
@@ -829,6 +900,105 @@ class SqliteStore:
         batch.subs[sub.id] = sub
         if attempt is not None:
             batch.attempts.append((sub.id, attempt))
+
+    # -- process definitions and instances (SPEC §6.2; log/instances.py) ---------------------
+
+    def _names(self) -> instances.StepNames:
+        assert self.step_names is not None, "the process engine is not attached"
+        return self.step_names
+
+    async def load_definitions(
+        self,
+    ) -> tuple[list[definitions.Stored], list[definitions.Definition]]:
+        return await self._read(lambda cur: instances.load_definitions(cur, self._vault))
+
+    async def save_definition(self, stored: definitions.Stored) -> int:
+        return await self.write(lambda cur: instances.save_definition(cur, stored, self._vault))
+
+    async def delete_definition(self, definition_id: str) -> None:
+        await self.write(lambda cur: instances.delete_definition(cur, definition_id))
+
+    async def start_instances(
+        self, definition_id: str, cursor: int, started: Sequence[tuple[Instance, str | None]]
+    ) -> None:
+        await self.transact(
+            lambda cur, emit, clock: instances.start(
+                cur, emit, definition_id, cursor, started, clock
+            )
+        )
+
+    async def move_start_cursor(self, definition_id: str, cursor: int) -> None:
+        await self.write(lambda cur: instances.move_cursor(cur, definition_id, cursor))
+
+    async def advance_instance(
+        self, instance_id: str, step: int, variables: dict[str, Any], entries: Sequence[Entry]
+    ) -> bool:
+        return await self.transact(
+            lambda cur, emit, clock: instances.advance(
+                cur, instance_id, step, variables, entries, clock
+            )
+        )
+
+    async def note_instance(self, instance_id: str, entries: Sequence[Entry]) -> None:
+        await self.write(lambda cur: instances.note(cur, instance_id, entries))
+
+    async def open_wait(
+        self, instance_id: str, step: int, type_: str, timeout_seconds: float | None
+    ) -> instances.Opened | None:
+        names = self._names()
+        return await self.transact(
+            lambda cur, emit, clock: instances.open_wait(
+                cur, emit, instance_id, step, names, type_, timeout_seconds, clock
+            )
+        )
+
+    async def finish_instance(
+        self,
+        instance_id: str,
+        expect: Sequence[State],
+        state: State,
+        reason: str | None = None,
+        step: int | None = None,
+    ) -> Instance | None:
+        names = self._names()
+        return await self.transact(
+            lambda cur, emit, clock: instances.finish(
+                cur, emit, instance_id, expect, state, names, clock, reason, step
+            )
+        )
+
+    async def expire_instances(self, limit: int) -> int:
+        names = self._names()
+        return await self.transact(
+            lambda cur, emit, clock: instances.expire(cur, emit, names, clock, limit)
+        )
+
+    async def next_due(self) -> float | None:
+        return await self._read(instances.next_due)
+
+    async def get_instance(self, instance_id: str) -> Instance | None:
+        return await self._read(lambda cur: instances.get_instance(cur, instance_id))
+
+    async def list_instances(
+        self, definition: str | None, state: State | None, after: int, limit: int
+    ) -> list[Instance]:
+        return await self._read(
+            lambda cur: instances.list_instances(cur, definition, state, after, limit)
+        )
+
+    async def running_instances(self) -> list[Instance]:
+        return await self._read(instances.running)
+
+    async def live_instances(self, definition_id: str) -> list[str]:
+        return await self._read(lambda cur: instances.live_of(cur, definition_id))
+
+    async def list_unrouted(self, after: int, limit: int) -> list[dict[str, Any]]:
+        return await self._read(lambda cur: instances.list_unrouted(cur, after, limit))
+
+    async def read_event(self, offset: int) -> StoredEvent | None:
+        """The event at ``offset``, if the log still holds it."""
+        found = await self.read_after(offset - 1, 1)
+        return found[0] if found and found[0].offset == offset else None
 
 
 @contextlib.contextmanager

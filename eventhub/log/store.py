@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from eventhub import tasks
 from eventhub.events import Appended, NewEvent, StoredEvent
 from eventhub.models import Attempt, Subscription
+from eventhub.processes.definitions import Definition, Stored
+from eventhub.processes.instances import Entry, Instance, State
 from eventhub.traces import TraceMember, TraceSummary
+
+if TYPE_CHECKING:
+    from eventhub.log.instances import Opened, StepNames
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +47,12 @@ class Store(Protocol):
     # event, inside the commit), and who to tell after a commit that fired triggers.
     matcher: Callable[[dict[str, Any]], Iterable[int]] | None
     on_commit: Callable[[set[int]], None] | None
+    # Set by the process engine before traffic: the step ids history lines name, and who to
+    # tell after a commit whose events woke instances (their ids) or were buffered for them
+    # (the earliest expiry among those). Events naming an instance are correlated inside the
+    # commit that appends them, and ``Appended.correlation`` says how.
+    step_names: StepNames | None
+    on_instances: Callable[[list[str], float | None], None] | None
 
     async def open(self, owner: tasks.Tasks | None = None) -> None:
         """Open, with the store's background tasks watched by ``owner``."""
@@ -107,3 +118,54 @@ class Store(Protocol):
     async def delete_subscription(self, sub_id: str) -> None: ...
     async def load_subscriptions(self) -> list[Subscription]: ...
     async def list_attempts(self, sub_id: str, limit: int) -> list[Attempt]: ...
+
+    async def ensure_trigger(self, km: str, trigger: str) -> int:
+        """The match-index number of ``(km, trigger)``, made if new (a process's own start)."""
+        ...
+
+    # process definitions and instances (SPEC §6.2; eventhub/processes). Every change of an
+    # instance is compare-and-set on its state (and step): None/False when it had moved.
+    async def load_definitions(self) -> tuple[list[Stored], list[Definition]]:
+        """(every current definition, every version any instance may run)."""
+        ...
+
+    async def save_definition(self, stored: Stored) -> int:
+        """Save ``stored`` as a new version of its definition; returns the version number."""
+        ...
+
+    async def delete_definition(self, definition_id: str) -> None: ...
+    async def start_instances(
+        self, definition_id: str, cursor: int, started: Sequence[tuple[Instance, str | None]]
+    ) -> None:
+        """Insert the instances (each with its first step's id) and move the definition's
+        start cursor to ``cursor``, in one commit with their ``started`` events."""
+        ...
+
+    async def advance_instance(
+        self, instance_id: str, step: int, variables: dict[str, Any], entries: Sequence[Entry]
+    ) -> bool: ...
+    async def note_instance(self, instance_id: str, entries: Sequence[Entry]) -> None: ...
+    async def open_wait(
+        self, instance_id: str, step: int, type_: str, timeout_seconds: float | None
+    ) -> Opened | None: ...
+    async def finish_instance(
+        self,
+        instance_id: str,
+        expect: Sequence[State],
+        state: State,
+        reason: str | None = None,
+        step: int | None = None,
+    ) -> Instance | None: ...
+    async def expire_instances(self, limit: int) -> int:
+        """Time out due waits and unroute expired buffered events, up to ``limit`` each."""
+        ...
+
+    async def next_due(self) -> float | None: ...
+    async def get_instance(self, instance_id: str) -> Instance | None: ...
+    async def list_instances(
+        self, definition: str | None, state: State | None, after: int, limit: int
+    ) -> list[Instance]: ...
+    async def running_instances(self) -> list[Instance]: ...
+    async def live_instances(self, definition_id: str) -> list[str]: ...
+    async def list_unrouted(self, after: int, limit: int) -> list[dict[str, Any]]: ...
+    async def read_event(self, offset: int) -> StoredEvent | None: ...

@@ -251,6 +251,9 @@ def make_legacy(db: Path, old: Path, whsec: str) -> None:
     conn.execute("ALTER TABLE sources DROP COLUMN max_body_bytes")  # schema 4's
     conn.execute("DROP TABLE trace_members")  # schema 5's (its triggers go with it)
     conn.execute("DROP TABLE traces")
+    for table in ("process_definitions", "process_versions", "instances", "instance_history"):
+        conn.execute(f"DROP TABLE {table}")  # schema 6's (their indexes go with them)
+    conn.execute("DROP TABLE correlations")
     conn.execute("PRAGMA user_version = 2")
     conn.execute("UPDATE sources SET secret = ?", (SOURCE_SECRET,))
     # orjson's bytes, as the old code bound them: SQLite keeps a BLOB in the TEXT column.

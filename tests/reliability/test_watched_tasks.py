@@ -90,9 +90,9 @@ async def test_a_crashed_supervisor_is_shown_restarted_and_delivers_the_backlog_
     body = await _until_not_ready(server, f"subscription-{sub['id']}")
     assert "crashed (RuntimeError)" in " ".join(d["reason"] for d in body["details"])
     # Without a key the probe still says why, but not which subscription (ids are not public).
-    anonymous = await _until_not_ready(server, "subscription delivery task(s)", admin=False)
+    anonymous = await _until_not_ready(server, "subscription or instance task(s)", admin=False)
     reasons = " ".join(d["reason"] for d in anonymous["details"])
-    assert "1 subscription delivery task(s) crashed" in reasons and sub["id"] not in reasons
+    assert "1 subscription or instance task(s) crashed" in reasons and sub["id"] not in reasons
     state = await sub_state(server, sub["id"])
     assert state["lastError"].startswith("delivery task crashed: RuntimeError: injected")
     assert any("crashed" in r.getMessage() and r.exc_info for r in caplog.records)

@@ -184,6 +184,9 @@ async def test_an_upgrade_traces_the_events_already_in_the_log(tmp_path: Path) -
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("DROP TABLE trace_members")  # as schema 4 left it
     conn.execute("DROP TABLE traces")
+    for table in ("process_definitions", "process_versions", "instances", "instance_history"):
+        conn.execute(f"DROP TABLE {table}")  # schema 6's
+    conn.execute("DROP TABLE correlations")
     conn.execute("PRAGMA user_version = 4")
     conn.close()
     store = SqliteStore(path, ManualClock(), vault=Vault(b"k" * 32))

@@ -1,0 +1,490 @@
+"""The process engine (SPEC §6.2): definitions, the instances they start, their steps.
+
+Three kinds of work, each owned and watched (``eventhub.tasks``):
+
+- **Starting**: per definition, a cursor consumer (``eventhub.consume``) of its start trigger.
+  Each page's new instances and the cursor past them are one commit, so an event starts one
+  instance, also across a crash. Events that name an instance (``cxpinstanceid``) do not
+  start one (seed 000), nor do the hub's own instance lifecycle events (no loops).
+- **Running**: a task per *Running* instance carries out its steps one at a time and ends
+  when the instance sleeps or finishes. A call step is sent like a delivery (the shared
+  sender: egress rules, per-owner share, the retry policy), signed with the definition's
+  secret, with a ``ce-id`` stable per (instance, step): a crash repeats it identically.
+  A wait step takes a buffered event or puts the instance to sleep; a sleeping (*Waiting*)
+  instance is a row and nothing else: no task, no timer.
+- **Waking and timing out**: the store correlates an ingested event that names an instance
+  inside the commit that appends it (``eventhub.log.instances.correlate_appended``) and
+  tells the engine which instances it woke (``on_instances``): each gets a task again. One
+  timer task sleeps until the earliest timeout or buffer expiry (an index lookup) and lets
+  the store time out and unroute what is due.
+
+Every change of an instance is a compare-and-set in the store, so a cancel, a wake, the
+timer and a running task can race and the first commit wins; the others find the instance
+moved and stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from eventhub import auth, errors, notifications, tasks, traces
+from eventhub.catalog.service import Catalog
+from eventhub.clock import Clock, rfc3339
+from eventhub.codec import jsontext
+from eventhub.consume.consumer import Consumer, Outcome, Result
+from eventhub.consume.pages import Pages
+from eventhub.consume.permit import Permit
+from eventhub.delivery import http1, policy, signing
+from eventhub.delivery.owners import PerOwner
+from eventhub.delivery.policy import RetryPolicy, Verdict
+from eventhub.delivery.sender import Sender
+from eventhub.events import StoredEvent
+from eventhub.log.store import Store
+from eventhub.processes import definitions, lifecycle
+from eventhub.processes.definitions import Call, Definition, Stored, Wait
+from eventhub.processes.instances import (
+    CALLED,
+    RETRYING,
+    Entry,
+    Instance,
+    State,
+    instance_named,
+)
+
+log = logging.getLogger(__name__)
+
+# Task names: /readyz shows these ids only to an admin (Hub.health).
+RUNNER_PREFIX = "instance-"
+STARTER_PREFIX = "process-start-"
+TIMER_TASK = "process-timer"
+# A call's answer is read up to this many bytes for its variables; a longer one is taken as
+# a success that sets none (said in the history).
+MAX_ANSWER_BYTES = 1024 * 1024
+START_PAGE = 100
+EXPIRE_BATCH = 500
+_START_PAGES = 16  # start pages in memory at once, over every definition
+_OWNER = "processes"  # the start consumers' share of that budget
+PRIVATE_MODEL = "process/"  # the match-index name of a definition's own start filters
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        catalog: Catalog,
+        sender: Sender,
+        clock: Clock,
+        retry: RetryPolicy,
+        owner: tasks.Tasks,
+    ) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._sender = sender
+        self._clock = clock
+        self._retry = retry
+        self._tasks = owner
+        self.definitions: dict[str, Stored] = {}
+        self._versions: dict[tuple[str, int], Definition] = {}
+        self._signers: dict[str, signing.Signer] = {}
+        self._targets: dict[tuple[str, int, int], http1.Target] = {}
+        self._starters: dict[str, tuple[Consumer, tasks.Watched]] = {}
+        self._by_tid: dict[int, set[str]] = {}
+        self._runners: dict[str, tasks.Watched] = {}
+        self._again: set[str] = set()  # woken while their task was still finishing
+        self._pages = Pages(store)
+        self._permits = asyncio.Semaphore(_START_PAGES)
+        self._shares = PerOwner(_START_PAGES)
+        self._lock = asyncio.Lock()  # definition changes, one at a time
+        self._timer: tasks.Watched | None = None
+        self._timer_wake = asyncio.Event()
+        self._planned: float | None = None  # when the timer means to wake next
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        store = self._store
+        current, versions = await store.load_definitions()
+        for version in versions:
+            self._versions[(version.id, version.version)] = version
+        store.step_names = self.step_id
+        store.on_instances = self._woken
+        for stored in current:
+            self._install(stored)
+        for instance in await store.running_instances():
+            self._drive(instance.id)
+        self._timer = self._tasks.watch(TIMER_TASK, self._timer_loop)
+
+    async def stop(self) -> None:
+        self._closed = True
+        self._store.on_instances = None
+        running = [w for _, w in self._starters.values()] + list(self._runners.values())
+        if self._timer is not None:
+            running.append(self._timer)
+        await asyncio.gather(*(w.stop() for w in running))
+
+    def on_commit(self, tids: Sequence[int]) -> None:
+        """After a commit that appended events of these triggers: start consumers read on."""
+        self._pages.appended(tids)
+        for tid in tids:
+            for definition_id in self._by_tid.get(tid, ()):
+                self._starters[definition_id][0].wake()
+
+    def step_id(self, definition_id: str, version: int, index: int) -> str | None:
+        found = self._versions.get((definition_id, version))
+        return None if found is None else found.step_id(index)
+
+    # -- definitions -------------------------------------------------------------------------
+
+    async def put(self, definition_id: str, body: Any, who: auth.Principal) -> tuple[Stored, bool]:
+        """Create or replace a definition (a new version); True if it was created. Running
+        instances go on with the version they started on."""
+        definition = definitions.parse(definition_id, body, self._sender.rules)
+        async with self._lock:
+            previous = self.definitions.get(definition_id)
+            tid = await self._start_tid(definition)
+            if previous is not None:
+                await self._uninstall(previous, keep_index=previous.start_tid == tid)
+            now = rfc3339(self._clock.now())
+            if previous is not None and previous.start_tid == tid:
+                cursor = previous.cursor
+            else:
+                cursor = await self._store.trigger_head(tid)
+            stored = Stored(
+                definition,
+                who.key_id,
+                previous.secret if previous is not None else signing.new_secret(),
+                tid,
+                cursor,
+                previous.created_at if previous is not None else now,
+                now,
+            )
+            try:
+                version = await self._store.save_definition(stored)
+            except BaseException:
+                if previous is not None:
+                    self._install(previous)
+                raise
+            stored.definition = dataclasses.replace(definition, version=version)
+            self._versions[(definition_id, version)] = stored.definition
+            self._install(stored)
+            return stored, previous is None
+
+    async def delete(self, definition_id: str, cancel_instances: bool) -> None:
+        """Remove a definition; 409 while it has live instances, unless they are cancelled
+        first (``cancel_instances``). Its instances stay readable."""
+        async with self._lock:
+            stored = self._definition(definition_id)
+            await self._uninstall(stored, keep_index=True)  # no new instance from here on
+            try:
+                live = await self._store.live_instances(definition_id)
+                if live and not cancel_instances:
+                    raise errors.Conflict(
+                        f"process {definition_id!r} has {len(live)} live instance(s); cancel"
+                        " them first, or delete with ?cancelInstances=true"
+                    )
+                for instance_id in live:
+                    with contextlib.suppress(errors.Conflict):  # it finished meanwhile
+                        await self.cancel(instance_id, "its process definition was deleted")
+                await self._store.delete_definition(definition_id)
+            except BaseException:
+                self._install(stored)
+                raise
+            if stored.definition.start.filters is not None:
+                self._catalog.index.remove(stored.start_tid)
+            del self.definitions[definition_id]
+            self._signers.pop(definition_id, None)
+
+    def get(self, definition_id: str) -> Stored:
+        return self._definition(definition_id)
+
+    def _definition(self, definition_id: str) -> Stored:
+        stored = self.definitions.get(definition_id)
+        if stored is None:
+            raise errors.NotFound(f"no process definition {definition_id!r}")
+        return stored
+
+    async def _start_tid(self, definition: Definition) -> int:
+        start = definition.start
+        if start.filters is not None:
+            return await self._store.ensure_trigger(PRIVATE_MODEL + definition.id, "start")
+        assert start.km is not None and start.trigger is not None
+        try:
+            _, tid = self._catalog.trigger(start.km, start.trigger)
+        except errors.NotFound as exc:
+            raise errors.InvalidRequest(f"start: {exc.message}") from None
+        return tid
+
+    def _install(self, stored: Stored) -> None:
+        """Adopt ``stored``: its start filters in the match index, its start consumer on."""
+        definition = stored.definition
+        self.definitions[definition.id] = stored
+        self._signers[definition.id] = signing.Signer(stored.secret)
+        if definition.start.filters is not None:
+            self._catalog.index.add(stored.start_tid, list(definition.start.filters))
+        consumer = Consumer(
+            stored.start_tid,
+            self._pages,
+            Permit(self._permits, self._shares, _OWNER),
+            self._clock,
+            position=lambda: stored.cursor,
+            handle=lambda page: self._start_page(stored, page),
+            commit=lambda page: None,  # the handler commits (MOVED): instances and cursor
+            page_size=START_PAGE,
+            read_ahead=START_PAGE,
+        )
+        self._by_tid.setdefault(stored.start_tid, set()).add(definition.id)
+        if not self._closed:
+            task = self._tasks.watch(STARTER_PREFIX + definition.id, consumer.run)
+            self._starters[definition.id] = (consumer, task)
+
+    async def _uninstall(self, stored: Stored, keep_index: bool) -> None:
+        definition_id = stored.definition.id
+        found = self._starters.pop(definition_id, None)
+        if found is not None:
+            await found[1].stop()
+        self._by_tid.get(stored.start_tid, set()).discard(definition_id)
+        if not keep_index and stored.definition.start.filters is not None:
+            self._catalog.index.remove(stored.start_tid)
+
+    async def _start_page(self, stored: Stored, page: Sequence[StoredEvent]) -> Result:
+        """The start consumer's handler: an instance per event that may start one, and the
+        cursor past the page, in one commit."""
+        definition = stored.definition
+        now = self._clock.now()
+        text = rfc3339(now)
+        started: list[tuple[Instance, str | None]] = []
+        for event in page:
+            if instance_named(event.attributes) is not None or _own_instance_event(event):
+                continue
+            instance = Instance(
+                id=secrets.token_hex(8),
+                definition_id=definition.id,
+                version=definition.version,
+                state=State.RUNNING,
+                step=0,
+                variables=traces.flat_properties(event.kind, event.data),
+                buffer_for=definition.buffer_seconds,
+                started_by={"source": event.source, "id": event.id, "offset": event.offset},
+                last_offset=event.offset,
+                created_at=text,
+                updated_at=text,
+            )
+            started.append((instance, definition.step_id(0)))
+        await self._store.start_instances(definition.id, page[-1].offset, started)
+        stored.cursor = max(stored.cursor, page[-1].offset)
+        for instance, _ in started:
+            self._drive(instance.id)
+        return Outcome.MOVED
+
+    # -- instances ---------------------------------------------------------------------------
+
+    async def cancel(self, instance_id: str, reason: str = "cancelled") -> Instance:
+        """Running or Waiting -> Cancelled; 404 if there is no such instance, 409 if it has
+        finished. A call in flight is abandoned (its receiver may still have it)."""
+        runner = self._runners.get(instance_id)
+        if runner is not None:
+            await runner.stop()
+            if self._runners.get(instance_id) is runner:
+                del self._runners[instance_id]
+        ended = await self._store.finish_instance(
+            instance_id, (State.RUNNING, State.WAITING), State.CANCELLED, reason
+        )
+        if ended is None:
+            found = await self._store.get_instance(instance_id)
+            if found is None:
+                raise errors.NotFound(f"no instance {instance_id!r}")
+            raise errors.Conflict(f"instance {instance_id} is {found.state}: nothing to cancel")
+        log.info("instance %s cancelled: %s", instance_id, reason)
+        return ended
+
+    def _woken(self, instance_ids: list[str], earliest: float | None) -> None:
+        """The store's word after a commit: these instances woke; something is buffered
+        until ``earliest``."""
+        for instance_id in instance_ids:
+            self._drive(instance_id)
+        if earliest is not None:
+            self._due(earliest)
+
+    def _drive(self, instance_id: str) -> None:
+        """Make sure a task carries ``instance_id`` on (it is Running)."""
+        if self._closed:
+            return
+        if instance_id in self._runners:
+            self._again.add(instance_id)  # it may be on its way out: it looks again first
+            return
+        self._runners[instance_id] = self._tasks.watch(
+            RUNNER_PREFIX + instance_id, lambda: self._run(instance_id)
+        )
+
+    async def _run(self, instance_id: str) -> None:
+        """The task of one Running instance (restarted from the stored state after a crash,
+        so a call in flight then is sent again, with the same ``ce-id``)."""
+        while True:
+            self._again.discard(instance_id)
+            instance = await self._store.get_instance(instance_id)
+            if instance is not None and instance.state is State.RUNNING:
+                await self._steps(instance)
+            if instance_id not in self._again:
+                # No await between the look and the leaving: a wake after this starts a task.
+                self._runners.pop(instance_id, None)
+                return
+
+    async def _steps(self, instance: Instance) -> None:
+        """Carry ``instance`` on until it sleeps, finishes, or was moved by someone else."""
+        store = self._store
+        while True:
+            definition = self._versions[(instance.definition_id, instance.version)]
+            if instance.step >= len(definition.steps):
+                await store.finish_instance(
+                    instance.id, (State.RUNNING,), State.COMPLETED, step=instance.step
+                )
+                return
+            step = definition.steps[instance.step]
+            if isinstance(step.action, Call):
+                if not await self._call(instance, definition, step.action):
+                    return
+                continue
+            assert isinstance(step.action, Wait)
+            opened = await store.open_wait(
+                instance.id, instance.step, step.action.type, step.action.timeout
+            )
+            if opened is None:
+                return  # cancelled meanwhile
+            if opened.offset is None:
+                if step.action.timeout is not None:
+                    self._due(self._clock.now() + step.action.timeout)
+                return  # asleep: a row, no task
+            instance.step += 1
+            instance.variables = opened.variables
+            instance.last_offset = opened.offset
+
+    async def _call(self, instance: Instance, definition: Definition, call: Call) -> bool:
+        """One call step, retried per the delivery policy; True when it succeeded and the
+        instance moved on, False when it failed (Failed) or was moved by someone else."""
+        store, clock = self._store, self._clock
+        index = instance.step
+        step_id = definition.steps[index].id
+        stored = self.definitions.get(definition.id)
+        owner = stored.owner if stored is not None else _OWNER
+        target = self._target(definition, index, call)
+        cause = await store.read_event(instance.last_offset)
+        retry = 0
+        while True:
+            now = clock.now()
+            headers, body = lifecycle.render_call(
+                instance.id, definition.id, step_id, index, instance.variables, cause, now
+            )
+            message_id = lifecycle.call_id(instance.id, index)
+            headers.update(self._signer(definition.id).headers(message_id, now, body))
+            answer = await self._sender.post(target, headers, body, owner, MAX_ANSWER_BYTES)
+            verdict = policy.classify(answer.status, answer.refused)
+            if verdict is Verdict.SUCCESS:
+                variables, detail = _answered(instance.variables, answer.status, answer.body)
+                entry = Entry(rfc3339(clock.now()), step_id, CALLED, detail=detail)
+                if not await store.advance_instance(instance.id, index, variables, [entry]):
+                    return False
+                instance.step += 1
+                instance.variables = variables
+                return True
+            error = answer.error or "call failed"
+            if retry < self._retry.max_retries:
+                retry += 1
+                await store.note_instance(
+                    instance.id, [Entry(rfc3339(clock.now()), step_id, RETRYING, detail=error)]
+                )
+                retry_after = policy.parse_retry_after(answer.retry_after, clock.now())
+                await clock.sleep(policy.retry_delay(self._retry, retry, retry_after))
+                continue
+            ended = await store.finish_instance(
+                instance.id,
+                (State.RUNNING,),
+                State.FAILED,
+                f"step {step_id}: {error} (after {retry + 1} attempts)",
+                step=index,
+            )
+            if ended is not None:
+                log.warning("instance %s failed at step %s: %s", instance.id, step_id, error)
+            return False
+
+    def _target(self, definition: Definition, index: int, call: Call) -> http1.Target:
+        key = (definition.id, definition.version, index)
+        target = self._targets.get(key)
+        if target is None:
+            target = self._targets[key] = self._sender.target(call.uri, call.headers)
+        return target
+
+    def _signer(self, definition_id: str) -> signing.Signer:
+        signer = self._signers.get(definition_id)
+        if signer is None:
+            # A definition deleted with its instances cancelled: a straggler's last call
+            # cannot be signed with a secret that is gone.
+            raise errors.NotFound(f"process definition {definition_id!r} was deleted")
+        return signer
+
+    # -- the timer ---------------------------------------------------------------------------
+
+    def _due(self, when: float) -> None:
+        """Something falls due at ``when``: wake the timer if that is before its plan."""
+        if self._planned is None or when < self._planned:
+            self._planned = when
+            self._timer_wake.set()
+
+    async def _timer_loop(self) -> None:
+        store, clock = self._store, self._clock
+        while True:
+            self._timer_wake.clear()
+            while await store.expire_instances(EXPIRE_BATCH) >= EXPIRE_BATCH:
+                pass
+            due = await store.next_due()
+            if self._timer_wake.is_set():
+                continue  # something earlier came while we looked
+            self._planned = due
+            if due is None:
+                await self._timer_wake.wait()
+                continue
+            delay = due - clock.now()
+            if delay > 0:
+                await _first(clock.sleep(delay), self._timer_wake.wait())
+
+
+def _own_instance_event(event: StoredEvent) -> bool:
+    return event.source == notifications.SOURCE and str(
+        event.attributes.get("type", "")
+    ).startswith(lifecycle.TYPE_PREFIX)
+
+
+def _answered(
+    variables: dict[str, Any], status: int | None, body: bytes | None
+) -> tuple[dict[str, Any], str]:
+    """The variables after a call's 2xx answer (a JSON object's members merge in), and the
+    history's word on it."""
+    detail = f"HTTP {status}"
+    if body is None:
+        return variables, f"{detail}; the answer was over {MAX_ANSWER_BYTES} bytes, not read"
+    if not body.strip():
+        return variables, detail
+    try:
+        value = jsontext.loads(body)
+    except (errors.InvalidJson, RecursionError):
+        return variables, f"{detail}; the answer is not JSON, no variables taken"
+    if not isinstance(value, dict):
+        return variables, f"{detail}; the answer is not a JSON object, no variables taken"
+    return {**variables, **value}, f"{detail}; {len(value)} variable(s) set"
+
+
+async def _first(*waits: Any) -> None:
+    """Until the first of ``waits`` (coroutines) returns; the others are cancelled."""
+    pending = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
