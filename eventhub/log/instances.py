@@ -102,10 +102,13 @@ def _history(cur: sqlite3.Cursor, instance_id: str, entries: Iterable[Entry]) ->
 # -- definitions -------------------------------------------------------------------------------
 
 
-def save_definition(cur: sqlite3.Cursor, stored: definitions.Stored, sealer: Vault) -> int:
+def save_definition(
+    cur: sqlite3.Cursor, stored: definitions.Stored, sealer: Vault
+) -> tuple[int, int]:
     """Insert or update a definition with a new version; returns the version number (one
     past any version the id ever had, so a definition deleted and made again never reuses
-    one an old instance still names)."""
+    one an old instance still names) and the start cursor as stored: with the same start
+    trigger it never moves back (a start page may have committed after the caller read it)."""
     d = stored.definition
     (last,) = cur.execute(
         "SELECT COALESCE(MAX(version), 0) FROM process_versions WHERE definition_id = ?", (d.id,)
@@ -119,8 +122,10 @@ def save_definition(cur: sqlite3.Cursor, stored: definitions.Stored, sealer: Vau
     cur.execute(
         "INSERT INTO process_definitions (id, version, owner, secret, start_tid, cursor,"
         " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
-        " SET version = excluded.version, owner = excluded.owner, start_tid ="
-        " excluded.start_tid, cursor = excluded.cursor, updated_at = excluded.updated_at",
+        " SET version = excluded.version, owner = excluded.owner,"
+        " cursor = CASE WHEN start_tid = excluded.start_tid THEN max(cursor, excluded.cursor)"
+        " ELSE excluded.cursor END, start_tid = excluded.start_tid,"
+        " updated_at = excluded.updated_at",
         (
             d.id,
             version,
@@ -132,7 +137,10 @@ def save_definition(cur: sqlite3.Cursor, stored: definitions.Stored, sealer: Vau
             stored.updated_at,
         ),
     )
-    return int(version)
+    (cursor,) = cur.execute(
+        "SELECT cursor FROM process_definitions WHERE id = ?", (d.id,)
+    ).fetchone()
+    return int(version), int(cursor)
 
 
 def delete_definition(cur: sqlite3.Cursor, definition_id: str) -> None:
@@ -181,9 +189,18 @@ def start(
     cursor: int,
     started: Sequence[tuple[Instance, str | None]],
     clock: Clock,
-) -> None:
+) -> list[str]:
     """New instances (each with the id of its first step), and the start trigger's cursor
-    past the events that started them: both or neither, so each event starts one instance."""
+    past the events that started them: both or neither, so each event starts one instance.
+    An event at or below the stored cursor already started its instance (a page handled
+    again after a write whose caller had gone): it starts none. Returns the ids started."""
+    row = cur.execute(
+        "SELECT cursor FROM process_definitions WHERE id = ?", (definition_id,)
+    ).fetchone()
+    if row is None:
+        return []  # deleted meanwhile
+    done = int(row[0])
+    started = [(i, step) for i, step in started if i.last_offset > done]
     cur.executemany(
         "INSERT INTO instances (id, definition_id, version, state, step, variables, waiting_for,"
         " due, buffer_for, started_by, last_offset, error, created_at, updated_at)"
@@ -215,10 +232,8 @@ def start(
             for i, step in started
         ]
     )
-    cur.execute(
-        "UPDATE process_definitions SET cursor = max(cursor, ?) WHERE id = ?",
-        (cursor, definition_id),
-    )
+    move_cursor(cur, definition_id, cursor)
+    return [i.id for i, _ in started]
 
 
 def move_cursor(cur: sqlite3.Cursor, definition_id: str, cursor: int) -> None:

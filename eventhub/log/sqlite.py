@@ -912,7 +912,7 @@ class SqliteStore:
     ) -> tuple[list[definitions.Stored], list[definitions.Definition]]:
         return await self._read(lambda cur: instances.load_definitions(cur, self._vault))
 
-    async def save_definition(self, stored: definitions.Stored) -> int:
+    async def save_definition(self, stored: definitions.Stored) -> tuple[int, int]:
         return await self.write(lambda cur: instances.save_definition(cur, stored, self._vault))
 
     async def delete_definition(self, definition_id: str) -> None:
@@ -920,8 +920,8 @@ class SqliteStore:
 
     async def start_instances(
         self, definition_id: str, cursor: int, started: Sequence[tuple[Instance, str | None]]
-    ) -> None:
-        await self.transact(
+    ) -> list[str]:
+        return await self.transact(
             lambda cur, emit, clock: instances.start(
                 cur, emit, definition_id, cursor, started, clock
             )

@@ -129,16 +129,18 @@ class Store(Protocol):
         """(every current definition, every version any instance may run)."""
         ...
 
-    async def save_definition(self, stored: Stored) -> int:
-        """Save ``stored`` as a new version of its definition; returns the version number."""
+    async def save_definition(self, stored: Stored) -> tuple[int, int]:
+        """Save ``stored`` as a new version of its definition; returns the version number and
+        the start cursor as stored (never moved back while the start trigger is the same)."""
         ...
 
     async def delete_definition(self, definition_id: str) -> None: ...
     async def start_instances(
         self, definition_id: str, cursor: int, started: Sequence[tuple[Instance, str | None]]
-    ) -> None:
+    ) -> list[str]:
         """Insert the instances (each with its first step's id) and move the definition's
-        start cursor to ``cursor``, in one commit with their ``started`` events."""
+        start cursor to ``cursor``, in one commit with their ``started`` events; those whose
+        event is at or below the stored cursor are not started again. Returns the ids started."""
         ...
 
     async def advance_instance(

@@ -166,7 +166,7 @@ class Engine:
                 now,
             )
             try:
-                version = await self._store.save_definition(stored)
+                version, stored.cursor = await self._store.save_definition(stored)
             except BaseException:
                 if previous is not None:
                     self._install(previous)
@@ -277,10 +277,20 @@ class Engine:
                 updated_at=text,
             )
             started.append((instance, definition.step_id(0)))
-        await self._store.start_instances(definition.id, page[-1].offset, started)
-        stored.cursor = max(stored.cursor, page[-1].offset)
-        for instance, _ in started:
-            self._drive(instance.id)
+        last = page[-1].offset
+
+        def settled(write: asyncio.Future[list[str]]) -> None:
+            # Also when this consumer was stopped meanwhile (a definition update): what the
+            # write started must run, and the cursor must not be read stale.
+            if write.cancelled() or write.exception() is not None:
+                return
+            stored.cursor = max(stored.cursor, last)
+            for instance_id in write.result():
+                self._drive(instance_id)
+
+        write = asyncio.ensure_future(self._store.start_instances(definition.id, last, started))
+        write.add_done_callback(settled)
+        await asyncio.shield(write)
         return Outcome.MOVED
 
     # -- instances ---------------------------------------------------------------------------
