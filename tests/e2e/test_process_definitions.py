@@ -80,6 +80,14 @@ def _broken(uri: str, change: str) -> dict[str, Any]:
         body["start"] = {"knowledgeModel": "nope", "trigger": "created"}
     elif change == "invalid filters":
         body["start"] = {"filters": [{"exact": "type"}]}
+    elif change == "filters and trigger":
+        body["start"] = {"filters": [{"exact": {"type": "a"}}], "trigger": "t"}
+    elif change == "reserved header":
+        steps[0]["call"]["headers"] = {"ce-id": "mine"}
+    elif change == "wait without type":
+        steps[1]["wait"] = {"timeoutSeconds": 5}
+    elif change == "id mismatch":
+        body["id"] = "other"
     return body
 
 
@@ -97,6 +105,10 @@ def _broken(uri: str, change: str) -> dict[str, Any]:
         ("unknown field", "unknown field(s): colour"),
         ("unpublished trigger", "start: "),
         ("invalid filters", "start.filters: "),
+        ("filters and trigger", "start takes filters, or knowledgeModel and trigger"),
+        ("reserved header", "steps[0].call.headers may not set ce-id"),
+        ("wait without type", "steps[1].wait.type must be a non-empty string"),
+        ("id mismatch", "id in the body must match the path"),
     ],
 )
 async def test_bad_definitions_are_refused_with_a_clear_message(

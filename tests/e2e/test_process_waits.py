@@ -143,3 +143,27 @@ async def test_a_wait_with_a_timeout_ends_timed_out(
     assert late["correlation"] == "unrouted"
     (gone,) = await unrouted(server)
     assert gone["offset"] == late["offset"] and "TimedOut" in gone["reason"]
+
+
+async def test_an_earlier_timeout_opened_later_fires_first(
+    server: Running, calls: CallReceiver, clock: ManualClock
+) -> None:
+    # The timer sleeps until the earliest due: a shorter timeout opened while it sleeps
+    # towards a later one must wake it to plan again.
+    for name, seconds in (("slow", 60), ("fast", 10)):
+        body = order_process(calls.url)
+        body["start"] = {"filters": [{"exact": {"type": f"{name}.created"}}]}
+        body["steps"][1]["wait"]["timeoutSeconds"] = seconds
+        await define(server, name, body)
+    ids = {}
+    for n, name in enumerate(("slow", "fast"), 1):
+        await emit(server, f"{name}.created", f"{name}-1", {})
+        ids[name] = (await calls.until_entered(n))[-1].headers["ce-cxpinstanceid"]
+        await until_state(server, ids[name], "Waiting")
+    await until_sleeping(clock)
+    clock.advance(11)
+    await until_state(server, ids["fast"], "TimedOut")
+    assert (await instance(server, ids["slow"]))["state"] == "Waiting"
+    await until_sleeping(clock)
+    clock.advance(50)
+    await until_state(server, ids["slow"], "TimedOut")
