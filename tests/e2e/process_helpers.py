@@ -88,3 +88,19 @@ async def until_instances(server: Running, n: int, timeout: float = 10.0) -> lis
             if len(found) >= n:
                 return found
             await asyncio.sleep(0.01)
+
+
+async def unrouted(server: Running) -> list[dict[str, Any]]:
+    """The first page of ``GET /api/unrouted``."""
+    status, body = await request(server, "GET", "/api/unrouted")
+    assert status == 200, body
+    return list(body["events"])
+
+
+async def until_unrouted(server: Running, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    async with asyncio.timeout(timeout):
+        while True:
+            found = await unrouted(server)
+            if len(found) >= n:
+                return found
+            await asyncio.sleep(0.01)
