@@ -161,9 +161,13 @@ async def test_delete_refuses_live_instances_unless_told_to_cancel_them(
     assert code == 404
     code, _ = await request(server, "GET", "/api/processes/never")
     assert code == 404
-    # The deleted definition starts nothing more; its instances stay readable.
+    # The deleted definition starts nothing more; its instances stay readable. A second
+    # definition on the same start is the witness that o-3 was read by the start consumers.
+    witness = {**order_process(receiver.url), "steps": [{"id": "w", "wait": {"type": "x"}}]}
+    await define(server, "witness", witness)
     await emit(server, "order.created", "o-3", {})
-    assert len(await instances(server)) == 2
+    await until_instances(server, 3)
+    assert [i["definitionId"] for i in await instances(server)] == ["orders", "orders", "witness"]
     assert (await instance(server, instance_id))["history"][-1]["what"] == "cancelled"
 
 
