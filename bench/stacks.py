@@ -44,6 +44,8 @@ _ENTRY = frozenset(
         "_run_module_as_main (<frozen runpy>)",
         "main (cli.py)",
         "_serve (cli.py)",
+        "main (__init__.py)",  # eventhub/cli/ since it became a package
+        "_serve (serve.py)",
         "run (server.py)",
         "Server.run (server.py)",
         "asyncio_run (_compat.py)",

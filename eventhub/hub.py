@@ -26,7 +26,7 @@ from eventhub.log import sealing
 from eventhub.log.sqlite import SqliteStore
 from eventhub.log.store import KeyRecord, SourceRecord, Store
 from eventhub.models import Subscription
-from eventhub.processes import engine, lifecycle
+from eventhub.processes import definition_file, engine, lifecycle
 from eventhub.processes.engine import Engine
 from eventhub.settings import Settings
 
@@ -144,6 +144,17 @@ class Hub:
         await self.sender.start(self.tasks)
         await self.subscriptions.start()
         await self.processes.start()
+        if self.settings.catalog_file is not None:
+            # After the models (a start may name a trigger of the same file) and after the
+            # engine has loaded what is stored, so an unchanged definition stays as it is.
+            changed = await definition_file.apply(
+                self.processes,
+                self.settings.catalog_file,
+                self.sender.rules,
+                auth.Principal(auth.ENV_ADMIN_ID, "admin", None),
+            )
+            if changed:
+                log.info("process definitions from %s: %s", self.settings.catalog_file, changed)
         self.store.on_commit = self._on_commit
 
     def _on_commit(self, tids: set[int]) -> None:

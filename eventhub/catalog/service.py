@@ -6,12 +6,11 @@ Only published triggers match events: what consumers can discover is exactly wha
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from eventhub import errors
+from eventhub import errors, tomlfile
 from eventhub.catalog import filters
 from eventhub.clock import Clock, rfc3339
 from eventhub.log.store import Store
@@ -204,14 +203,7 @@ class Catalog:
 
         A trigger's filters are validated like an API request's (``put_trigger``), nesting
         limit included, before anything is stored; a refusal names the file."""
-        with path.open("rb") as fh:
-            try:
-                document = tomllib.load(fh)
-            except tomllib.TOMLDecodeError as exc:
-                raise errors.InvalidRequest(f"{path}: {exc}") from None
-            except RecursionError:
-                # tomllib recurses once per nested inline table or array, without a limit.
-                raise errors.InvalidRequest(f"{path}: values nest too deeply") from None
+        document = tomlfile.load(path)
         models = document.get("models", {})
         if not isinstance(models, dict):
             raise errors.InvalidRequest(f"{path}: [models] must be a table")
