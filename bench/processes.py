@@ -45,6 +45,7 @@ from typing import Any
 
 import aiohttp
 import harness
+import loadgen
 import orjson
 import uvloop
 from aiohttp import web
@@ -348,12 +349,18 @@ async def latency(
             http, receiver, len(sent), timeout=timeout, poll=0.05, count="calls"
         )
     seen = await arrivals(http, receiver)
-    ms = [
-        (seen[key] - at) * 1000
+    timed = sorted(
+        (at, (seen[key] - at) * 1000)
         for instance_id, at in sent.items()
         if (key := call_id(instance_id, WAKE_STEP)) in seen
-    ]
+    )
+    ms = [latency for _, latency in timed]
+    # By tenth of the run, in send order: a queue that grows shows as a rising p50.
+    tenth = max(1, len(ms) // 10)
+    tenths = [ms[i : i + tenth] for i in range(0, len(ms), tenth)]
     return {
+        "p50_ms_by_tenth": [round(harness.percentile(t, 0.50) or 0, 1) for t in tenths],
+        "p99_ms_by_tenth": [round(harness.percentile(t, 0.99) or 0, 1) for t in tenths],
         **generated,
         "arrived": len(ms),
         "missing": len(sent) - len(ms),
@@ -441,7 +448,9 @@ async def _phases(
         ) as r:
             if r.status not in (200, 201):
                 raise RuntimeError(f"PUT the definition: {r.status} {await r.text()}")
+        cpu = loadgen.process_cpu_seconds(hub.pid)
         started = await start_instances(http, hub, rlocal, n)
+        started["hub_cpu_us_per_instance"] = _cpu_us(hub.pid, cpu, n)
         ids = started.pop("ids")
         await asyncio.sleep(1.0)
         out["waiting"] = {**started, "rss_mb": harness.rss_mb(hub.pid)}
@@ -478,8 +487,14 @@ async def _phases(
         for name, c in ceilings.items():
             say(f"ceiling {name}: p50 {c['p50_ms']:.1f} ms, p99 {c['p99_ms']:.1f} ms")
 
-        generated = wake(tmp, hub.url + "/events", hub.key, hub.run, ids, "hub", opts)
-        woken = await latency(http, rlocal, generated, timeout)
+        spy = opts.py_spy / "wake.txt" if opts.py_spy else None
+        with harness.py_spy(hub.pid, spy):
+            cpu = loadgen.process_cpu_seconds(hub.pid)
+            generated = wake(tmp, hub.url + "/events", hub.key, hub.run, ids, "hub", opts)
+            woken = await latency(http, rlocal, generated, timeout)
+        # Read before the API is asked for the Completed (pages of instances cost CPU too):
+        # the ingest, the correlation, the call, the commits after it (all but the last few).
+        woken["hub_cpu_us_per_wake"] = _cpu_us(hub.pid, cpu, n)
         completed = await until_state(http, hub, "Completed", n, timeout=60)
         woken["completed"] = len(completed)
         woken["woke"] = woken["correlation"].get("woke", 0)
@@ -493,11 +508,21 @@ async def _phases(
     return out
 
 
+def _cpu_us(pid: int, before: float | None, n: int) -> float | None:
+    """The hub's CPU (every thread) since ``before``, in µs for each of ``n``."""
+    after = loadgen.process_cpu_seconds(pid)
+    return None if before is None or after is None else (after - before) / n * 1e6
+
+
 def _say(line: str) -> None:
     print(f"  {line}", file=sys.stderr, flush=True)
 
 
 # -- report ------------------------------------------------------------------------------------
+
+
+def _us(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f} µs"
 
 
 def _ms(value: float | None) -> str:
@@ -518,7 +543,8 @@ def markdown(r: dict[str, Any]) -> str:
         "|---|---|---|---|",
         f"| start {n:,} instances (order.created, batches of {START_BATCH}) until all Waiting "
         f"| {waiting['waiting_seconds']:.1f} s: {waiting['instances_per_s']:,.0f} instances/s "
-        f"(every first call in {waiting['called_seconds']:.1f} s) | {CAMUNDA} | - |",
+        f"(every first call in {waiting['called_seconds']:.1f} s); hub CPU "
+        f"{_us(waiting.get('hub_cpu_us_per_instance'))} an instance | {CAMUNDA} | - |",
         f"| RSS: empty hub / {n:,} Waiting | {empty['rss_mb']:.0f} / {waiting['rss_mb']:.0f} MB: "
         f"**{r['rss_above_empty_mb']:.0f} MB** above empty | < {TARGET_RSS_MB:g} MB above "
         f"| {met(r['rss_above_empty_mb'] < TARGET_RSS_MB)} |",
@@ -530,11 +556,13 @@ def markdown(r: dict[str, Any]) -> str:
         f" s ({empty['restart']['api_read_seconds']:.2f} s): x{r['restart_over_empty']:.1f}; "
         f"< {TARGET_RESTART_S:g} s | {met(again['readyz_seconds'] < TARGET_RESTART_S)} |",
         f"| wake-up: send → the next call at the receiver | p50 {_ms(w['p50_ms'])}, p90 "
-        f"{_ms(w['p90_ms'])}, **p99 {_ms(w['p99_ms'])}**, max {_ms(w['max_ms'])} ms | p99 < "
+        f"{_ms(w['p90_ms'])}, **p99 {_ms(w['p99_ms'])}**, max {_ms(w['max_ms'])} ms; p50 by "
+        f"tenth of the run {', '.join(f'{v:g}' for v in w['p50_ms_by_tenth'])} | p99 < "
         f"{TARGET_P99_MS:g} ms | {met(p99_ok)} |",
         f"| the wake events | {w['achieved_per_s'] or 0:,.0f}/s achieved, {w['woke']:,} receipts "
         f"`woke`, {w['failures']} failed, {w['missing']} calls missing, {w['completed']:,} "
-        f"Completed | {n:,} | {met(w['woke'] == n and w['completed'] == n)} |",
+        f"Completed; hub CPU {_us(w.get('hub_cpu_us_per_wake'))} a wake-up | {n:,} | "
+        f"{met(w['woke'] == n and w['completed'] == n)} |",
         f"| ceiling: the generator straight to the receiver | p50 {_ms(direct['p50_ms'])}, p99 "
         f"{_ms(direct['p99_ms'])} ms | eventhub x{r.get('p50_over_direct', 0):.1f} (p50), "
         f"x{r.get('p99_over_direct', 0):.1f} (p99) | - |",
@@ -564,6 +592,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rate", type=int, default=1000, help="wake events a second")
     p.add_argument("--concurrency", type=int, default=256, help="wake requests in flight, most")
     p.add_argument("--out", type=Path)
+    p.add_argument("--py-spy", type=Path, metavar="DIR", help="profile the hub during the wake")
     return p.parse_args(argv)
 
 
