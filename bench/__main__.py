@@ -2,7 +2,8 @@
 
 Runs, each in its own processes: the SQLite ceiling (``sqlite_ceiling.py``), ingest against a
 bare Starlette endpoint (``ingest.py``), delivery against a raw aiohttp client
-(``deliver.py``), and a 1-million-event log with 10,000 subscriptions (``scale.py``). Writes
+(``deliver.py``), a 1-million-event log with 10,000 subscriptions (``scale.py``), and 10,000
+waiting process instances woken at 1,000 events/s (``processes.py``). Writes
 one JSON file with every figure and its ratio to its ceiling, a Markdown summary and PNG plots
 (``plots.py``) beside it.
 
@@ -27,7 +28,7 @@ from typing import Any
 import orjson
 
 BENCH = Path(__file__).resolve().parent
-PARTS = ("sqlite", "ingest", "deliver", "scale")
+PARTS = ("sqlite", "ingest", "deliver", "scale", "processes")
 
 
 def _run(args: list[str]) -> None:
@@ -109,6 +110,19 @@ def scale_part(size: str, out: Path, opts: argparse.Namespace) -> dict[str, Any]
     return result
 
 
+PROCESS_SIZES = {"tiny": (200, 200), "quick": (2_000, 500), "full": (10_000, 1_000)}
+
+
+def processes_part(size: str, out: Path, opts: argparse.Namespace) -> dict[str, Any]:
+    if opts.url:
+        return {"skipped": "restarts the hub and reads its memory: needs a hub of its own"}
+    instances, rate = PROCESS_SIZES[size]
+    args = [str(BENCH / "processes.py"), "--out", str(out)]
+    _run([*args, "--instances", str(instances), "--rate", str(rate)])
+    result: dict[str, Any] = orjson.loads(out.read_bytes())
+    return result
+
+
 def ratios(report: dict[str, Any]) -> dict[str, Any]:
     """Every figure against its ceiling, in one place."""
     out: dict[str, Any] = {}
@@ -124,6 +138,11 @@ def ratios(report: dict[str, Any]) -> dict[str, Any]:
     if throughput:
         out["delivery_over_raw_client"] = throughput["ratio_to_raw_client"]
         out["delivery_over_own_client"] = throughput.get("ratio_to_own_client")
+    processes = report.get("processes", {})
+    # Latency over its ceiling: how many times the machine's bare path eventhub takes.
+    for name in ("p50_over_direct", "p99_over_direct", "p50_over_relay", "p99_over_relay"):
+        if name in processes:
+            out[f"process_wake_{name}"] = processes[name]
     return out
 
 
@@ -177,6 +196,19 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         )
     if (rec := deliver.get("recovery")) and "lost" in rec:
         add("events lost after kill -9", rec["lost"], "0", rec["lost"] == 0)
+    if (p := report.get("processes")) and "wake" in p:
+        n, rate, wake = p["instances"], p["offered_per_s"], p["wake"]
+        p99 = wake["p99_ms"]
+        add(
+            f"process wake-up p99, {n:,} instances at {rate:,} events/s, ms",
+            p99,
+            "< 50",
+            p99 is not None and p99 < 50 and wake["missing"] == 0,
+        )
+        above = p["rss_above_empty_mb"]
+        add(f"RSS of {n:,} waiting instances above an empty hub, MB", above, "< 100", above < 100)
+        again = p["restart"]["readyz_seconds"]
+        add(f"restart with {n:,} waiting instances, s", again, "< 2", again < 2)
     return rows
 
 
@@ -235,6 +267,9 @@ def markdown(report: dict[str, Any]) -> str:
     scale = report.get("scale")
     if scale and "markdown" in scale:
         lines += ["## Scale", "", scale["markdown"], ""]
+    processes = report.get("processes")
+    if processes and "markdown" in processes:
+        lines += ["## Process instances (issue 9)", "", processes["markdown"], ""]
     lines += ["## Ratios to the ceilings", ""]
     lines += [f"- {name}: {value:.2f}" for name, value in report["ratios"].items() if value]
     if report.get("plots"):
@@ -288,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         "ingest": ingest_part,
         "deliver": deliver_part,
         "scale": scale_part,
+        "processes": processes_part,
     }
     with tempfile.TemporaryDirectory(prefix="eventhub-suite-") as folder:
         for part in chosen:

@@ -154,13 +154,14 @@ class Network:
 
 @contextlib.contextmanager
 def receiver(
-    tmp: Path, net: Network, latency: bool = False, record: bool = False
+    tmp: Path, net: Network, latency: bool = False, record: bool = False, calls: bool = False
 ) -> Iterator[tuple[str, str]]:
     """A receiver process; yields (its URL from here, its URL as the hub reaches it)."""
     port = free_port()
     args = [sys.executable, str(BENCH / "receiver.py"), "--port", str(port), "--host", net.bind]
     args += ["--latency"] if latency else []
     args += ["--record"] if record else []
+    args += ["--calls"] if calls else []
     proc = Process(args, tmp / f"receiver-{port}.log")
     try:
         local = f"http://127.0.0.1:{port}"

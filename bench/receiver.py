@@ -1,10 +1,13 @@
 """A webhook receiver for the delivery benchmarks, in its own process: answers 200 at once,
-counts requests and events, and (with ``--latency``) records for every event how long it
+counts requests and events; with ``--calls`` it records when each process call step
+(``ce-id``, ``bench/processes.py``) first arrived; and (with ``--latency``) records for every event how long it
 took from the producer's send time (``data.sentAt``, epoch seconds) to arrival here.
 
     GET  /stats   {"requests", "events", "latencies_ms": [...], "unique", "per_event"}  (latencies only with
                   --latency; "unique" (subscription, event) pairs only with --record, and with
-                  ?detail=1 how many subscriptions got each event id)
+                  ?detail=1 how many subscriptions got each event id; with --calls, "calls":
+                  distinct ``ce-id``s, and with ?detail=1 "arrivals" {ce-id: epoch seconds of
+                  its first arrival})
     POST /reset   forget everything counted so far
 """
 
@@ -19,9 +22,11 @@ from aiohttp import web
 
 
 class Counts:
-    def __init__(self, latency: bool, record: bool = False) -> None:
+    def __init__(self, latency: bool, record: bool = False, calls: bool = False) -> None:
         self.latency = latency
         self.record = record
+        self.calls = calls
+        self.arrivals: dict[str, float] = {}  # ce-id -> first arrival, with --calls
         self.requests = 0
         self.events = 0
         self.latencies: list[float] = []
@@ -30,9 +35,16 @@ class Counts:
 
 async def hook(request: web.Request) -> web.Response:
     counts: Counts = request.app["counts"]
+    if counts.calls:
+        # Taken before the body is read: the call has arrived once its headers have. A repeat
+        # (the same ce-id after a retry or a crash) keeps the first arrival.
+        now = time.time()
+        counts.arrivals.setdefault(request.headers.get("ce-id", ""), now)
     body = await request.read()
     counts.requests += 1
-    if counts.record:
+    if counts.calls:
+        counts.events += 1
+    elif counts.record:
         items = orjson.loads(body)
         for item in items:
             counts.seen.add((item["subscriptionId"], item["eventId"]))
@@ -59,6 +71,10 @@ async def stats(request: web.Request) -> web.Response:
     body: dict[str, Any] = {"requests": counts.requests, "events": counts.events}
     if counts.latency:
         body["latencies_ms"] = counts.latencies
+    if counts.calls:
+        body["calls"] = len(counts.arrivals)
+        if request.query.get("detail"):
+            body["arrivals"] = counts.arrivals
     if counts.record:
         body["unique"] = len(counts.seen)
         if request.query.get("detail"):
@@ -71,7 +87,7 @@ async def stats(request: web.Request) -> web.Response:
 
 async def reset(request: web.Request) -> web.Response:
     counts: Counts = request.app["counts"]
-    request.app["counts"] = Counts(counts.latency, counts.record)
+    request.app["counts"] = Counts(counts.latency, counts.record, counts.calls)
     return web.Response(status=204)
 
 
@@ -81,9 +97,10 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     parser.add_argument("--latency", action="store_true")
     parser.add_argument("--record", action="store_true", help="count unique deliveries")
+    parser.add_argument("--calls", action="store_true", help="record call arrivals by ce-id")
     args = parser.parse_args()
     app = web.Application(client_max_size=16 * 1024 * 1024)
-    app["counts"] = Counts(args.latency, args.record)
+    app["counts"] = Counts(args.latency, args.record, args.calls)
     app.router.add_post("/hook", hook)
     app.router.add_get("/stats", stats)
     app.router.add_post("/reset", reset)

@@ -48,14 +48,31 @@ def test_python_m_bench_tiny_writes_a_report(tmp_path: Path) -> None:
     assert scale["fill"]["events"] == 2_000 and len(scale["fill"]["events_per_s_by_tenth"]) >= 2
     assert scale["restart_seconds"] > 0 and scale["idle_rss_mb"] > 0
     assert scale["fanout_seconds"] > 0 and scale["read_page_ms"] > 0
+    processes = report["processes"]
+    assert processes["instances"] == 200 and processes["offered_per_s"] == 200
+    wake = processes["wake"]
+    # every wake event woke its instance, whose next call reached the receiver, and it ended
+    assert wake["woke"] == 200 and wake["missing"] == 0 and wake["completed"] == 200
+    assert wake["p50_ms"] is not None and wake["p99_ms"] >= wake["p50_ms"]
+    for ceiling in ("direct", "relay"):
+        assert processes["ceilings"][ceiling]["missing"] == 0
+        assert processes["ceilings"][ceiling]["p99_ms"] > 0
+    assert processes["empty"]["rss_mb"] > 0 and processes["waiting"]["rss_mb"] > 0
+    assert processes["empty"]["restart"]["readyz_seconds"] > 0
+    assert processes["restart"]["readyz_seconds"] > 0
+    assert processes["restart"]["api_read_seconds"] > 0
+    assert {"process_wake_p99_over_direct", "process_wake_p99_over_relay"} <= set(report["ratios"])
     assert set(report["ratios"]) >= {"delivery_over_raw_client"}
     assert any(name.startswith("ingest_binary_over_bare") for name in report["ratios"])
     assert any(name.startswith("ingest_structured_over_bare") for name in report["ratios"])
     measured = {t["target"] for t in report["targets"]}
     assert "events lost after kill -9" in measured
     assert any(t.startswith("binary ingest / bare endpoint") for t in measured)
+    assert "restart with 200 waiting instances, s" in measured
+    assert "RSS of 200 waiting instances above an empty hub, MB" in measured
     summary = out.with_suffix(".md").read_text()
     assert "## Targets" in summary and "## Delivery" in summary and "## Scale" in summary
+    assert "## Process instances (issue 9)" in summary
     plots = [Path(p) for p in report["plots"]]
     assert sorted(p.name for p in plots) == [
         "report-ceilings.png",
