@@ -19,7 +19,7 @@ import orjson
 
 from eventhub import notifications, traces
 from eventhub.codec import jsontext
-from eventhub.events import Appended, DataKind, NewEvent
+from eventhub.events import Appended, DataKind, NewEvent, StoredEvent
 from eventhub.log import sealing
 from eventhub.processes import definitions, lifecycle
 from eventhub.processes.instances import (
@@ -29,18 +29,23 @@ from eventhub.processes.instances import (
     STARTED,
     UNROUTED,
     WAITING,
+    Advanced,
     Entry,
     Fate,
     Instance,
     Named,
+    Opened,
     State,
+    Then,
+    Woken,
     correlate,
     instance_named,
 )
 from eventhub.vault import Vault
 
-# Appends lifecycle events inside the running transaction.
-Emit = Callable[[Sequence[NewEvent]], list[Appended]]
+# Appends lifecycle events inside the running transaction (the store gathers those of a
+# flush and appends them together, after every write of the flush).
+Emit = Callable[[Sequence[NewEvent]], None]
 # (definition id, version, step index) -> the step's id, None past the last step
 StepNames = Callable[[str, int, int], str | None]
 
@@ -82,20 +87,17 @@ def _variables(value: dict[str, Any]) -> bytes:
     return jsontext.dumps(value)
 
 
+_ADD_HISTORY = (
+    "INSERT INTO instance_history (instance_id, n, at, step, what, event_offset, detail)"
+    " VALUES (?1, (SELECT COALESCE(MAX(n), 0) + 1 FROM instance_history WHERE instance_id = ?1),"
+    " ?2, ?3, ?4, ?5, ?6)"
+)
+
+
 def _history(cur: sqlite3.Cursor, instance_id: str, entries: Iterable[Entry]) -> None:
-    entries = list(entries)
-    if not entries:
-        return
-    (last,) = cur.execute(
-        "SELECT COALESCE(MAX(n), 0) FROM instance_history WHERE instance_id = ?", (instance_id,)
-    ).fetchone()
+    """Lines at the end of the instance's history: one statement each, numbered in it."""
     cur.executemany(
-        "INSERT INTO instance_history (instance_id, n, at, step, what, event_offset, detail)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            (instance_id, last + i, e.at, e.step, e.what, e.offset, e.detail)
-            for i, e in enumerate(entries, 1)
-        ],
+        _ADD_HISTORY, [(instance_id, e.at, e.step, e.what, e.offset, e.detail) for e in entries]
     )
 
 
@@ -253,36 +255,42 @@ def _current(cur: sqlite3.Cursor, instance_id: str) -> Instance | None:
 
 def advance(
     cur: sqlite3.Cursor,
+    emit: Emit,
     instance_id: str,
     step: int,
     variables: dict[str, Any],
     entries: Sequence[Entry],
+    names: StepNames,
     clock: Clock,
-) -> bool:
+    then: Then | None = None,
+) -> Advanced:
     """A Running instance done with step ``step`` (a call): on to the next, with its new
-    variables. False, writing nothing, if it is no longer Running at that step."""
+    variables, and, when ``then`` says what the next step is, that too in the same commit
+    (one commit a call, not two). Nothing, writing nothing, if it is no longer Running at
+    that step."""
     changed = cur.execute(
         "UPDATE instances SET step = step + 1, variables = ?, updated_at = ?"
         " WHERE id = ? AND state = 'Running' AND step = ?",
         (_variables(variables), clock.text, instance_id, step),
     ).rowcount
-    if changed:
-        _history(cur, instance_id, entries)
-    return bool(changed)
+    if not changed:
+        return Advanced(False)
+    _history(cur, instance_id, entries)
+    if then is None:
+        return Advanced(True)
+    if then.complete:
+        ended = finish(
+            cur, emit, instance_id, (State.RUNNING,), State.COMPLETED, names, clock, step=step + 1
+        )
+        return Advanced(True, completed=ended is not None)
+    assert then.wait_type is not None
+    opened = open_wait(cur, emit, instance_id, step + 1, names, then.wait_type, then.timeout, clock)
+    return Advanced(True, opened=opened)
 
 
 def note(cur: sqlite3.Cursor, instance_id: str, entries: Sequence[Entry]) -> None:
     """History lines alone (a failed attempt at a call that will be retried)."""
     _history(cur, instance_id, entries)
-
-
-@dataclass(frozen=True, slots=True)
-class Opened:
-    """What ``open_wait`` did: consumed a buffered event (``offset``, and the variables it
-    gave), or put the instance to sleep (``offset`` None)."""
-
-    offset: int | None
-    variables: dict[str, Any]
 
 
 def open_wait(
@@ -474,7 +482,7 @@ class Correlated:
     names no instance), the instances it woke, and the earliest expiry it set."""
 
     receipts: list[str | None]
-    woken: list[str]
+    woken: list[Woken]
     earliest: float | None = None
 
 
@@ -522,6 +530,10 @@ def correlate_appended(
                     " due = NULL, variables = ?, last_offset = ?, updated_at = ? WHERE id = ?",
                     (_variables(variables), result.offset, clock.text, instance_id),
                 )
+                instance.state, instance.step = State.RUNNING, instance.step + 1
+                instance.variables, instance.last_offset = variables, result.offset
+                instance.waiting_for = instance.due = None
+                instance.updated_at = clock.text
                 _history(cur, instance_id, [Entry(clock.text, step_id, RESUMED, result.offset)])
                 resumed.append(
                     lifecycle.event(
@@ -534,7 +546,10 @@ def correlate_appended(
                         offset=result.offset,
                     )
                 )
-                out.woken.append(instance_id)
+                cause = StoredEvent(
+                    result.offset, result.revision, attributes, event.data, event.kind, clock.text
+                )
+                out.woken.append(Woken(instance, cause))
             elif fate is Fate.BUFFERED:
                 expires = clock.now + instance.buffer_for
                 if out.earliest is None or expires < out.earliest:
@@ -569,6 +584,11 @@ def correlate_appended(
 
 
 # -- reads -----------------------------------------------------------------------------------------
+
+
+def load_instance(cur: sqlite3.Cursor, instance_id: str) -> Instance | None:
+    """The instance without its history (what a task needs to carry it on)."""
+    return _current(cur, instance_id)
 
 
 def get_instance(cur: sqlite3.Cursor, instance_id: str) -> Instance | None:

@@ -43,7 +43,16 @@ from eventhub.log.store import KeyRecord, SourceRecord
 from eventhub.log.writer import GroupCommitWriter
 from eventhub.models import Attempt, Subscription
 from eventhub.processes import definitions
-from eventhub.processes.instances import CORRELATION_ATTRIBUTE, Entry, Instance, State
+from eventhub.processes.instances import (
+    CORRELATION_ATTRIBUTE,
+    Advanced,
+    Entry,
+    Instance,
+    Opened,
+    State,
+    Then,
+    Woken,
+)
 from eventhub.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -298,7 +307,7 @@ class SqliteStore:
         # Set by the process engine: step ids for history lines, and who to tell after a
         # commit that woke instances or buffered events for them (earliest new expiry).
         self.step_names: instances.StepNames | None = None
-        self.on_instances: Callable[[list[str], float | None], None] | None = None
+        self.on_instances: Callable[[list[Woken], float | None], None] | None = None
         self._checkpointer: tasks.Watched | None = None
         self._squeezed = False  # a write failed on a full disk: truncate the WAL when possible
         self._deliveries: _Deliveries | None = None  # the batch record_delivery fills
@@ -452,8 +461,8 @@ class SqliteStore:
         clock = instances.Clock(now, rfc3339(now))
         correlated: instances.Correlated | None = None
 
-        def emit(events: Sequence[NewEvent]) -> list[Appended]:
-            return self._append_rows(cur, events, clock.text, matched) if events else []
+        emitted: list[NewEvent] = []  # lifecycle events of the flush's writes: one append
+        emit = emitted.extend
 
         self._quiet.clear()
         try:
@@ -488,6 +497,8 @@ class SqliteStore:
                     else op(cur)
                     for op in ops
                 ]
+                if emitted:
+                    self._append_rows(cur, emitted, clock.text, matched, fresh=True)
                 if self._durable_commit:
                     await self._commit()
                 else:
@@ -564,11 +575,17 @@ class SqliteStore:
             self._durable_commit = want
 
     def _append_rows(
-        self, cur: sqlite3.Cursor, events: Sequence[NewEvent], received_at: str, matched: set[int]
+        self,
+        cur: sqlite3.Cursor,
+        events: Sequence[NewEvent],
+        received_at: str,
+        matched: set[int],
+        fresh: bool = False,
     ) -> list[Appended]:
         # Identity for the whole batch in one query, then two executemany: a statement per
-        # row would cost three times as much (PERF-NOTES.md: batch, never per row).
-        known = _latest_of(cur, {(e.source, e.id) for e in events})
+        # row would cost three times as much (PERF-NOTES.md: batch, never per row). The hub's
+        # own events (``fresh``: a random id each) are new by construction: no query.
+        known = {} if fresh else _latest_of(cur, {(e.source, e.id) for e in events})
         touched: dict[tuple[str, str], tuple[int, int, bytes]] = {}
         out: list[Appended] = []
         rows: list[tuple[Any, ...]] = []
@@ -931,11 +948,17 @@ class SqliteStore:
         await self.write(lambda cur: instances.move_cursor(cur, definition_id, cursor))
 
     async def advance_instance(
-        self, instance_id: str, step: int, variables: dict[str, Any], entries: Sequence[Entry]
-    ) -> bool:
+        self,
+        instance_id: str,
+        step: int,
+        variables: dict[str, Any],
+        entries: Sequence[Entry],
+        then: Then | None = None,
+    ) -> Advanced:
+        names = self._names()
         return await self.transact(
             lambda cur, emit, clock: instances.advance(
-                cur, instance_id, step, variables, entries, clock
+                cur, emit, instance_id, step, variables, entries, names, clock, then
             )
         )
 
@@ -944,7 +967,7 @@ class SqliteStore:
 
     async def open_wait(
         self, instance_id: str, step: int, type_: str, timeout_seconds: float | None
-    ) -> instances.Opened | None:
+    ) -> Opened | None:
         names = self._names()
         return await self.transact(
             lambda cur, emit, clock: instances.open_wait(
@@ -978,6 +1001,9 @@ class SqliteStore:
 
     async def get_instance(self, instance_id: str) -> Instance | None:
         return await self._read(lambda cur: instances.get_instance(cur, instance_id))
+
+    async def load_instance(self, instance_id: str) -> Instance | None:
+        return await self._read(lambda cur: instances.load_instance(cur, instance_id))
 
     async def list_instances(
         self, definition: str | None, state: State | None, after: int, limit: int

@@ -11,11 +11,11 @@ from eventhub import tasks
 from eventhub.events import Appended, NewEvent, StoredEvent
 from eventhub.models import Attempt, Subscription
 from eventhub.processes.definitions import Definition, Stored
-from eventhub.processes.instances import Entry, Instance, State
+from eventhub.processes.instances import Advanced, Entry, Instance, Opened, State, Then, Woken
 from eventhub.traces import TraceMember, TraceSummary
 
 if TYPE_CHECKING:
-    from eventhub.log.instances import Opened, StepNames
+    from eventhub.log.instances import StepNames
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +48,11 @@ class Store(Protocol):
     matcher: Callable[[dict[str, Any]], Iterable[int]] | None
     on_commit: Callable[[set[int]], None] | None
     # Set by the process engine before traffic: the step ids history lines name, and who to
-    # tell after a commit whose events woke instances (their ids) or were buffered for them
-    # (the earliest expiry among those). Events naming an instance are correlated inside the
-    # commit that appends them, and ``Appended.correlation`` says how.
+    # tell after a commit whose events woke instances (each as it is now, with the event) or
+    # were buffered for them (the earliest expiry among those). Events naming an instance are
+    # correlated inside the commit that appends them, and ``Appended.correlation`` says how.
     step_names: StepNames | None
-    on_instances: Callable[[list[str], float | None], None] | None
+    on_instances: Callable[[list[Woken], float | None], None] | None
 
     async def open(self, owner: tasks.Tasks | None = None) -> None:
         """Open, with the store's background tasks watched by ``owner``."""
@@ -144,8 +144,16 @@ class Store(Protocol):
         ...
 
     async def advance_instance(
-        self, instance_id: str, step: int, variables: dict[str, Any], entries: Sequence[Entry]
-    ) -> bool: ...
+        self,
+        instance_id: str,
+        step: int,
+        variables: dict[str, Any],
+        entries: Sequence[Entry],
+        then: Then | None = None,
+    ) -> Advanced:
+        """A call step done: the next step, and ``then`` (the end, or a wait) in one commit."""
+        ...
+
     async def note_instance(self, instance_id: str, entries: Sequence[Entry]) -> None: ...
     async def open_wait(
         self, instance_id: str, step: int, type_: str, timeout_seconds: float | None
@@ -164,6 +172,10 @@ class Store(Protocol):
 
     async def next_due(self) -> float | None: ...
     async def get_instance(self, instance_id: str) -> Instance | None: ...
+    async def load_instance(self, instance_id: str) -> Instance | None:
+        """The instance without its history."""
+        ...
+
     async def list_instances(
         self, definition: str | None, state: State | None, after: int, limit: int
     ) -> list[Instance]: ...

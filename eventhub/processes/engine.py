@@ -51,9 +51,13 @@ from eventhub.processes.definitions import Call, Definition, Stored, Wait
 from eventhub.processes.instances import (
     CALLED,
     RETRYING,
+    Advanced,
     Entry,
     Instance,
+    Opened,
     State,
+    Then,
+    Woken,
     instance_named,
 )
 
@@ -97,6 +101,7 @@ class Engine:
         self._by_tid: dict[int, set[str]] = {}
         self._runners: dict[str, tasks.Watched] = {}
         self._again: set[str] = set()  # woken while their task was still finishing
+        self._fresh: dict[str, tuple[Instance, StoredEvent]] = {}  # handed over by a commit
         self._pages = Pages(store)
         self._permits = asyncio.Semaphore(_START_PAGES)
         self._shares = PerOwner(_START_PAGES)
@@ -260,6 +265,7 @@ class Engine:
         now = self._clock.now()
         text = rfc3339(now)
         started: list[tuple[Instance, str | None]] = []
+        causes: dict[str, StoredEvent] = {}
         for event in page:
             if instance_named(event.attributes) is not None or _own_instance_event(event):
                 continue
@@ -277,6 +283,7 @@ class Engine:
                 updated_at=text,
             )
             started.append((instance, definition.step_id(0)))
+            causes[instance.id] = event
         last = page[-1].offset
 
         def settled(write: asyncio.Future[list[str]]) -> None:
@@ -285,8 +292,9 @@ class Engine:
             if write.cancelled() or write.exception() is not None:
                 return
             stored.cursor = max(stored.cursor, last)
+            fresh = {i.id: i for i, _ in started}
             for instance_id in write.result():
-                self._drive(instance_id)
+                self._drive(instance_id, (fresh[instance_id], causes[instance_id]))
 
         write = asyncio.ensure_future(self._store.start_instances(definition.id, last, started))
         write.add_done_callback(settled)
@@ -299,6 +307,7 @@ class Engine:
         """Running or Waiting -> Cancelled; 404 if there is no such instance, 409 if it has
         finished. A call in flight is abandoned (its receiver may still have it)."""
         runner = self._runners.get(instance_id)
+        self._fresh.pop(instance_id, None)
         if runner is not None:
             await runner.stop()
             if self._runners.get(instance_id) is runner:
@@ -314,21 +323,24 @@ class Engine:
         log.info("instance %s cancelled: %s", instance_id, reason)
         return ended
 
-    def _woken(self, instance_ids: list[str], earliest: float | None) -> None:
-        """The store's word after a commit: these instances woke; something is buffered
-        until ``earliest``."""
-        for instance_id in instance_ids:
-            self._drive(instance_id)
+    def _woken(self, woken: list[Woken], earliest: float | None) -> None:
+        """The store's word after a commit: these instances woke (as they are now, with the
+        event that woke them); something is buffered until ``earliest``."""
+        for found in woken:
+            self._drive(found.instance.id, (found.instance, found.cause))
         if earliest is not None:
             self._due(earliest)
 
-    def _drive(self, instance_id: str) -> None:
-        """Make sure a task carries ``instance_id`` on (it is Running)."""
+    def _drive(self, instance_id: str, fresh: tuple[Instance, StoredEvent] | None = None) -> None:
+        """Make sure a task carries ``instance_id`` on (it is Running); ``fresh``: the instance
+        as just committed and its cause, so the task need not read them back."""
         if self._closed:
             return
         if instance_id in self._runners:
             self._again.add(instance_id)  # it may be on its way out: it looks again first
             return
+        if fresh is not None:
+            self._fresh[instance_id] = fresh
         self._runners[instance_id] = self._tasks.watch(
             RUNNER_PREFIX + instance_id, lambda: self._run(instance_id)
         )
@@ -338,16 +350,23 @@ class Engine:
         so a call in flight then is sent again, with the same ``ce-id``)."""
         while True:
             self._again.discard(instance_id)
-            instance = await self._store.get_instance(instance_id)
+            # What the commit that made it Running handed over, only the first time: after a
+            # crash or a second look, the stored state.
+            fresh = self._fresh.pop(instance_id, None)
+            if fresh is None:
+                instance, cause = await self._store.load_instance(instance_id), None
+            else:
+                instance, cause = fresh
             if instance is not None and instance.state is State.RUNNING:
-                await self._steps(instance)
+                await self._steps(instance, cause)
             if instance_id not in self._again:
                 # No await between the look and the leaving: a wake after this starts a task.
                 self._runners.pop(instance_id, None)
                 return
 
-    async def _steps(self, instance: Instance) -> None:
-        """Carry ``instance`` on until it sleeps, finishes, or was moved by someone else."""
+    async def _steps(self, instance: Instance, cause: StoredEvent | None) -> None:
+        """Carry ``instance`` on until it sleeps, finishes, or was moved by someone else.
+        ``cause``: the event at ``instance.last_offset``, if at hand."""
         store = self._store
         while True:
             definition = self._versions[(instance.definition_id, instance.version)]
@@ -358,33 +377,51 @@ class Engine:
                 return
             step = definition.steps[instance.step]
             if isinstance(step.action, Call):
-                if not await self._call(instance, definition, step.action):
+                if cause is None or cause.offset != instance.last_offset:
+                    cause = await store.read_event(instance.last_offset)
+                advanced = await self._call(instance, definition, step.action, cause)
+                if advanced is None or not advanced.moved or advanced.completed:
                     return
-                continue
-            assert isinstance(step.action, Wait)
-            opened = await store.open_wait(
-                instance.id, instance.step, step.action.type, step.action.timeout
-            )
-            if opened is None:
-                return  # cancelled meanwhile
-            if opened.offset is None:
-                if step.action.timeout is not None:
-                    self._due(self._clock.now() + step.action.timeout)
+                opened = advanced.opened
+                if opened is None:  # the next step is a call, or a wait the store did not open
+                    continue
+            else:
+                assert isinstance(step.action, Wait)
+                opened = await store.open_wait(
+                    instance.id, instance.step, step.action.type, step.action.timeout
+                )
+                if opened is None:
+                    return  # cancelled meanwhile
+            if not self._past_wait(instance, definition, opened):
                 return  # asleep: a row, no task
-            instance.step += 1
-            instance.variables = opened.variables
-            instance.last_offset = opened.offset
 
-    async def _call(self, instance: Instance, definition: Definition, call: Call) -> bool:
-        """One call step, retried per the delivery policy; True when it succeeded and the
-        instance moved on, False when it failed (Failed) or was moved by someone else."""
+    def _past_wait(self, instance: Instance, definition: Definition, opened: Opened) -> bool:
+        """After the store opened the wait at ``instance.step``: True if a buffered event
+        took the instance past it (``instance`` follows), False if it sleeps."""
+        if opened.offset is None:
+            action = definition.steps[instance.step].action
+            assert isinstance(action, Wait)
+            if action.timeout is not None:
+                self._due(self._clock.now() + action.timeout)
+            return False
+        instance.step += 1
+        instance.variables = opened.variables
+        instance.last_offset = opened.offset
+        return True
+
+    async def _call(
+        self, instance: Instance, definition: Definition, call: Call, cause: StoredEvent | None
+    ) -> Advanced | None:
+        """One call step, retried per the delivery policy. On success the instance moves on,
+        and, in the same commit, completes or opens its next wait when that is what follows
+        (``instance`` follows to the step after the call). None when the retries ran out
+        (Failed) or someone else moved the instance."""
         store, clock = self._store, self._clock
         index = instance.step
         step_id = definition.steps[index].id
         stored = self.definitions.get(definition.id)
         owner = stored.owner if stored is not None else _OWNER
         target = self._target(definition, index, call)
-        cause = await store.read_event(instance.last_offset)
         retry = 0
         while True:
             now = clock.now()
@@ -398,11 +435,13 @@ class Engine:
             if verdict is Verdict.SUCCESS:
                 variables, detail = _answered(instance.variables, answer.status, answer.body)
                 entry = Entry(rfc3339(clock.now()), step_id, CALLED, detail=detail)
-                if not await store.advance_instance(instance.id, index, variables, [entry]):
-                    return False
-                instance.step += 1
-                instance.variables = variables
-                return True
+                advanced = await store.advance_instance(
+                    instance.id, index, variables, [entry], _then(definition, index + 1)
+                )
+                if advanced.moved:
+                    instance.step += 1
+                    instance.variables = variables
+                return advanced
             error = answer.error or "call failed"
             if retry < self._retry.max_retries:
                 retry += 1
@@ -421,7 +460,7 @@ class Engine:
             )
             if ended is not None:
                 log.warning("instance %s failed at step %s: %s", instance.id, step_id, error)
-            return False
+            return None
 
     def _target(self, definition: Definition, index: int, call: Call) -> http1.Target:
         key = (definition.id, definition.version, index)
@@ -462,6 +501,17 @@ class Engine:
             delay = due - clock.now()
             if delay > 0:
                 await _first(clock.sleep(delay), self._timer_wake.wait())
+
+
+def _then(definition: Definition, index: int) -> Then | None:
+    """What the store may do in a call's own commit after it: complete the instance past its
+    last step, or open the wait that follows. A call that follows needs this task."""
+    if index >= len(definition.steps):
+        return Then(complete=True)
+    action = definition.steps[index].action
+    if isinstance(action, Wait):
+        return Then(wait_type=action.type, timeout=action.timeout)
+    return None
 
 
 def _own_instance_event(event: StoredEvent) -> bool:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eventhub import errors
+from eventhub.events import StoredEvent
 
 CORRELATION_ATTRIBUTE = "cxpinstanceid"
 
@@ -173,3 +174,44 @@ def state_of(text: str) -> State:
         raise errors.InvalidRequest(
             f"state must be one of {', '.join(s.value for s in State)}"
         ) from None
+
+
+# -- what the store hands back (eventhub/log/instances.py) ----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """What ``open_wait`` did: consumed a buffered event (``offset``, and the variables it
+    gave), or put the instance to sleep (``offset`` None)."""
+
+    offset: int | None
+    variables: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Then:
+    """What follows a call step, when the store can do it in the same commit: the end
+    (``complete``), or a wait for ``wait_type``."""
+
+    complete: bool = False
+    wait_type: str | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Advanced:
+    """What ``advance`` did: nothing (the instance had moved), or moved on and then maybe
+    completed or opened its wait (``opened``)."""
+
+    moved: bool
+    completed: bool = False
+    opened: Opened | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Woken:
+    """An instance an event woke, as it is after that commit, and the event: its task starts
+    from these without reading either back."""
+
+    instance: Instance
+    cause: StoredEvent

@@ -51,7 +51,11 @@ class Receiver:
     async def start(self) -> Receiver:
         app = web.Application()
         app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # A test may end while the hub is still calling (a process's next step): stopping
+        # must not wait aiohttp's minute for a keep-alive connection to go quiet.
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=0.5
+        )
         await self._runner.setup()
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
