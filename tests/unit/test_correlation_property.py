@@ -9,7 +9,9 @@ advances (buffer expiry, wait timeouts), against a real in-process ``Hub``:
 - the receipt's word was true when given (``woke``: that instance resumed at that offset; a
   duplicate's receipt is the fate of the stored original);
 - the fates and the instances' states equal those of a small model of the rules (wait
-  ``order.approved`` -> wait ``order.shipped`` with a timeout, buffers of 60 s).
+  ``order.approved`` -> wait ``order.shipped`` with a timeout, buffers of 60 s);
+- a straggler's write (a runner that outlived a cancel, a timeout or a crash) is refused by
+  the store's compare-and-set and changes nothing.
 
 After each step the test waits until the hub is quiet (no instance Running, nothing due not
 yet handled), so the model's order of things is the hub's. The clock is a ``ManualClock`` on
@@ -34,7 +36,7 @@ from hypothesis import strategies as st
 from eventhub import auth, errors
 from eventhub.events import DataKind, NewEvent, digest_of
 from eventhub.hub import Hub
-from eventhub.processes.instances import State
+from eventhub.processes.instances import Entry, State
 from tests.conftest import ManualClock, settings_for
 
 APPROVED, SHIPPED, NOTED = "order.approved", "order.shipped", "order.noted"
@@ -85,7 +87,17 @@ class Cancel:
     which: int
 
 
-Step = Start | Send | Resend | Advance | Cancel
+@dataclass(frozen=True)
+class Stale:
+    """A straggler's writes (a runner that outlived a cancel, a timeout or a crash): open the
+    wait, advance, complete, at the instance's step or ``back`` steps before it. At rest no
+    instance is Running, so each must be refused and change nothing (compare-and-set)."""
+
+    which: int
+    back: int
+
+
+Step = Start | Send | Resend | Advance | Cancel | Stale
 
 # Mostly events naming started instances, with the awaited types: they wake, are buffered
 # and consumed; sometimes a type never awaited or an unknown instance.
@@ -101,9 +113,10 @@ _KINDS: dict[str, st.SearchStrategy[Step]] = {
     "start": st.just(Start()),
     "resend": st.builds(Resend, st.integers(0, 50)),
     "cancel": st.builds(Cancel, st.integers(0, 7)),
+    "stale": st.builds(Stale, st.integers(0, 7), st.integers(0, 1)),
 }
 step = st.sampled_from(
-    ["send"] * 6 + ["advance"] * 2 + ["start"] * 2 + ["resend", "cancel"]
+    ["send"] * 6 + ["advance"] * 2 + ["start"] * 2 + ["resend", "cancel", "stale"]
 ).flatmap(_KINDS.__getitem__)
 # A plan starts an instance or two first: without one, every event is unrouted.
 steps = st.tuples(st.integers(1, 3), st.lists(step, min_size=6, max_size=30)).map(
@@ -277,6 +290,9 @@ async def _run(folder: Path, plan: list[Step]) -> None:
             elif isinstance(step, Advance):
                 clock.advance(step.seconds)
                 model.advance(step.seconds)
+            elif isinstance(step, Stale):
+                if started:
+                    await _stale(hub, started[step.which % len(started)], model, step.back)
             else:
                 if not started:
                     continue
@@ -290,6 +306,20 @@ async def _run(folder: Path, plan: list[Step]) -> None:
         await _check(hub, model, started, sent)
     finally:
         await hub.stop()
+
+
+async def _stale(hub: Hub, instance_id: str, model: Model, back: int) -> None:
+    store = hub.store
+    at = max(model.instances[instance_id].step - back, 0)
+    before, head = await store.get_instance(instance_id), await store.head()
+    line = Entry("2027-01-01T00:00:00Z", None, "called", detail="a straggler")
+    assert await store.open_wait(instance_id, at, WAITS[min(at, 1)], TIMEOUT) is None
+    assert not await store.advance_instance(instance_id, at, {"stale": True}, [line])
+    assert (
+        await store.finish_instance(instance_id, (State.RUNNING,), State.COMPLETED, step=at)
+    ) is None
+    assert await store.get_instance(instance_id) == before, "a refused write changed it"
+    assert await store.head() == head, "a refused write appended a lifecycle event"
 
 
 async def _started(hub: Hub, n: int) -> bool:
