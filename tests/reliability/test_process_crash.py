@@ -119,6 +119,14 @@ async def held_receiver(hold: int = 1) -> AsyncIterator[HeldReceiver]:
         await receiver.stop()
 
 
+async def _only_instance(hub: Running, instance_id: str) -> None:
+    """The start event started one instance, also across the restart (its start cursor was
+    committed with it)."""
+    status, body = await request(hub, "GET", "/api/instances")
+    assert status == 200, body
+    assert [i["id"] for i in body["instances"]] == [instance_id]
+
+
 def _whats(found: dict[str, Any]) -> list[str]:
     return [h["what"] for h in found["history"]]
 
@@ -144,6 +152,7 @@ async def test_a_waiting_instance_and_its_buffer_survive_a_restart(tmp_path: Pat
         woke = await emit(hub, "order.approved", "a-1", {"approvedBy": "ann"}, instance=instance_id)
         assert woke["correlation"] == "woke"
         done = await until_state(hub, instance_id, "Completed")
+        await _only_instance(hub, instance_id)
     assert done["variables"] == {"orderId": "o-1", "approvedBy": "ann", "carrier": "ups"}
     resumed = [(h["step"], h["offset"]) for h in done["history"] if h["what"] == "resumed"]
     assert resumed == [("approval", woke["offset"]), ("shipping", early["offset"])]
@@ -226,6 +235,7 @@ async def test_sigkill_during_a_call_repeats_it_and_the_instance_goes_on(tmp_pat
             await receiver.until_arrived(3)
             instance_id = _check_repeat(receiver, secret)
             done = await until_state(hub, instance_id, "Completed")
+            await _only_instance(hub, instance_id)
     finally:
         first.close()
         if second is not None:
@@ -248,6 +258,7 @@ async def test_a_graceful_stop_during_a_call_repeats_it_after_the_restart(tmp_pa
             await receiver.until_arrived(3)
             instance_id = _check_repeat(receiver, secret)
             done = await until_state(hub, instance_id, "Completed")
+            await _only_instance(hub, instance_id)
     # The abandoned attempt left no trace: it was neither a failure nor a retry.
     assert _whats(done) == ["started", "called", "called", "completed"]
 
