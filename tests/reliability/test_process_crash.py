@@ -177,6 +177,7 @@ async def test_a_timeout_and_a_buffer_expiry_still_fire_after_a_restart(tmp_path
         clock.advance(10.5)  # the buffer ran out (20 s), the timeout (30 s) not yet
         await _until_unrouted(hub, early["offset"])
         assert (await instance(hub, instance_id))["state"] == "Waiting"
+        await until_sleeping(clock)  # asleep until the timeout: it sees the next advance
         clock.advance(10)
         ended = await until_state(hub, instance_id, "TimedOut")
     assert _whats(ended)[-1] == "timedout"
