@@ -9,7 +9,7 @@ database and survives restarts and kill -9").
 - Under a load of start and wake events, a SIGKILL loses nothing that was acknowledged: each
   acknowledged start event started exactly one instance, and each acknowledged wake is where
   its receipt said (woke: resumed at its offset; buffered: still buffered or consumed;
-  unrouted: in ``/api/unrouted``).
+  unrouted: in ``/api/unrouted``). ``-m long`` kills it 20 times in one run.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ import itertools
 import random
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 import standardwebhooks
 from aiohttp import web
 from starlette.applications import Starlette
@@ -291,8 +292,10 @@ async def _produce(
     batches: list[list[dict[str, Any]]],
     acked: list[Acked],
     enough: asyncio.Event,
+    kill_at: int,
 ) -> None:
-    """Post ``batches`` one request each until the hub is gone; record every 2xx."""
+    """Post ``batches`` one request each until the hub is gone; record every 2xx; set
+    ``enough`` once ``kill_at`` events were acknowledged in all."""
     headers = {**bearer(), "Content-Type": BATCH}
     for batch in batches:
         try:
@@ -312,15 +315,16 @@ async def _produce(
                     receipt.get("correlation"),
                 )
             )
-        if len(acked) >= KILL_AFTER:
+        if len(acked) >= kill_at:
             enough.set()
 
 
-def _load(first_ids: list[str], rng: random.Random) -> list[list[list[dict[str, Any]]]]:
+def _load(
+    first_ids: list[str], rng: random.Random, serial: Iterator[int]
+) -> list[list[list[dict[str, Any]]]]:
     """Per producer, its requests: batches of new orders (so the start consumers have pages
     to catch up on at the kill), or a few events naming the first instances (the awaited
     types in any order, so some wake and some are buffered) or no instance."""
-    serial = itertools.count()
 
     def event(type_: str, instance_id: str | None) -> dict[str, Any]:
         n = next(serial)
@@ -382,15 +386,28 @@ async def _unrouted(http: aiohttp.ClientSession, url: str) -> set[int]:
 
 
 async def test_sigkill_under_starts_and_wakes_loses_nothing_acknowledged(tmp_path: Path) -> None:
-    rng = random.Random(9)
+    await _kills_under_load(tmp_path, kills=1, seed=9)
+
+
+@pytest.mark.long
+@pytest.mark.timeout(600)
+async def test_sigkill_again_and_again_under_starts_and_wakes(tmp_path: Path) -> None:
+    await _kills_under_load(tmp_path, kills=20, seed=10)
+
+
+async def _kills_under_load(tmp_path: Path, kills: int, seed: int) -> None:
+    """Start ``FIRST_INSTANCES`` instances, then ``kills`` times: a load of start and wake
+    events, SIGKILL inside it, a restart on the same database. Then check every
+    acknowledged event against the last hub."""
+    rng = random.Random(seed)
     data = tmp_path / "eventhub.db"
-    first = ServerProcess(data, tmp_path / "first.log")
-    second: ServerProcess | None = None
+    hubs = [ServerProcess(data, tmp_path / "hub-0.log")]
     acked: list[Acked] = []
+    serial = itertools.count()
     try:
         async with aiohttp.ClientSession() as http:
-            await first.ready(http)
-            hub = Running(first.url, None, http, bearer())  # type: ignore[arg-type]
+            await hubs[0].ready(http)
+            hub = Running(hubs[0].url, None, http, bearer())  # type: ignore[arg-type]
             # A last wait nothing in the load satisfies: every instance stays live, so a
             # buffered event is consumed or still buffered, never unrouted by a finish.
             process = two_waits()
@@ -401,27 +418,32 @@ async def test_sigkill_under_starts_and_wakes_loses_nothing_acknowledged(tmp_pat
             ]
             async with asyncio.timeout(15):
                 while True:
-                    waiting = await _all_instances(http, first.url)
+                    waiting = await _all_instances(http, hub.url)
                     if sum(i["state"] == "Waiting" for i in waiting) == FIRST_INSTANCES:
                         break
                     await asyncio.sleep(0.02)
             first_ids = [i["id"] for i in waiting]
 
-            enough = asyncio.Event()
-            producers = [
-                asyncio.create_task(_produce(http, first.url, events, acked, enough))
-                for events in _load(first_ids, rng)
-            ]
-            async with asyncio.timeout(30):
-                await enough.wait()
-            first.signal(signal.SIGKILL)
-            assert await first.exited() == -signal.SIGKILL
-            await asyncio.gather(*producers)
-            assert len(acked) < STARTERS * REQUESTS * START_BATCH, "the kill should land mid-load"
+            for n in range(1, kills + 1):
+                enough, kill_at = asyncio.Event(), len(acked) + KILL_AFTER
+                producers = [
+                    asyncio.create_task(
+                        _produce(http, hubs[-1].url, events, acked, enough, kill_at)
+                    )
+                    for events in _load(first_ids, rng, serial)
+                ]
+                async with asyncio.timeout(30):
+                    await enough.wait()
+                hubs[-1].signal(signal.SIGKILL)
+                assert await hubs[-1].exited() == -signal.SIGKILL
+                await asyncio.gather(*producers)
+                assert len(acked) < kill_at + STARTERS * REQUESTS * START_BATCH - KILL_AFTER, (
+                    "the kill should land mid-load"
+                )
+                hubs.append(ServerProcess(data, tmp_path / f"hub-{n}.log"))
+                await hubs[-1].ready(http)
 
-            second = ServerProcess(data, tmp_path / "second.log")
-            await second.ready(http)
-            url = second.url
+            url = hubs[-1].url
             acked_starts = {a.offset for a in acked if a.type == "order.created"}
             acked_starts |= {e["offset"] for e in before}
             async with asyncio.timeout(20):
@@ -437,9 +459,8 @@ async def test_sigkill_under_starts_and_wakes_loses_nothing_acknowledged(tmp_pat
                 if i["id"] in first_ids
             }
     finally:
-        first.close()
-        if second is not None:
-            second.close()
+        for server in hubs:
+            server.close()
 
     # Every acknowledged start event started exactly one instance; no event started two.
     starts = Counter(i["startedBy"]["offset"] for i in found)
