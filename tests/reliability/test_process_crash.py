@@ -273,6 +273,7 @@ REQUESTS = 60  # per producer
 START_BATCH = 10  # start events per request
 KILL_AFTER = 400  # acknowledged events before the kill: well inside the load
 FIRST_INSTANCES = 20  # started (and Waiting) before the load
+WAIT_OF = {"order.approved": "approval", "order.shipped": "shipping"}  # two_waits' steps
 
 
 @dataclass(frozen=True)
@@ -474,10 +475,13 @@ async def _kills_under_load(tmp_path: Path, kills: int, seed: int) -> None:
     # Every acknowledged event that named an instance is where its receipt said.
     resumed_at: Counter[int] = Counter()
     buffered_at: dict[int, str] = {}
+    types = {a.offset: a.type for a in acked}
     for instance_id, found_one in histories.items():
         for line in found_one["history"]:
             if line["what"] == "resumed":
                 resumed_at[line["offset"]] += 1
+                if line["offset"] in types:  # past the wait for its type, not another
+                    assert line["step"] == WAIT_OF[types[line["offset"]]], line
             if line["what"] == "buffered":
                 buffered_at[line["offset"]] = instance_id
     assert max(resumed_at.values(), default=1) == 1, "an event consumed twice"
