@@ -66,9 +66,9 @@ def two_waits(**wait: Any) -> dict[str, Any]:
 
 
 class HeldReceiver(Receiver):
-    """A receiver that holds the first ``hold`` requests unanswered until ``release``: a call
-    in flight for exactly as long as the test needs (a sleeping stall would also keep the
-    receiver's own shutdown waiting). Every request is recorded on arrival in ``arrivals``."""
+    """A receiver that holds the first ``hold`` requests unanswered until it stops: a call in
+    flight for as long as the test needs (a sleeping stall would also keep the receiver's own
+    shutdown waiting). Every request is recorded on arrival in ``arrivals``."""
 
     def __init__(self, hold: int = 1) -> None:
         super().__init__()
