@@ -314,7 +314,7 @@ async def _stale(hub: Hub, instance_id: str, model: Model, back: int) -> None:
     before, head = await store.get_instance(instance_id), await store.head()
     line = Entry("2027-01-01T00:00:00Z", None, "called", detail="a straggler")
     assert await store.open_wait(instance_id, at, WAITS[min(at, 1)], TIMEOUT) is None
-    assert not await store.advance_instance(instance_id, at, {"stale": True}, [line])
+    assert not (await store.advance_instance(instance_id, at, {"stale": True}, [line])).moved
     assert (
         await store.finish_instance(instance_id, (State.RUNNING,), State.COMPLETED, step=at)
     ) is None
