@@ -22,6 +22,7 @@ from eventhub.delivery.policy import RetryPolicy
 from eventhub.delivery.sender import Sender
 from eventhub.delivery.states import Move
 from eventhub.delivery.supervisor import Deps
+from eventhub.headwatch import HeadWatch
 from eventhub.log import sealing
 from eventhub.log.sqlite import SqliteStore
 from eventhub.log.store import KeyRecord, SourceRecord, Store
@@ -73,6 +74,7 @@ class Hub:
             vault=sealing.vault_for(settings.data, settings.secret_key),
         )
         self.keyring = auth.Keyring(())
+        self.head = HeadWatch()  # GET /events?wait= long polls wait on it
         self.sources: dict[str, SourceRecord] = {}
         self._ingests_in_flight = 0
         self._keyless_in_flight = 0
@@ -156,6 +158,8 @@ class Hub:
             if changed:
                 log.info("process definitions from %s: %s", self.settings.catalog_file, changed)
         self.store.on_commit = self._on_commit
+        self.head.head = await self.store.head()
+        self.store.on_appended = self.head.moved
 
     def _on_commit(self, tids: set[int]) -> None:
         """After a commit that appended events of these triggers: wake their consumers."""

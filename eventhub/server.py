@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from collections.abc import Iterator
 
 import uvicorn
@@ -18,9 +19,18 @@ from eventhub.api import _fds, _protocol
 from eventhub.settings import Settings
 
 
-class _Server(uvicorn.Server):
-    """uvicorn re-raises a caught SIGTERM after its graceful shutdown, so the process would die
-    of the signal (exit status 143) even though it shut down cleanly. A clean shutdown exits 0."""
+class Server(uvicorn.Server):
+    """uvicorn, with two changes. uvicorn re-raises a caught SIGTERM after its graceful
+    shutdown, so the process would die of the signal (exit status 143) even though it shut
+    down cleanly: a clean shutdown exits 0. And a shutdown first ends the long polls
+    (``GET /events?wait=``), which would otherwise hold it for up to their 30 seconds."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        state = getattr(self.config.app, "state", None)
+        hub = getattr(state, "hub", None)
+        if hub is not None:
+            hub.head.close()
+        await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -70,4 +80,4 @@ def run(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    _Server(config(app_module.build(settings), settings)).run()
+    Server(config(app_module.build(settings), settings)).run()

@@ -108,7 +108,7 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
 async def start(settings: Settings, clock: Any = None) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     app = app_module.build(settings, clock)
     # The same configuration, and so the same connection limits, as `eventhub serve`.
-    server = uvicorn.Server(eventhub_server.config(app, settings, log_level="warning"))
+    server = eventhub_server.Server(eventhub_server.config(app, settings, log_level="warning"))
     task = asyncio.create_task(server.serve(), name="test-server")
     while not server.started:
         if task.done():

@@ -9,17 +9,28 @@ from eventhub import errors
 from eventhub.api._http import hub_of, int_param, json_response, raw_segments, require
 
 MAX_PAGE = 1000
+# The longest a long poll may hold its connection: past it, the client asks again.
+MAX_WAIT_SECONDS = 30
 
 
 async def list_events(request: Request) -> Response:
+    """A page of the log after ``after``; with ``wait=S`` (1-30), an empty page is answered
+    only after ``S`` seconds without a new event (a long poll: ``eventhub tail --follow``)."""
     require(request, "admin", "consumer")
     after = int_param(request, "after", 0, 0, 2**63 - 1)
     limit = int_param(request, "limit", 100, 1, MAX_PAGE)
-    events = await hub_of(request).store.read_after(after, limit)
+    wait = int_param(request, "wait", 0, 0, MAX_WAIT_SECONDS)
+    hub = hub_of(request)
+    events = await hub.store.read_after(after, limit)
+    if not events and wait:
+        await hub.head.after(after, wait)
+        events = await hub.store.read_after(after, limit)
     return json_response(
         {
             "events": [e.to_entry() for e in events],
             "nextAfter": events[-1].offset if events else after,
+            # The log's last offset: where a reader that wants only what is new starts.
+            "head": hub.head.head,
         }
     )
 

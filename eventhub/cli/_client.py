@@ -35,7 +35,13 @@ def segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+def call(
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    body: Any = None,
+    content_type: str = "application/json",
+) -> Any:
     """The JSON answer of ``method path``; a refusal or an unreachable hub ends the command
     with one line on stderr and exit status 1 (``SystemExit`` with a message)."""
     if not args.key:
@@ -45,7 +51,7 @@ def call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> 
         args.url.rstrip("/") + path,
         data=data,
         method=method,
-        headers={"Authorization": f"Bearer {args.key}", "Content-Type": "application/json"},
+        headers={"Authorization": f"Bearer {args.key}", "Content-Type": content_type},
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:

@@ -51,6 +51,9 @@ class Store(Protocol):
     # tell after a commit whose events woke instances (each as it is now, with the event) or
     # were buffered for them (the earliest expiry among those). Events naming an instance are
     # correlated inside the commit that appends them, and ``Appended.correlation`` says how.
+    # Set by the hub: the new head after each commit that appended events (``GET /events``'s
+    # long poll waits on it).
+    on_appended: Callable[[int], None] | None
     step_names: StepNames | None
     on_instances: Callable[[list[Woken], float | None], None] | None
 
