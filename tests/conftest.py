@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 import uvicorn
+from starlette.applications import Starlette
 
 from eventhub import app as app_module
 from eventhub import server as eventhub_server
@@ -117,6 +118,14 @@ async def start(settings: Settings, clock: Any = None) -> tuple[uvicorn.Server, 
     return server, task
 
 
+def hub_of(uv: uvicorn.Server) -> Hub:
+    """The hub of a server ``start`` started (its app is eventhub's Starlette app)."""
+    app = uv.config.app
+    assert isinstance(app, Starlette)
+    hub: Hub = app.state.hub
+    return hub
+
+
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
@@ -126,7 +135,7 @@ def clock() -> ManualClock:
 async def server(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Running]:
     settings = settings_for(tmp_path)
     uv, task = await start(settings, clock)
-    hub: Hub = uv.config.app.state.hub
+    hub = hub_of(uv)
     async with aiohttp.ClientSession() as http:
         yield Running(
             f"http://127.0.0.1:{settings.port}", hub, http, {"Authorization": f"Bearer {ADMIN_KEY}"}

@@ -81,7 +81,11 @@ async def test_wrong_key_is_401(server: Running, authorization: str) -> None:
 async def test_consumer_key_may_read_but_not_publish(server: Running) -> None:
     consumer = await server.new_key("consumer")
     await error_of(await publish(server, body_for("/s"), consumer), 403, "forbidden")
-    assert await server.get_json("/events", key=consumer) == {"events": [], "nextAfter": 0, "head": 0}
+    assert await server.get_json("/events", key=consumer) == {
+        "events": [],
+        "nextAfter": 0,
+        "head": 0,
+    }
 
 
 async def test_consumer_key_may_not_publish_even_an_empty_batch(server: Running) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import ADMIN_KEY, Running, settings_for, start
+from tests.conftest import ADMIN_KEY, Running, hub_of, settings_for, start
 from tests.e2e.delivery_helpers import KM, publish_trigger, request, send, subscribe
 from tests.e2e.receiver import Receiver
 
@@ -120,7 +120,7 @@ async def with_catalog_file(tmp_path: Path) -> AsyncIterator[Running]:
     async with aiohttp.ClientSession() as http:
         yield Running(
             f"http://127.0.0.1:{settings.port}",
-            uv.config.app.state.hub,
+            hub_of(uv),
             http,
             {"Authorization": f"Bearer {ADMIN_KEY}"},
         )

@@ -11,7 +11,7 @@ import pytest
 import standardwebhooks.webhooks
 import svix.webhooks
 
-from tests.conftest import ManualClock, Running
+from tests.conftest import ManualClock, Running, hub_of
 from tests.e2e.delivery_helpers import (
     SUBS,
     auto_clock,
@@ -365,7 +365,7 @@ async def test_subscriptions_resume_after_a_restart(tmp_path: Path, receiver: Re
         uv, task = await start(settings)
         running = Running(
             f"http://127.0.0.1:{settings.port}",
-            uv.config.app.state.hub,
+            hub_of(uv),
             http,
             {"Authorization": f"Bearer {ADMIN_KEY}"},
         )
@@ -377,7 +377,7 @@ async def test_subscriptions_resume_after_a_restart(tmp_path: Path, receiver: Re
         await task
 
         uv, task = await start(settings)
-        running.hub = uv.config.app.state.hub
+        running.hub = hub_of(uv)
         try:
             state = await sub_state(running, sub["id"])
             assert state["status"] == "Paused" and state["lag"] == 2

@@ -47,7 +47,7 @@ def keys(port: int, key: str) -> int:
         f"http://127.0.0.1:{port}/admin/keys", headers={"Authorization": f"Bearer {key}"}
     )
     with urllib.request.urlopen(request, timeout=5) as response:
-        return response.status
+        return int(response.status)
 
 
 def test_first_start_prints_an_admin_key_once(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from eventhub import auth, errors
 from eventhub.hub import Hub
 from eventhub.settings import Settings
-from tests.conftest import ADMIN_KEY, ManualClock, Running, free_port, settings_for, start
+from tests.conftest import ADMIN_KEY, ManualClock, Running, free_port, hub_of, settings_for, start
 from tests.e2e.delivery_helpers import request
 from tests.e2e.process_helpers import emit, until_state
 from tests.e2e.receiver import Receiver
@@ -59,7 +59,7 @@ async def serving(settings: Settings) -> AsyncIterator[Running]:
         async with aiohttp.ClientSession() as http:
             yield Running(
                 f"http://127.0.0.1:{uv.config.port}",
-                uv.config.app.state.hub,
+                hub_of(uv),
                 http,
                 {"Authorization": f"Bearer {ADMIN_KEY}"},
             )

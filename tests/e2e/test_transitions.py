@@ -23,7 +23,7 @@ from tests.e2e.receiver import Receiver, status
 async def into(state: str, server: Running, receiver: Receiver, clock: ManualClock) -> str:
     """A new subscription, driven into ``state``; its id."""
     sub = await subscribe(server, receiver.url, maxRetries=0)
-    sub_id = sub["id"]
+    sub_id = str(sub["id"])
     if state == "Paused":
         code, _ = await request(server, "PATCH", f"{SUBS}/{sub_id}/pause")
         assert code == 200

@@ -64,7 +64,7 @@ TRIGGERS = {
 
 
 def _matches(trigger: str, event: dict[str, Any]) -> bool:
-    kind = event["type"]
+    kind = str(event["type"])
     return kind == "chaos.order" if trigger == "orders" else kind.startswith("chaos.")
 
 
@@ -392,7 +392,7 @@ async def _caught_up(
     def settled(state: dict[str, Any], sub: Sub) -> bool:
         # The cursor moves only after a 2xx, which the receiver recorded before answering.
         at_end = state["offset"] == due[sub.id][-1]
-        return state["status"] == "Active" and state["lag"] == 0 and at_end
+        return bool(state["status"] == "Active" and state["lag"] == 0 and at_end)
 
     # Stuck means no progress at all for STALLED seconds, not slow: a long run's backlog of
     # hundreds of thousands of deliveries takes a while on two cores.

@@ -11,6 +11,7 @@ build (deep nesting, pathological patterns) are written out below them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import socket
 import time
@@ -389,7 +390,7 @@ toml_values = st.recursive(
     max_leaves=4,
 )
 setting_names = st.one_of(
-    st.sampled_from(sorted(f.name for f in hub_settings.dataclasses.fields(hub_settings.Settings))),
+    st.sampled_from(sorted(f.name for f in dataclasses.fields(hub_settings.Settings))),
     st.sampled_from(["eventhub", "max-body-bytes", "unknown"]),
 )
 
@@ -406,7 +407,7 @@ def _load_or_refuse(path: Path, environ: dict[str, str] | None = None) -> None:
         assert exc.status == 400 and exc.message
     else:
         hub_settings.validate(built)
-        for field in hub_settings.dataclasses.fields(built):
+        for field in dataclasses.fields(built):
             value = getattr(built, field.name)
             assert not (isinstance(value, float) and math.isnan(value)), field.name
 

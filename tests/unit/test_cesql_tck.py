@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from eventhub.catalog import cesql
 
 TCK = Path(__file__).parents[1] / "data" / "cesql-tck"
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]
     """YAML without implicit timestamps: the kit's times are strings, as in CloudEvents."""
 
 

@@ -48,7 +48,7 @@ async def test_reads_expire_in_order_and_later_ones_keep_their_own_time() -> Non
     second = asyncio.create_task(read("second", 0.1, asyncio.Event()))
     await asyncio.sleep(0.15)
     finished.set()
-    assert await asyncio.gather(first, quick, second) == ["expired", "read", "expired"]
+    assert list(await asyncio.gather(first, quick, second)) == ["expired", "read", "expired"]
     # Each expired about its own limit after it started, not when the first one did.
     for name in ("first", "second"):
         assert 0.19 <= ended[name] < 0.6, ended

@@ -3,6 +3,7 @@ EventHubError, never anything else, and an accepted event re-validates."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from eventhub import errors
 from eventhub.codec import attributes, parse
+from eventhub.events import NewEvent
 
 header_names = st.one_of(
     st.sampled_from(
@@ -142,10 +144,11 @@ def test_batches_are_all_valid_or_refused_whole(items: list[Any]) -> None:
 @settings(max_examples=200, deadline=None)
 @given(body=st.one_of(st.binary(max_size=40), json_values.map(orjson.dumps)))
 def test_structured_and_uipath_bodies(body: bytes) -> None:
-    for attempt in (
+    attempts: tuple[Callable[[], NewEvent], ...] = (
         lambda: parse.parse_structured(body),
         lambda: parse.parse_uipath(body, "orchestrator", "2026-01-01T00:00:00Z"),
-    ):
+    )
+    for attempt in attempts:
         try:
             event = attempt()
         except errors.EventHubError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -33,10 +34,10 @@ def event(id_: str, data: bytes = b'{"n": 1}', source: str = "/s") -> NewEvent:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> SqliteStore:
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     s = SqliteStore(tmp_path / "log.db", ManualClock(), vault=VAULT)
     await s.open()
-    yield s  # type: ignore[misc]
+    yield s
     await s.close()
 
 

@@ -19,8 +19,12 @@ def test_restart_delay_doubles_up_to_a_cap(crashes: int, delay: float) -> None:
 async def test_a_task_that_returns_is_forgotten_and_stop_cancels_the_rest() -> None:
     owner = tasks.Tasks()
     forever = asyncio.Event()
-    done = owner.watch("short", lambda: asyncio.sleep(0))
-    long = owner.watch("long", forever.wait)
+    done = owner.watch("short", lambda: asyncio.sleep(0, None))
+
+    async def until_stopped() -> None:
+        await forever.wait()
+
+    long = owner.watch("long", until_stopped)
     await done.wait()
     assert owner.names() == ["long"] and owner.health() == []
     await owner.stop()
