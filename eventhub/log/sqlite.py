@@ -308,6 +308,8 @@ class SqliteStore:
         # commit that woke instances or buffered events for them (earliest new expiry).
         self.step_names: instances.StepNames | None = None
         self.on_instances: Callable[[list[Woken], float | None], None] | None = None
+        # Set by the hub: the lifecycle events a commit made, once committed (ops/logs.py).
+        self.on_emitted: Callable[[list[NewEvent]], None] | None = None
         self._checkpointer: tasks.Watched | None = None
         self._squeezed = False  # a write failed on a full disk: truncate the WAL when possible
         self._deliveries: _Deliveries | None = None  # the batch record_delivery fills
@@ -521,6 +523,8 @@ class SqliteStore:
         finally:
             self._quiet.set()
         self._dirty = True
+        if emitted and self.on_emitted is not None:
+            self.on_emitted(emitted)
         if matched and self.on_commit is not None:
             self.on_commit(matched)
         if (
