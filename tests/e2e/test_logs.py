@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import re
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -17,7 +18,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, Running
 from tests.e2e.helpers import ServerProcess, bearer
 
 KM = "/intelligence/api/knowledge-models"
@@ -285,3 +286,18 @@ async def test_no_access_lines_above_info(tmp_path: Path, http: aiohttp.ClientSe
     finally:
         hub.close()
     assert "eventhub.access" not in output
+
+
+async def test_an_embedded_hub_logs_access_through_the_logger(
+    server: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without ``eventhub serve``'s set-up, access lines are ordinary ``eventhub.access``
+    records, with the same fields for whatever handler the embedding program installed."""
+    caplog.set_level(logging.INFO, logger="eventhub.access")
+    async with server.http.get(f"{server.url}/admin/keys?x=1", headers=server.admin) as response:
+        assert response.status == 200
+    records = [r for r in caplog.records if r.name == "eventhub.access"]
+    assert len(records) == 1
+    assert records[0].getMessage().startswith("GET /admin/keys 200 ")
+    fields = getattr(records[0], "fields", {})
+    assert fields["key_id"] == "env-admin" and fields["path"] == "/admin/keys"
