@@ -56,8 +56,10 @@ async def readyz(request: Request) -> Response:
 class _App(Starlette):
     """Starlette, with ``POST /events`` answered before the middleware and the router: the
     single-event ingest path is where a request's fixed cost shows (bench/README.md). The
-    route stays registered, so other methods on ``/events`` are answered as before (405 with
-    ``Allow``), and an unexpected error still goes through the same ServerErrorMiddleware."""
+    route stays registered, so other methods on ``/events`` are answered as before (``OPTIONS``
+    is the webhook handshake), and an unexpected error still goes through the same
+    ServerErrorMiddleware. Every HTTP request gets its access line here (ops/logs.py), when
+    the ``eventhub.access`` logger is on."""
 
     def __init__(self, post_events: ASGIApp, **kwargs: Any) -> None:
         super().__init__(**kwargs)
