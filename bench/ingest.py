@@ -154,6 +154,7 @@ class Options:
     connections: int
     batch: int
     synchronous: str | None
+    log_level: str  # EVENTHUB_LOG_LEVEL: "info" writes an access line a request
     wrk_threads: int
     py_spy: Path | None
     eventhub_dir: Path  # holds the eventhub package the server runs
@@ -171,7 +172,7 @@ def start_server(
     else:
         argv = [sys.executable, "-m", "eventhub", "serve", "--port", str(port)]
         argv += ["--data", str(workdir / "eventhub.db")]
-        env.update(EVENTHUB_ADMIN_KEY=ADMIN_KEY, EVENTHUB_LOG_LEVEL="warning")
+        env.update(EVENTHUB_ADMIN_KEY=ADMIN_KEY, EVENTHUB_LOG_LEVEL=opts.log_level)
         env.update(harness.LOOPBACK_CALLBACKS)
         # The package in eventhub_dir wins over any installed one: it is first on sys.path.
         env["PYTHONPATH"] = os.pathsep.join(
@@ -524,6 +525,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--batch", type=int, default=100, help="events a batch request")
     parser.add_argument("--synchronous", choices=["full", "normal"], help="EVENTHUB_SYNCHRONOUS")
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        help="EVENTHUB_LOG_LEVEL (default warning; info logs an access line a request)",
+    )
     parser.add_argument("--wrk-threads", type=int, default=1)
     parser.add_argument(
         "--py-spy", type=Path, metavar="DIR", help="profile each server with py-spy (raw output)"
@@ -592,6 +598,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.connections,
                 args.batch,
                 args.synchronous,
+                args.log_level,
                 args.wrk_threads,
                 args.py_spy,
                 Path(code["dir"]),
@@ -661,6 +668,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch": args.batch,
             "generators": args.generators,
             "synchronous": args.synchronous or "full (default)",
+            "log_level": args.log_level,
             "wrk_threads": args.wrk_threads,
         },
         "eventhub": {"url": args.url} if args.url else code,

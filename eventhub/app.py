@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,13 +13,24 @@ from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eventhub import errors as errors_module
-from eventhub.api import admin, catalog, errors, events, ingest, processes, subscriptions, traces
+from eventhub.api import (
+    admin,
+    catalog,
+    errors,
+    events,
+    handshake,
+    ingest,
+    processes,
+    subscriptions,
+    traces,
+)
 from eventhub.api._http import hub_of, json_response, principal
 from eventhub.clock import Clock
 from eventhub.hub import Hub
+from eventhub.ops import logs
 from eventhub.settings import Settings
 
 KM = "/intelligence/api/knowledge-models"
@@ -43,8 +56,10 @@ async def readyz(request: Request) -> Response:
 class _App(Starlette):
     """Starlette, with ``POST /events`` answered before the middleware and the router: the
     single-event ingest path is where a request's fixed cost shows (bench/README.md). The
-    route stays registered, so other methods on ``/events`` are answered as before (405 with
-    ``Allow``), and an unexpected error still goes through the same ServerErrorMiddleware."""
+    route stays registered, so other methods on ``/events`` are answered as before (``OPTIONS``
+    is the webhook handshake), and an unexpected error still goes through the same
+    ServerErrorMiddleware. Every HTTP request gets its access line here (ops/logs.py), when
+    the ``eventhub.access`` logger is on."""
 
     def __init__(self, post_events: ASGIApp, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -53,16 +68,36 @@ class _App(Starlette):
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["path"] == "/events"
-            and scope["method"] == "POST"
-            and not scope.get("root_path")
-        ):
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+        elif logs.ACCESS.isEnabledFor(logging.INFO):
+            await self._logged(scope, receive, send)
+        else:
+            await self._dispatch(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/events" and scope["method"] == "POST" and not scope.get("root_path"):
             scope["app"] = self
             await self._post_events(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
+
+    async def _logged(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``_dispatch`` with its access line (ops/logs.py): the status as sent, the time until
+        the app returned. Handlers note the caller's key id in the scope."""
+        started = time.perf_counter()
+        status: int | None = None
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._dispatch(scope, receive, sending)
+        finally:
+            logs.access(scope, status, time.perf_counter() - started)
 
 
 def build(settings: Settings, clock: Clock | None = None) -> Starlette:
@@ -81,6 +116,10 @@ def build(settings: Settings, clock: Clock | None = None) -> Starlette:
     routes = [
         Route("/events", post_events, methods=["POST"]),
         Route("/events", events.list_events, methods=["GET"]),
+        # The CloudEvents webhook handshake on each ingest endpoint (api/handshake.py).
+        Route("/events", handshake.options, methods=["OPTIONS"]),
+        Route("/api/ingestion/event/batch", handshake.options, methods=["OPTIONS"]),
+        Route("/api/ingestion/uipath/{rest:path}", handshake.options, methods=["OPTIONS"]),
         Route("/events/{rest:path}", events.get_event, methods=["GET"]),
         Route(
             "/api/ingestion/event/batch",

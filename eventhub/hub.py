@@ -27,6 +27,7 @@ from eventhub.log import sealing
 from eventhub.log.sqlite import SqliteStore
 from eventhub.log.store import KeyRecord, SourceRecord, Store
 from eventhub.models import Subscription
+from eventhub.ops import logs
 from eventhub.processes import definition_file, engine, lifecycle
 from eventhub.processes.engine import Engine
 from eventhub.settings import Settings
@@ -160,6 +161,7 @@ class Hub:
         self.store.on_commit = self._on_commit
         self.head.head = await self.store.head()
         self.store.on_appended = self.head.moved
+        self.store.on_emitted = logs.instance_transitions
 
     def _on_commit(self, tids: set[int]) -> None:
         """After a commit that appended events of these triggers: wake their consumers."""
@@ -172,6 +174,7 @@ class Hub:
         any task still running. Each step runs whatever failed before it: a shutdown after a
         full disk or a crash still releases everything."""
         self.store.on_commit = None
+        self.store.on_emitted = None
         steps = (
             ("process engine", self.processes.stop),
             ("subscriptions", self.subscriptions.stop),
@@ -242,6 +245,11 @@ class Hub:
 
     async def _notify(self, sub: Subscription, move: Move | None, reason: str) -> None:
         await self.store.append([notifications.transition(sub, move, reason, self.clock.now())])
+        # Logged once the notification is in the log, as the transition it records is.
+        status = str(sub.status) if move is not Move.DELETE else None
+        logs.subscription_transition(
+            sub.id, sub.owner, notifications.NAMES[move], status, sub.cursor, reason
+        )
 
     async def _notify_limit(self, who: auth.Principal, limit: int) -> None:
         data = {"owner": who.key_id, "limit": limit}

@@ -5,7 +5,6 @@ SIGINT it stops accepting, lets in-flight requests finish, then the lifespan clo
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import socket
@@ -16,6 +15,7 @@ from starlette.types import ASGIApp
 
 from eventhub import app as app_module
 from eventhub.api import _fds, _protocol
+from eventhub.ops import logs
 from eventhub.settings import Settings
 
 
@@ -62,7 +62,9 @@ def config(app: ASGIApp, settings: Settings, log_level: str | None = None) -> uv
         # No route upgrades; without this a websocket upgrade would leave our protocol.
         ws="none",
         lifespan="on",
-        access_log=False,
+        access_log=False,  # ops/logs.py writes the access line, cheaper (app.py)
+        # uvicorn's own lines go through the root logger, so they take log_format too.
+        log_config=None,
         log_level=(log_level or settings.log_level).lower(),
         # uvicorn annotates int, but only hands it to loop.call_later: a float is fine.
         timeout_keep_alive=settings.keepalive_timeout,  # type: ignore[arg-type]
@@ -77,7 +79,5 @@ def run(settings: Settings) -> None:
     # it does not name: SQLite's temporary and journal files, and any file a later feature
     # writes without going through files.py.
     os.umask(0o077)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_format, settings.log_level)
     Server(config(app_module.build(settings), settings)).run()

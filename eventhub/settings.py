@@ -34,6 +34,8 @@ class Settings:
     synchronous: str = "full"
     checkpoint_interval: float = 1.0
     log_level: str = "info"
+    # logs (SPEC §7; eventhub/ops/logs.py): "text" lines, or "json" (one object a line)
+    log_format: str = "text"
     # catalogue
     catalog_file: Path | None = None
     # delivery
@@ -67,6 +69,10 @@ class Settings:
     # or, with callback_networks_only, the only ones it may reach.
     allowed_callback_networks: tuple[str, ...] = ()
     callback_networks_only: bool = False
+    # CloudEvents webhook handshake (api/handshake.py): the origins (WebHook-Request-Origin)
+    # the ingest endpoints consent to; "*" consents to any. None by default: consent is the
+    # operator's to give (http-webhook.md §4).
+    webhook_allowed_origins: tuple[str, ...] = ()
     # secrets at rest (SPEC §8): EVENTHUB_SECRET_KEY, else a key file beside the database
     secret_key: str | None = dataclasses.field(default=None, repr=False)
 
@@ -198,6 +204,14 @@ _POSITIVE = (
 
 def validate(settings: Settings) -> None:
     """Refuse a value no hub can run with, naming the setting."""
+    if settings.log_format not in ("text", "json"):
+        raise errors.InvalidRequest("setting 'log_format' must be 'text' or 'json'")
+    for origin in settings.webhook_allowed_origins:
+        # A DNS name (or "*"): compared with WebHook-Request-Origin, echoed in a header.
+        if not origin or not origin.isascii() or not origin.isprintable() or " " in origin:
+            raise errors.InvalidRequest(
+                f"setting 'webhook_allowed_origins': {origin!r} is not a host name or '*'"
+            )
     if settings.synchronous not in ("full", "normal"):
         raise errors.InvalidRequest("setting 'synchronous' must be 'full' or 'normal'")
     for name in _POSITIVE:

@@ -14,6 +14,7 @@ from starlette.types import Scope
 from eventhub import auth, errors
 from eventhub.api import _asgi
 from eventhub.hub import Hub
+from eventhub.ops import logs
 
 
 def hub_of(request: Request) -> Hub:
@@ -58,8 +59,12 @@ async def read_json(request: Request, limit: int = 1024 * 1024) -> Any:
 
 
 def principal(request: Request) -> auth.Principal | None:
-    """The caller's key, or None when no Authorization header was sent; a bad key is 401."""
-    return auth.identify(hub_of(request).keyring, header(request, b"authorization"))
+    """The caller's key, or None when no Authorization header was sent; a bad key is 401.
+    Its id is noted for the request's access line (ops/logs.py)."""
+    who = auth.identify(hub_of(request).keyring, header(request, b"authorization"))
+    if who is not None:
+        request.scope[logs.KEY_ID] = who.key_id
+    return who
 
 
 def require(request: Request, *roles: str) -> auth.Principal:

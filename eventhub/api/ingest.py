@@ -10,6 +10,7 @@ the answer.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.types import Receive, Scope, Send
@@ -22,6 +23,7 @@ from eventhub.api._http import segments_of
 from eventhub.codec import media, parse
 from eventhub.events import Appended, NewEvent
 from eventhub.hub import Hub
+from eventhub.ops import logs
 
 _SIGNATURE_HEADERS = (b"x-eventhub-hmac", b"x-emporix-hmac")
 UIPATH_SIGNATURE_HEADERS = (b"x-uipath-signature", *_SIGNATURE_HEADERS)
@@ -52,8 +54,22 @@ class Ingest:
         hub = self.hub
         signature = _signature(incoming, signature_headers)
         authorization = incoming.header(b"authorization")
+        token = access_token(incoming.scope)
+        if token is not None:
+            if authorization is not None:
+                raise errors.InvalidRequest(
+                    "send the API key once: in the Authorization header or as access_token,"
+                    " not both"
+                )
+            authorization = f"Bearer {token}"
         named = naming(incoming) if authorization is None else None
-        return auth.admit(hub.keyring, hub.sources, authorization, named, signature)
+        caller = auth.admit(hub.keyring, hub.sources, authorization, named, signature)
+        # Who asked, for the access line (ops/logs.py): a key id or a source name.
+        if caller.principal is not None:
+            incoming.scope[logs.KEY_ID] = caller.principal.key_id
+        elif caller.source is not None:
+            incoming.scope[logs.SOURCE] = caller.source.name
+        return caller
 
     async def body(self, incoming: _asgi.Incoming, caller: auth.Caller) -> bytes:
         """The body, bounded in size and time; without a key, its signature is checked here,
@@ -140,6 +156,28 @@ def named_by_path(incoming: _asgi.Incoming) -> str | None:
     except errors.NotFound:
         return None
     return segments[0] if len(segments) == 1 and segments[0] else None
+
+
+def access_token(scope: Scope) -> str | None:
+    """The API key sent as the ``access_token`` query parameter, the CloudEvents webhook
+    spec's alternative to ``Authorization: Bearer`` (http-webhook.md §3, RFC 6750 §2.3), or
+    None. It is bounded as the header is: the request line counts toward ``max_header_bytes``
+    (api/_protocol.py). Never logged: the access line leaves the query string out."""
+    query: bytes = scope.get("query_string", b"")
+    if b"access_token" not in query:  # the common case, without parsing
+        return None
+    values = [
+        value
+        for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+        if name == "access_token"
+    ]
+    if not values:
+        return None
+    if len(values) > 1:
+        raise errors.InvalidRequest("send access_token once")
+    if not values[0].strip():
+        raise errors.Unauthorized("access_token is empty: send an API key")
+    return values[0].strip()
 
 
 def _signature(incoming: _asgi.Incoming, names: Sequence[bytes]) -> str | None:

@@ -310,6 +310,8 @@ class SqliteStore:
         self.on_instances: Callable[[list[Woken], float | None], None] | None = None
         # Set by the hub: the log's new head after every commit that appended (long polls).
         self.on_appended: Callable[[int], None] | None = None
+        # Set by the hub: the lifecycle events a commit made, once committed (ops/logs.py).
+        self.on_emitted: Callable[[list[NewEvent]], None] | None = None
         self._checkpointer: tasks.Watched | None = None
         self._squeezed = False  # a write failed on a full disk: truncate the WAL when possible
         self._deliveries: _Deliveries | None = None  # the batch record_delivery fills
@@ -525,6 +527,8 @@ class SqliteStore:
         self._dirty = True
         if self._last_offset > last_offset and self.on_appended is not None:
             self.on_appended(self._last_offset)
+        if emitted and self.on_emitted is not None:
+            self.on_emitted(emitted)
         if matched and self.on_commit is not None:
             self.on_commit(matched)
         if (

@@ -56,6 +56,9 @@ class Store(Protocol):
     on_appended: Callable[[int], None] | None
     step_names: StepNames | None
     on_instances: Callable[[list[Woken], float | None], None] | None
+    # Set by the hub: the events a commit appended of its own (instance lifecycle events,
+    # made inside the transaction), once it committed; the transition log lines.
+    on_emitted: Callable[[list[NewEvent]], None] | None
 
     async def open(self, owner: tasks.Tasks | None = None) -> None:
         """Open, with the store's background tasks watched by ``owner``."""

@@ -1,0 +1,1 @@
+"""Operating the hub (SPEC §7): its logs."""
