@@ -4,6 +4,7 @@ SIGINT it stops accepting, lets in-flight requests finish, then the lifespan clo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -15,6 +16,7 @@ from starlette.types import ASGIApp
 
 from eventhub import app as app_module
 from eventhub.api import _fds, _protocol
+from eventhub.hub import Hub
 from eventhub.settings import Settings
 
 
@@ -70,4 +72,16 @@ def run(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    _Server(config(app_module.build(settings), settings)).run()
+    app = app_module.build(settings)
+    server = _Server(config(app, settings))
+    with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+        runner.run(_serve(server, app.state.hub))
+
+
+async def _serve(server: uvicorn.Server, hub: Hub) -> None:
+    """Start the hub, then serve. The lifespan would start it too (and does in the tests), but
+    there a refusal (a catalogue file, a database) becomes uvicorn's traceback and exit
+    status 3; started here first, it propagates to ``eventhub serve``, which prints it as one
+    line. The lifespan still stops the hub, after the server's graceful shutdown."""
+    await hub.start()
+    await server.serve()
