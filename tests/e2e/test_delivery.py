@@ -499,3 +499,29 @@ async def test_subscriptions_in_backoff_leave_room_for_the_others(
             assert state["counts"]["delivered"] == 4
     finally:
         await failing.stop()
+
+
+async def test_binary_delivery_labels_data_without_datacontenttype_by_its_kind(
+    server: Running, receiver: Receiver
+) -> None:
+    """Structured-mode ``data`` without ``datacontenttype`` is JSON (json-format.md 3.1), so
+    its binary-mode delivery says ``application/json``; ``data_base64`` stays opaque bytes."""
+    await publish_trigger(server)
+    await subscribe(server, receiver.url, format="binary")
+    base = {"specversion": "1.0", "source": "/shop", "type": "order.created"}
+    for event in (
+        {**base, "id": "json", "data": {"n": 1}},
+        {**base, "id": "blob", "data_base64": "AAEC"},
+    ):
+        async with server.http.post(
+            server.url + "/events",
+            data=orjson.dumps(event),
+            headers={**server.admin, "content-type": "application/cloudevents+json"},
+        ) as response:
+            assert response.status == 200, await response.text()
+    seen = await receiver.wait_for(2)
+    headers = {s.body: {k.lower(): v for k, v in s.headers.items()} for s in seen}
+    json_headers, blob_headers = headers[b'{"n":1}'], headers[b"\x00\x01\x02"]
+    assert (json_headers["ce-id"], json_headers["content-type"]) == ("json", "application/json")
+    assert blob_headers["content-type"] == "application/octet-stream"
+    assert "ce-datacontenttype" not in json_headers | blob_headers
