@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -525,3 +526,38 @@ async def test_binary_delivery_labels_data_without_datacontenttype_by_its_kind(
     assert (json_headers["ce-id"], json_headers["content-type"]) == ("json", "application/json")
     assert blob_headers["content-type"] == "application/octet-stream"
     assert "ce-datacontenttype" not in json_headers | blob_headers
+
+
+def epoch_like(value: object) -> list[object]:
+    """Every number in a JSON answer large enough to be seconds since 1970 (offsets, counts
+    and latencies in a test are far smaller)."""
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in epoch_like(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in epoch_like(v)]
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return [value] if is_number and value > 1e8 else []  # type: ignore[operator]
+
+
+async def test_times_in_subscription_answers_are_rfc3339(
+    server: Running, receiver: Receiver, clock: ManualClock
+) -> None:
+    """``previousSecretExpiresAt`` was epoch seconds; every time the subscription API answers
+    with is RFC 3339 now, like ``createdAt``."""
+    await publish_trigger(server)
+    sub = await subscribe(server, receiver.url)
+    code, rotated = await request(server, "POST", f"{SUBS}/{sub['id']}/rotate-secret")
+    assert code == 200, rotated
+    expires = rotated["previousSecretExpiresAt"]
+    assert isinstance(expires, str) and expires.endswith("Z"), expires
+    overlap = server.hub.settings.secret_rotation_overlap
+    parsed = datetime.fromisoformat(expires).timestamp()
+    assert abs(parsed - (clock.now() + overlap)) < 1e-3
+    await send(server, 1)
+    await receiver.wait_for(1)
+    answers = [sub, rotated, await sub_state(server, sub["id"])]
+    for path in (SUBS, f"{SUBS}/{sub['id']}/attempts", "/admin/keys", "/admin/sources"):
+        code, body = await request(server, "GET", path)
+        assert code == 200, body
+        answers.append(body)
+    assert epoch_like(answers) == []
