@@ -220,7 +220,7 @@ class Choice:
     values: tuple[str, ...]
 
     def text(self) -> str:
-        return " ".join(f"`{value}`" for value in self.values)
+        return ", ".join(f"`{value}`" for value in self.values)
 
 
 POSITIVE = Range(0, above=True)
