@@ -9,12 +9,14 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from collections.abc import Iterator
 
 import uvicorn
 from starlette.types import ASGIApp
 
 from eventhub import app as app_module
+from eventhub import errors
 from eventhub.api import _fds, _protocol
 from eventhub.hub import Hub
 from eventhub.settings import Settings
@@ -72,6 +74,7 @@ def run(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    check_address(settings.host, settings.port)
     app = app_module.build(settings)
     server = _Server(config(app, settings))
     with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
@@ -85,3 +88,25 @@ async def _serve(server: uvicorn.Server, hub: Hub) -> None:
     line. The lifespan still stops the hub, after the server's graceful shutdown."""
     await hub.start()
     await server.serve()
+
+
+def check_address(host: str, port: int) -> None:
+    """Refuse, naming the settings, an address the server could not listen on (taken, not
+    this machine's, not resolvable), before the database is touched. uvicorn would find out
+    only after the hub started, and say so in its own log lines with exit status 3. The
+    probe binds as asyncio's ``create_server`` will (``SO_REUSEADDR``, IPv6 only on IPv6)
+    and lets go at once; a port taken in between still fails, in uvicorn's words."""
+    where = f"settings 'host' and 'port': cannot listen on {host}:{port}"
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise errors.InvalidRequest(f"{where}: {getattr(exc, 'strerror', None) or exc}") from None
+    for family, kind, proto, _, address in found:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise errors.InvalidRequest(f"{where}: {exc.strerror or exc}") from None

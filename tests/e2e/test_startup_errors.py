@@ -5,6 +5,7 @@ data path is one line on stderr naming the setting or the path, exit status 2, n
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -194,3 +195,20 @@ def test_an_unusable_data_path_is_one_line_naming_it(
     refused = serve(data, {})
     assert_one_line(refused, "'data'")
     assert str(data) in refused.stderr
+
+
+def test_a_port_in_use_is_one_line_naming_host_and_port(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        refused = serve(tmp_path / "eventhub.db", {}, "--port", str(port))
+    assert_one_line(refused, f"'port': cannot listen on 127.0.0.1:{port}")
+    assert not (tmp_path / "eventhub.db").exists(), "refused before the database was made"
+
+
+def test_an_address_not_of_this_machine_is_one_line_naming_host(tmp_path: Path) -> None:
+    # 192.0.2.0/24 is TEST-NET-1: never a local address. Binding it sends nothing.
+    refused = serve(tmp_path / "eventhub.db", {"EVENTHUB_HOST": "192.0.2.1"})
+    assert_one_line(refused, "'host'")
+    assert "192.0.2.1" in refused.stderr
