@@ -81,12 +81,19 @@ def run(settings: Settings) -> None:
         runner.run(_serve(server, app.state.hub))
 
 
-async def _serve(server: uvicorn.Server, hub: Hub) -> None:
+async def _serve(server: _Server, hub: Hub) -> None:
     """Start the hub, then serve. The lifespan would start it too (and does in the tests), but
     there a refusal (a catalogue file, a database) becomes uvicorn's traceback and exit
     status 3; started here first, it propagates to ``eventhub serve``, which prints it as one
-    line. The lifespan still stops the hub, after the server's graceful shutdown."""
-    await hub.start()
+    line. The lifespan still stops the hub, after the server's graceful shutdown.
+
+    SIGTERM or SIGINT while the hub starts (a long migration) lets the start finish, then
+    stops the hub without serving, as uvicorn does for a signal during its lifespan start."""
+    with server.capture_signals():
+        await hub.start()
+    if server.should_exit:
+        await hub.stop()
+        return
     await server.serve()
 
 
