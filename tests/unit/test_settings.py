@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,7 @@ def test_every_number_and_word_setting_has_a_rule() -> None:
     """A new setting cannot skip validation: each int, float and plain str field has a range
     or a choice in ``settings.RULES`` (the rest: paths, keys, booleans, lists, host)."""
     checked_elsewhere = {"host", "admin_key", "secret_key"}
-    for field in settings.dataclasses.fields(settings.Settings):
+    for field in dataclasses.fields(settings.Settings):
         if field.type in ("int", "float", "str") and field.name not in checked_elsewhere:
             assert field.name in settings.RULES, field.name
     for name, rule in settings.RULES.items():
