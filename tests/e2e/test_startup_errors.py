@@ -139,6 +139,9 @@ CATALOG_FILES: dict[str, str | None] = {
     "not-a-table": "models = 5\n",
     "triggers-not-tables": "[models.orders]\ntriggers = 5\n",
     "trigger-without-id": "[[models.orders.triggers]]\nname = 'created'\n",
+    # Refused by the catalogue and the engine as the hub starts (a lifespan traceback before).
+    "bad-filter": "[[models.orders.triggers]]\nid = 'created'\nfilters = [{bogus = {}}]\n",
+    "bad-process": "[processes.fulfil]\nsteps = 5\n",
 }
 
 
