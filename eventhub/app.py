@@ -107,7 +107,8 @@ def build(settings: Settings, clock: Clock | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await hub.start()
+        if not hub.started:  # ``eventhub serve`` starts it first (server.py)
+            await hub.start()
         try:
             yield
         finally:

@@ -159,6 +159,13 @@ def admit(
     if who is not None:
         return Caller(who, None, signature)
     record = registered.get(named) if named is not None else None
+    if signature is not None and named is not None and record is None:
+        # Signed, so meant for a source: say which part is wrong. Still 401, as for any
+        # unauthenticated request, and nothing about the sources that are registered.
+        raise errors.Unauthorized(
+            f"the request is signed for source {named!r}, but no source of that name is"
+            " registered (PUT /admin/sources/{name}); or send an API key"
+        )
     if signature is None or record is None:
         raise errors.Unauthorized(
             "send an API key (Authorization: Bearer), or name a registered source"

@@ -16,6 +16,8 @@ import os
 import stat
 from pathlib import Path
 
+from eventhub import errors
+
 log = logging.getLogger(__name__)
 
 DIRECTORY_MODE = 0o700
@@ -26,11 +28,26 @@ SIDECARS = ("-wal", "-shm", "-journal")
 
 def secure_database(db: Path) -> None:
     """Make ``db``'s directory and files private, creating the directory and an empty
-    database file (SQLite takes an empty file as a new database) when they are missing."""
-    private_directory(db.parent, owned_prefix=db.name)
-    ensure_private(db)
-    for suffix in SIDECARS:
-        make_private(db.with_name(db.name + suffix))
+    database file (SQLite takes an empty file as a new database) when they are missing.
+
+    A path that cannot hold a database (a file where a directory belongs, a directory where
+    the database belongs, no permission) is an ``InvalidRequest`` naming the setting and the
+    path: ``eventhub serve`` prints it as one line and exits 2."""
+    try:
+        if db.exists() and not db.is_file():
+            raise errors.InvalidRequest(
+                f"setting 'data': {str(db)!r} is not a file (give the database file's path,"
+                " not its directory)"
+            )
+        private_directory(db.parent, owned_prefix=db.name)
+        ensure_private(db)
+        for suffix in SIDECARS:
+            make_private(db.with_name(db.name + suffix))
+    except OSError as exc:
+        where = exc.filename if exc.filename is not None else db
+        raise errors.InvalidRequest(
+            f"setting 'data': cannot use {str(db)!r}: {exc.strerror or exc} ({where})"
+        ) from None
 
 
 def private_directory(path: Path, owned_prefix: str) -> None:

@@ -67,6 +67,7 @@ class Hub:
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
+        self.started = False
         self.store: Store = SqliteStore(
             settings.data,
             self.clock,
@@ -130,6 +131,7 @@ class Hub:
         except BaseException:
             await self.stop()
             raise
+        self.started = True
 
     async def _start(self) -> None:
         await self.store.open(self.tasks)

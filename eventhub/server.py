@@ -4,6 +4,7 @@ SIGINT it stops accepting, lets in-flight requests finish, then the lifespan clo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -14,7 +15,9 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from eventhub import app as app_module
+from eventhub import errors
 from eventhub.api import _fds, _protocol
+from eventhub.hub import Hub
 from eventhub.ops import logs
 from eventhub.settings import Settings
 
@@ -80,4 +83,46 @@ def run(settings: Settings) -> None:
     # writes without going through files.py.
     os.umask(0o077)
     logs.configure(settings.log_format, settings.log_level)
-    Server(config(app_module.build(settings), settings)).run()
+    check_address(settings.host, settings.port)
+    app = app_module.build(settings)
+    server = Server(config(app, settings))
+    with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+        runner.run(_serve(server, app.state.hub))
+
+
+async def _serve(server: Server, hub: Hub) -> None:
+    """Start the hub, then serve. The lifespan would start it too (and does in the tests), but
+    there a refusal (a catalogue file, a database) becomes uvicorn's traceback and exit
+    status 3; started here first, it propagates to ``eventhub serve``, which prints it as one
+    line. The lifespan still stops the hub, after the server's graceful shutdown.
+
+    SIGTERM or SIGINT while the hub starts (a long migration) lets the start finish, then
+    stops the hub without serving, as uvicorn does for a signal during its lifespan start."""
+    with server.capture_signals():
+        await hub.start()
+    if server.should_exit:
+        await hub.stop()
+        return
+    await server.serve()
+
+
+def check_address(host: str, port: int) -> None:
+    """Refuse, naming the settings, an address the server could not listen on (taken, not
+    this machine's, not resolvable), before the database is touched. uvicorn would find out
+    only after the hub started, and say so in its own log lines with exit status 3. The
+    probe binds as asyncio's ``create_server`` will (``SO_REUSEADDR``, IPv6 only on IPv6)
+    and lets go at once; a port taken in between still fails, in uvicorn's words."""
+    where = f"settings 'host' and 'port': cannot listen on {host}:{port}"
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise errors.InvalidRequest(f"{where}: {getattr(exc, 'strerror', None) or exc}") from None
+    for family, kind, proto, _, address in found:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise errors.InvalidRequest(f"{where}: {exc.strerror or exc}") from None

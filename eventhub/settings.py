@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from eventhub import errors, vault
+from eventhub import errors, tomlfile, vault
 
 
 def default_data_path() -> Path:
@@ -122,8 +122,13 @@ def _convert(name: str, value: Any) -> Any:
             if not all(isinstance(item, str) for item in items):
                 raise ValueError(value)
             return tuple(items)
+        if value is not None and not isinstance(value, str | Path):
+            # A TOML number or table where a word or a path belongs: str() would take it.
+            raise ValueError(value)
         if kind.startswith("Path"):
             return None if value is None else Path(str(value)).expanduser()
+        if isinstance(RULES.get(name), Choice):
+            return str(value).strip().lower()
     # RuntimeError: expanduser() of "~someone" when there is no such user.
     except (TypeError, ValueError, RuntimeError):
         raise errors.InvalidRequest(f"setting {name!r}: {value!r} is not a valid {kind}") from None
@@ -143,8 +148,12 @@ def load(
     if config_file is not None:
         for key, value in _read_config(config_file).items():
             name = key.replace("-", "_")
-            if name in _FIELDS and not isinstance(value, dict):
-                values[name] = value
+            if name not in _FIELDS:
+                # A misspelt key would otherwise leave its setting at the default, silently.
+                raise errors.InvalidRequest(
+                    f"config file {str(config_file)!r}: unknown setting {key!r}"
+                )
+            values[name] = value
     for name in _FIELDS:
         env = environ.get(f"EVENTHUB_{name.upper()}")
         if env is not None:
@@ -161,9 +170,15 @@ def _read_config(path: Path) -> dict[str, Any]:
     """The settings table of a TOML file: its ``[eventhub]`` table, else the whole document.
 
     A file that is not TOML is an ``InvalidRequest`` naming the file and the place, so that
-    ``eventhub serve`` says what to fix instead of dying with a traceback. A file that cannot be
-    read stays an ``OSError``, whose message names the file already."""
-    with path.open("rb") as fh:
+    ``eventhub serve`` says what to fix instead of dying with a traceback; so is a file that
+    cannot be read."""
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise errors.InvalidRequest(
+            f"config file {str(path)!r} cannot be read: {exc.strerror or exc}"
+        ) from None
+    with fh:
         try:
             document = tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
@@ -182,43 +197,133 @@ def _read_config(path: Path) -> dict[str, Any]:
     return table
 
 
-_POSITIVE = (
-    "max_body_bytes",
-    "max_batch_events",
-    "max_concurrent_ingests",
-    "body_timeout",
-    "checkpoint_interval",
-    "max_subscriptions",
-    "delivery_timeout",
-    "delivery_connect_timeout",
-    "delivery_connections",
-    "delivery_connections_per_owner",
-    "header_timeout",
-    "max_header_bytes",
-    "keepalive_timeout",
-    "max_connections",
-    "max_unauthenticated_ingests",
-    "max_unauthenticated_body_bytes",
+@dataclasses.dataclass(frozen=True, slots=True)
+class Range:
+    """The numbers a setting may take: at least (or, with ``above``, more than) ``low``, at
+    most ``high``. Infinity is never one of them: every such setting is a count, a size or a
+    number of seconds that something is scheduled or bounded by."""
+
+    low: float
+    high: float | None = None
+    above: bool = False
+
+    def admits(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if value < self.low or (self.above and value == self.low):
+            return False
+        return self.high is None or value <= self.high
+
+    def text(self) -> str:
+        """As the README's Configuration reference shows it (a test holds the two together)."""
+        if self.high is not None:
+            return f"{self.low:g} to {self.high:g}"
+        return f"{'>' if self.above else '>='} {self.low:g}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Choice:
+    values: tuple[str, ...]
+
+    def text(self) -> str:
+        return ", ".join(f"`{value}`" for value in self.values)
+
+
+POSITIVE = Range(0, above=True)
+# The shortest EVENTHUB_ADMIN_KEY accepted: as a source's HMAC secret (api/admin.py). The
+# key is compared as a hash, so its length is all that stands between it and a guess.
+MIN_ADMIN_KEY_CHARS = 16
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+# Every number and word setting's allowed values; validate() checks each, and the README's
+# Configuration reference shows each rule's text() (tests/unit/test_readme_settings.py).
+RULES: dict[str, Range | Choice] = {
+    "port": Range(1, 65535),
+    "max_body_bytes": POSITIVE,
+    "max_batch_events": POSITIVE,
+    "max_concurrent_ingests": POSITIVE,
+    "retry_after_seconds": POSITIVE,
+    "body_timeout": POSITIVE,
+    "synchronous": Choice(("full", "normal")),
+    "checkpoint_interval": POSITIVE,
+    "log_level": Choice(LOG_LEVELS),
+    "log_format": Choice(("text", "json")),
+    "max_subscriptions": POSITIVE,
+    "delivery_max_retries": Range(0),
+    "delivery_initial_delay": POSITIVE,
+    "delivery_max_delay": POSITIVE,
+    "retry_after_cap": POSITIVE,
+    "recovery_initial_delay": POSITIVE,
+    "recovery_max_delay": POSITIVE,
+    "suspend_after": POSITIVE,
+    "delivery_timeout": POSITIVE,
+    "delivery_connect_timeout": POSITIVE,
+    "delivery_connections": POSITIVE,
+    "secret_rotation_overlap": Range(0),
+    "delivery_connections_per_owner": POSITIVE,
+    "header_timeout": POSITIVE,
+    "max_header_bytes": POSITIVE,
+    "keepalive_timeout": POSITIVE,
+    "max_connections": POSITIVE,
+    "max_unauthenticated_ingests": POSITIVE,
+    "max_unauthenticated_body_bytes": POSITIVE,
+}
+
+# Pairs (low, high) where the first may not exceed the second.
+_ORDERED = (
+    ("delivery_initial_delay", "delivery_max_delay"),
+    ("recovery_initial_delay", "recovery_max_delay"),
 )
 
 
 def validate(settings: Settings) -> None:
     """Refuse a value no hub can run with, naming the setting."""
-    if settings.log_format not in ("text", "json"):
-        raise errors.InvalidRequest("setting 'log_format' must be 'text' or 'json'")
     for origin in settings.webhook_allowed_origins:
         # A DNS name (or "*"): compared with WebHook-Request-Origin, echoed in a header.
         if not origin or not origin.isascii() or not origin.isprintable() or " " in origin:
             raise errors.InvalidRequest(
                 f"setting 'webhook_allowed_origins': {origin!r} is not a host name or '*'"
             )
-    if settings.synchronous not in ("full", "normal"):
-        raise errors.InvalidRequest("setting 'synchronous' must be 'full' or 'normal'")
-    for name in _POSITIVE:
-        if getattr(settings, name) <= 0:
-            raise errors.InvalidRequest(f"setting {name!r} must be greater than 0")
-    if not 0 <= settings.port <= 65535:
-        raise errors.InvalidRequest("setting 'port' must be from 0 to 65535")
+    for name, rule in RULES.items():
+        value = getattr(settings, name)
+        if isinstance(rule, Choice):
+            if value not in rule.values:
+                allowed = ", ".join(repr(v) for v in rule.values)
+                raise errors.InvalidRequest(f"setting {name!r}: {value!r} is not one of {allowed}")
+        elif not math.isfinite(value):
+            raise errors.InvalidRequest(f"setting {name!r}: {value!r} is not a finite number")
+        elif not rule.admits(value):
+            wanted = (
+                f"from {rule.low:g} to {rule.high:g}"
+                if rule.high is not None
+                else f"{'greater than' if rule.above else 'at least'} {rule.low:g}"
+            )
+            raise errors.InvalidRequest(f"setting {name!r}: {value!r} must be {wanted}")
+    for low, high in _ORDERED:
+        if getattr(settings, low) > getattr(settings, high):
+            raise errors.InvalidRequest(
+                f"setting {low!r} ({getattr(settings, low):g}) must not exceed"
+                f" {high!r} ({getattr(settings, high):g})"
+            )
+    if not settings.host:
+        raise errors.InvalidRequest("setting 'host' must not be empty")
+    if settings.admin_key is not None and len(settings.admin_key) < MIN_ADMIN_KEY_CHARS:
+        # The key itself is never shown: it may be a real one, only mistyped.
+        raise errors.InvalidRequest(
+            f"setting 'admin_key' (EVENTHUB_ADMIN_KEY) must be at least {MIN_ADMIN_KEY_CHARS}"
+            f" characters, not {len(settings.admin_key)}"
+        )
+    if settings.catalog_file is not None:
+        if not settings.catalog_file.is_file():
+            raise errors.InvalidRequest(
+                f"setting 'catalog_file': {str(settings.catalog_file)!r} is not a file"
+            )
+        # Its TOML is checked now, before the database is created or an admin key printed;
+        # its models and processes when the hub starts (they need the store).
+        try:
+            tomlfile.load(settings.catalog_file)
+        except errors.InvalidRequest as exc:
+            raise errors.InvalidRequest(f"setting 'catalog_file': {exc.message}") from None
     for network in settings.allowed_callback_networks:
         try:
             ipaddress.ip_network(network, strict=False)

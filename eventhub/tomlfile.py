@@ -12,8 +12,12 @@ from eventhub import errors
 
 def load(path: Path) -> dict[str, Any]:
     """The document in ``path``; a file that is not TOML is an ``InvalidRequest`` naming it
-    (an unreadable one raises ``OSError``, which names it already)."""
-    with path.open("rb") as fh:
+    and so is one that cannot be read: at start, both are one line from ``eventhub serve``."""
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise errors.InvalidRequest(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    with fh:
         try:
             return tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:

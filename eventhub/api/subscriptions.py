@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from eventhub import errors
 from eventhub.api._http import hub_of, int_param, json_response, read_json, require
+from eventhub.clock import rfc3339
 from eventhub.delivery.states import Move, Status
 from eventhub.models import Subscription
 
@@ -122,6 +123,11 @@ async def attempts(request: Request) -> Response:
 async def rotate_secret(request: Request) -> Response:
     who = require(request, *ROLES)
     sub = await hub_of(request).subscriptions.rotate_secret(request.path_params["id"], who)
+    expires = sub.previous_secret_expires
+    # Times in the API are RFC 3339, like createdAt; the epoch seconds stay internal.
     return json_response(
-        {"secret": sub.secret, "previousSecretExpiresAt": sub.previous_secret_expires}
+        {
+            "secret": sub.secret,
+            "previousSecretExpiresAt": None if expires is None else rfc3339(expires),
+        }
     )

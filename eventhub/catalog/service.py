@@ -210,6 +210,15 @@ class Catalog:
         for km, table in models.items():
             if not isinstance(table, dict):
                 raise errors.InvalidRequest(f"{path}: models.{km} must be a table")
+            triggers = table.get("triggers", [])
+            # ensure() indexes each trigger table: a wrong shape would be a TypeError there.
+            if not isinstance(triggers, list) or not all(
+                isinstance(t, dict) and isinstance(t.get("id"), str) for t in triggers
+            ):
+                raise errors.InvalidRequest(
+                    f"{path}: models.{km}.triggers must be [[models.{km}.triggers]] tables,"
+                    " each with a string id"
+                )
             try:
                 await self.ensure(
                     {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -20,19 +21,26 @@ def add(commands: Commands) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from eventhub import server  # uvicorn and the app: only this command needs them
-
     flags = {"host": args.host, "port": args.port, "data": args.data}
     try:
         built = settings.load(flags, config_file=args.config)
     except (errors.EventHubError, OSError) as exc:
         print(f"eventhub: {exc}", file=sys.stderr)
         return 2
+    # uvicorn and the app: only this command needs them, and a refused setting does not wait
+    # for their import.
+    from eventhub import server
+
     try:
         server.run(built)
     except errors.EventHubError as exc:
-        # Raised while building the hub, before the server starts: a secret key that does
-        # not fit the database (log/sealing.py). One line, no traceback.
+        # Raised while building or starting the hub, before the server listens: an unusable
+        # data path (files.py), a secret key that does not fit the database
+        # (log/sealing.py), a refused catalogue file. One line, no traceback.
         print(f"eventhub: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as exc:
+        # Opening or migrating the database: e.g. the data path is some other file.
+        print(f"eventhub: setting 'data': {str(built.data)!r}: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import orjson
 
-from eventhub.events import StoredEvent
+from eventhub.events import DataKind, StoredEvent
 from eventhub.models import Subscription
 
 SINGLE = frozenset({"binary", "structured"})
@@ -50,6 +50,10 @@ def render(sub: Subscription, events: Sequence[StoredEvent]) -> tuple[dict[str, 
         content_type = event.attributes.get("datacontenttype")
         if isinstance(content_type, str):
             headers["content-type"] = content_type
+        elif event.kind is DataKind.JSON:
+            # JSON-format ``data`` without datacontenttype is JSON, and an event moved to
+            # another binding SHOULD say so explicitly (json-format.md 3.1).
+            headers["content-type"] = "application/json"
         elif event.data is not None:
             headers["content-type"] = "application/octet-stream"
         return headers, event.data or b""

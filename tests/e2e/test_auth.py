@@ -309,3 +309,25 @@ async def test_uipath_signature(server: Running) -> None:
         )
     await error_of(await server.post(path, data=UIPATH_BODY, headers=headers), 401)
     assert len(await server.log()) == 1
+
+
+async def test_a_signed_request_for_an_unregistered_source_says_so(server: Running) -> None:
+    """Signed, but for a source nobody registered: the 401 says that no source of the name is
+    registered, not to send a key or a signature it did send; it lists no other source."""
+    await put_source(server, "/registered", secret=SECRET)
+    body = body_for("/unregistered")
+    signed = {"x-eventhub-hmac": hmac_hex(SECRET, body), "x-eventhub-source": "/unregistered"}
+    error = await error_of(await publish(server, body, **signed), 401, "unauthorized")
+    assert "no source of that name is registered" in error["message"]
+    assert "'/unregistered'" in error["message"] and "/registered'" not in error["message"]
+    response = await server.post(
+        "/api/ingestion/uipath/unregistered",
+        data=UIPATH_BODY,
+        headers={"content-type": "application/json", "x-uipath-signature": "c2lnbmVk"},
+    )
+    error = await error_of(response, 401, "unauthorized")
+    assert "no source of that name is registered" in error["message"]
+    # Unsigned, it is still told how to authenticate.
+    error = await error_of(await publish(server, body, **{"x-eventhub-source": "/x"}), 401)
+    assert "send an API key" in error["message"]
+    assert await server.log() == []

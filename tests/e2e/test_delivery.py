@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -499,3 +500,64 @@ async def test_subscriptions_in_backoff_leave_room_for_the_others(
             assert state["counts"]["delivered"] == 4
     finally:
         await failing.stop()
+
+
+async def test_binary_delivery_labels_data_without_datacontenttype_by_its_kind(
+    server: Running, receiver: Receiver
+) -> None:
+    """Structured-mode ``data`` without ``datacontenttype`` is JSON (json-format.md 3.1), so
+    its binary-mode delivery says ``application/json``; ``data_base64`` stays opaque bytes."""
+    await publish_trigger(server)
+    await subscribe(server, receiver.url, format="binary")
+    base = {"specversion": "1.0", "source": "/shop", "type": "order.created"}
+    for event in (
+        {**base, "id": "json", "data": {"n": 1}},
+        {**base, "id": "blob", "data_base64": "AAEC"},
+    ):
+        async with server.http.post(
+            server.url + "/events",
+            data=orjson.dumps(event),
+            headers={**server.admin, "content-type": "application/cloudevents+json"},
+        ) as response:
+            assert response.status == 200, await response.text()
+    seen = await receiver.wait_for(2)
+    headers = {s.body: {k.lower(): v for k, v in s.headers.items()} for s in seen}
+    json_headers, blob_headers = headers[b'{"n":1}'], headers[b"\x00\x01\x02"]
+    assert (json_headers["ce-id"], json_headers["content-type"]) == ("json", "application/json")
+    assert blob_headers["content-type"] == "application/octet-stream"
+    assert "ce-datacontenttype" not in json_headers | blob_headers
+
+
+def epoch_like(value: object) -> list[object]:
+    """Every number in a JSON answer large enough to be seconds since 1970 (offsets, counts
+    and latencies in a test are far smaller)."""
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in epoch_like(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in epoch_like(v)]
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return [value] if is_number and value > 1e8 else []  # type: ignore[operator]
+
+
+async def test_times_in_subscription_answers_are_rfc3339(
+    server: Running, receiver: Receiver, clock: ManualClock
+) -> None:
+    """``previousSecretExpiresAt`` was epoch seconds; every time the subscription API answers
+    with is RFC 3339 now, like ``createdAt``."""
+    await publish_trigger(server)
+    sub = await subscribe(server, receiver.url)
+    code, rotated = await request(server, "POST", f"{SUBS}/{sub['id']}/rotate-secret")
+    assert code == 200, rotated
+    expires = rotated["previousSecretExpiresAt"]
+    assert isinstance(expires, str) and expires.endswith("Z"), expires
+    overlap = server.hub.settings.secret_rotation_overlap
+    parsed = datetime.fromisoformat(expires).timestamp()
+    assert abs(parsed - (clock.now() + overlap)) < 1e-3
+    await send(server, 1)
+    await receiver.wait_for(1)
+    answers = [sub, rotated, await sub_state(server, sub["id"])]
+    for path in (SUBS, f"{SUBS}/{sub['id']}/attempts", "/admin/keys", "/admin/sources"):
+        code, body = await request(server, "GET", path)
+        assert code == 200, body
+        answers.append(body)
+    assert epoch_like(answers) == []
