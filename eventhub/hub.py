@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from eventhub import auth, errors, notifications, tasks
+from eventhub import auth, errors, notifications, retention, tasks
 from eventhub.catalog.service import Catalog
 from eventhub.clock import Clock, SystemClock, rfc3339
 from eventhub.delivery import egress, supervisor
@@ -118,6 +118,13 @@ class Hub:
         self.processes = Engine(
             self.store, self.catalog, self.sender, self.clock, policy, self.tasks
         )
+        self.retention = retention.Retention(
+            self.store,
+            self.clock,
+            settings.retention_days,
+            settings.retention_bytes,
+            settings.retention_interval,
+        )
 
     async def start(self) -> None:
         """Start every part; if one fails, what already started is stopped again, so a failed
@@ -156,6 +163,8 @@ class Hub:
             if changed:
                 log.info("process definitions from %s: %s", self.settings.catalog_file, changed)
         self.store.on_commit = self._on_commit
+        # Last: the subscriptions and processes it must not outrun are loaded.
+        self.retention.start(self.tasks)
 
     def _on_commit(self, tids: set[int]) -> None:
         """After a commit that appended events of these triggers: wake their consumers."""
@@ -169,6 +178,7 @@ class Hub:
         full disk or a crash still releases everything."""
         self.store.on_commit = None
         steps = (
+            ("retention", self.retention.stop),
             ("process engine", self.processes.stop),
             ("subscriptions", self.subscriptions.stop),
             ("delivery client", self.sender.stop),

@@ -69,6 +69,11 @@ class Settings:
     callback_networks_only: bool = False
     # secrets at rest (SPEC §8): EVENTHUB_SECRET_KEY, else a key file beside the database
     secret_key: str | None = dataclasses.field(default=None, repr=False)
+    # retention (SPEC §7; eventhub/retention.py): 0 keeps every event. Only events that no
+    # live subscription, process start or instance still needs are ever deleted.
+    retention_days: float = 0.0
+    retention_bytes: int = 0
+    retention_interval: float = 60.0  # seconds between retention passes
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
@@ -222,3 +227,16 @@ def validate(settings: Settings) -> None:
         # Malformed is refused here, at the edge; whether the key fits the database is
         # checked when the hub is built (log/sealing.py).
         vault.parse_key(settings.secret_key, "setting 'secret_key' (EVENTHUB_SECRET_KEY)")
+    _validate_retention(settings)
+
+
+def _validate_retention(settings: Settings) -> None:
+    # NaN is refused by _convert; infinity means "keep forever", like 0.
+    if not settings.retention_days >= 0:
+        raise errors.InvalidRequest("setting 'retention_days' must be 0 (keep) or more")
+    if settings.retention_bytes < 0:
+        raise errors.InvalidRequest("setting 'retention_bytes' must be 0 (no limit) or more")
+    if not 0 < settings.retention_interval < math.inf:
+        raise errors.InvalidRequest(
+            "setting 'retention_interval' must be a number of seconds above 0"
+        )

@@ -1,4 +1,8 @@
-"""Reading the log: ``GET /events?after=&limit=`` and ``GET /events/{source}/{id}``."""
+"""Reading the log: ``GET /events?after=&limit=`` and ``GET /events/{source}/{id}``.
+
+Below the retained range (retention deleted it) a page is 410 ``below_retained_range`` with
+the first retained offset; an event retention deleted is 404, as one never sent (its identity
+went with it: log/retention.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +19,14 @@ async def list_events(request: Request) -> Response:
     require(request, "admin", "consumer")
     after = int_param(request, "after", 0, 0, 2**63 - 1)
     limit = int_param(request, "limit", 100, 1, MAX_PAGE)
-    events = await hub_of(request).store.read_after(after, limit)
+    store = hub_of(request).store
+    events = await store.read_after(after, limit)
+    if not events or events[0].offset != after + 1:
+        # A gap after ``after``: retention deleted it if it lies below the first offset the
+        # log holds (one index probe, and only off the common path of a full page).
+        first = await store.first_offset()
+        if after < first - 1:
+            raise errors.BelowRetention(after, first)
     return json_response(
         {
             "events": [e.to_entry() for e in events],

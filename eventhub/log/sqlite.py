@@ -38,8 +38,8 @@ import orjson
 from eventhub import errors, files, tasks, traces
 from eventhub.clock import Clock, rfc3339
 from eventhub.events import Appended, DataKind, NewEvent, StoredEvent
-from eventhub.log import instances, records, sealing
-from eventhub.log.store import KeyRecord, SourceRecord
+from eventhub.log import instances, records, retention, sealing
+from eventhub.log.store import KeyRecord, Pruned, SourceRecord
 from eventhub.log.writer import GroupCommitWriter
 from eventhub.models import Attempt, Subscription
 from eventhub.processes import definitions
@@ -724,11 +724,52 @@ class SqliteStore:
         return out
 
     async def head(self) -> int:
+        # sqlite_sequence too: retention may have deleted every event, never their offsets.
+        return int(
+            await self._scalar(
+                "SELECT MAX(COALESCE((SELECT MAX(event_offset) FROM events), 0),"
+                " COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))"
+            )
+        )
+
+    async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row of a read on the reader connection."""
         assert self._reader is not None
-        async with self._reader.execute("SELECT COALESCE(MAX(event_offset), 0) FROM events") as c:
-            row = await c.fetchone()
-        assert row is not None
-        return int(row[0])
+        async with self._reader.execute(sql, params) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else row[0]
+
+    # -- retention and backup (log/retention.py) -------------------------------------------------
+
+    async def first_offset(self) -> int:
+        return int(await self._scalar(retention.FIRST_OFFSET))
+
+    async def prune(self, older_than: str | None, max_bytes: int | None, limit: int) -> Pruned:
+        """What may go is worked out on the reader connection, off the commit path; only the
+        DELETEs of one batch join a group commit. Needs only move forward (log/retention.py),
+        so a bound read a moment before the write still holds when it commits."""
+        assert self._reader is not None
+        needed = await self._scalar(retention.NEEDED_FROM)
+        oversize = max_bytes is not None and await self._scalar(retention.USED_BYTES) > max_bytes
+        bound = 2**63 - 1 if needed is None else int(needed)
+        async with self._reader.execute(retention.OLDEST_BELOW, (bound, limit)) as cursor:
+            rows = [(int(r[0]), str(r[1])) for r in await cursor.fetchall()]
+        upto = retention.deletable(rows, older_than, oversize)
+        deleted = 0
+        if upto is not None:
+            through = upto
+            deleted = await self.write(lambda cur: retention.delete_through(cur, through))
+        held = None
+        if needed is not None and len(rows) < limit and (upto is None or upto == rows[-1][0]):
+            # Every event below the bound went: would the needed one have gone too?
+            received = await self._scalar(
+                "SELECT received_at FROM events WHERE event_offset = ?", (bound,)
+            )
+            if received is not None and (
+                oversize or (older_than is not None and received < older_than)
+            ):
+                held = bound
+        return Pruned(deleted, await self.first_offset(), held)
 
     # -- keys and sources --------------------------------------------------------------------
     # Rare admin writes: they go through the writer connection directly, between flushes (an

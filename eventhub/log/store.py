@@ -40,6 +40,17 @@ class SourceRecord:
     max_body_bytes: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What one retention batch did (``Store.prune``)."""
+
+    deleted: int
+    first_offset: int  # the first offset the log holds now
+    # The offset something live still needs, when it stopped a deletion that age or size
+    # asked for (None: nothing held retention back).
+    held_at: int | None = None
+
+
 class Store(Protocol):
     """Everything above the storage layer talks to this, never to SQLite."""
 
@@ -73,7 +84,22 @@ class Store(Protocol):
 
     async def read_after(self, offset: int, limit: int) -> list[StoredEvent]: ...
     async def get_latest(self, source: str, id: str) -> StoredEvent | None: ...
-    async def head(self) -> int: ...
+    async def head(self) -> int:
+        """The highest offset ever handed out (0: none), whatever retention deleted."""
+        ...
+
+    # retention (SPEC §7)
+    async def first_offset(self) -> int:
+        """The first offset the log holds; with none, the next one to be handed out."""
+        ...
+
+    async def prune(self, older_than: str | None, max_bytes: int | None, limit: int) -> Pruned:
+        """Delete up to ``limit`` of the oldest events, oldest first, those received before
+        ``older_than`` (RFC 3339) or any while the database uses more than ``max_bytes``,
+        stopping at the first event a live subscription, process start or instance still
+        needs; in a write of its own (never a long transaction on the commit path)."""
+        ...
+
     async def event_types(self) -> list[dict[str, Any]]: ...
 
     # traces (SPEC §6.1; eventhub/traces.py defines activity and trace order)
