@@ -14,7 +14,17 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from eventhub import errors as errors_module
-from eventhub.api import admin, catalog, errors, events, ingest, processes, subscriptions, traces
+from eventhub.api import (
+    admin,
+    backup,
+    catalog,
+    errors,
+    events,
+    ingest,
+    processes,
+    subscriptions,
+    traces,
+)
 from eventhub.api._http import hub_of, json_response, principal
 from eventhub.clock import Clock
 from eventhub.hub import Hub
@@ -100,6 +110,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Starlette:
         Route("/admin/sources", admin.list_sources, methods=["GET"]),
         Route("/admin/sources/{rest:path}", admin.put_source, methods=["PUT"]),
         Route("/admin/sources/{rest:path}", admin.delete_source, methods=["DELETE"]),
+        Route("/admin/backup", backup.get_backup, methods=["GET"]),
         Route(f"{KM}", catalog.list_models, methods=["GET"]),
         Route(f"{KM}/{{km}}", catalog.get_model, methods=["GET"]),
         Route(f"{KM}/{{km}}", catalog.put_model, methods=["PUT"]),

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from eventhub import auth, errors, notifications, retention, tasks
+from eventhub import auth, backup, errors, notifications, retention, tasks
 from eventhub.catalog.service import Catalog
 from eventhub.clock import Clock, SystemClock, rfc3339
 from eventhub.delivery import egress, supervisor
@@ -125,6 +125,7 @@ class Hub:
             settings.retention_bytes,
             settings.retention_interval,
         )
+        self.backups = backup.Backups(self.store, settings.data)
 
     async def start(self) -> None:
         """Start every part; if one fails, what already started is stopped again, so a failed

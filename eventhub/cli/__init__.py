@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from eventhub.cli import instances, keys, processes, serve, sources, traces
+from eventhub.cli import backup, instances, keys, processes, serve, sources, traces
 
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="eventhub", description="A self-hosted CloudEvents hub.")
     commands = top.add_subparsers(dest="command", required=True)
-    for group in (serve, keys, sources, traces, processes, instances):
+    for group in (serve, keys, sources, traces, processes, instances, backup):
         group.add(commands)
     return top
 

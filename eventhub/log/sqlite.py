@@ -315,6 +315,7 @@ class SqliteStore:
         self._last_offset = 0
         self._committer: concurrent.futures.ThreadPoolExecutor | None = None
         self._quiet = asyncio.Event()  # set: no transaction is open on the writer connection
+        self._snapshots = asyncio.Lock()  # one backup at a time: each takes a database's room
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -771,6 +772,16 @@ class SqliteStore:
                 held = bound
         return Pruned(deleted, await self.first_offset(), held)
 
+    async def snapshot(self, target: Path) -> None:
+        async with self._snapshots:
+            try:
+                await asyncio.to_thread(_vacuum_into, self._path, target)
+            except sqlite3.Error as exc:
+                full = storage_error(exc)
+                if full is None:
+                    raise
+                raise full from exc
+
     # -- keys and sources --------------------------------------------------------------------
     # Rare admin writes: they go through the writer connection directly, between flushes (an
     # autocommit statement each, after any flush's COMMIT has returned).
@@ -1066,6 +1077,19 @@ class SqliteStore:
         """The event at ``offset``, if the log still holds it."""
         found = await self.read_after(offset - 1, 1)
         return found[0] if found and found[0].offset == offset else None
+
+
+def _vacuum_into(db: Path, target: Path) -> None:
+    """``VACUUM INTO`` on a connection of its own: one read transaction, so the copy is the
+    database as of one commit, compacted (free pages left out), while the writer goes on
+    (WAL: readers and the writer do not block each other). The copy takes the disk space of
+    the data it holds; the WAL meanwhile grows, since no checkpoint can pass the read."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute("VACUUM INTO ?", (str(target),))
+    finally:
+        conn.close()
 
 
 @contextlib.contextmanager

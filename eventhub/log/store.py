@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from eventhub import tasks
@@ -88,7 +89,7 @@ class Store(Protocol):
         """The highest offset ever handed out (0: none), whatever retention deleted."""
         ...
 
-    # retention (SPEC §7)
+    # retention and backup (SPEC §7)
     async def first_offset(self) -> int:
         """The first offset the log holds; with none, the next one to be handed out."""
         ...
@@ -98,6 +99,11 @@ class Store(Protocol):
         ``older_than`` (RFC 3339) or any while the database uses more than ``max_bytes``,
         stopping at the first event a live subscription, process start or instance still
         needs; in a write of its own (never a long transaction on the commit path)."""
+        ...
+
+    async def snapshot(self, target: Path) -> None:
+        """Write a consistent copy of the whole database to ``target`` (an empty file) while
+        the hub serves: every commit before the call is in it. One at a time."""
         ...
 
     async def event_types(self) -> list[dict[str, Any]]: ...
