@@ -733,10 +733,14 @@ class SqliteStore:
             )
         )
 
-    async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """The first column of the first row of a read on the reader connection."""
-        assert self._reader is not None
-        async with self._reader.execute(sql, params) as cursor:
+    async def _scalar(
+        self, sql: str, params: Sequence[Any] = (), conn: aiosqlite.Connection | None = None
+    ) -> Any:
+        """The first column of the first row of a read (on the reader connection, unless
+        ``conn`` says which)."""
+        conn = conn or self._reader
+        assert conn is not None
+        async with conn.execute(sql, params) as cursor:
             row = await cursor.fetchone()
         return None if row is None else row[0]
 
@@ -746,14 +750,19 @@ class SqliteStore:
         return int(await self._scalar(retention.FIRST_OFFSET))
 
     async def prune(self, older_than: str | None, max_bytes: int | None, limit: int) -> Pruned:
-        """What may go is worked out on the reader connection, off the commit path; only the
-        DELETEs of one batch join a group commit. Needs only move forward (log/retention.py),
-        so a bound read a moment before the write still holds when it commits."""
-        assert self._reader is not None
-        needed = await self._scalar(retention.NEEDED_FROM)
-        oversize = max_bytes is not None and await self._scalar(retention.USED_BYTES) > max_bytes
+        """What may go is worked out off the commit path, on the checkpointer's connection
+        (idle but for a PRAGMA a second: the bound over 10,000 subscriptions takes ~30 ms,
+        which API reads on the reader connection would queue behind); only the DELETEs of one
+        batch join a group commit. Needs only move forward (log/retention.py), so a bound
+        read a moment before the write still holds when it commits."""
+        conn = self._checkpoint_conn
+        assert conn is not None
+        needed = await self._scalar(retention.NEEDED_FROM, (), conn)
+        oversize = (
+            max_bytes is not None and await self._scalar(retention.USED_BYTES, (), conn) > max_bytes
+        )
         bound = 2**63 - 1 if needed is None else int(needed)
-        async with self._reader.execute(retention.OLDEST_BELOW, (bound, limit)) as cursor:
+        async with conn.execute(retention.OLDEST_BELOW, (bound, limit)) as cursor:
             rows = [(int(r[0]), str(r[1])) for r in await cursor.fetchall()]
         upto = retention.deletable(rows, older_than, oversize)
         deleted = 0
@@ -764,7 +773,7 @@ class SqliteStore:
         if needed is not None and len(rows) < limit and (upto is None or upto == rows[-1][0]):
             # Every event below the bound went: would the needed one have gone too?
             received = await self._scalar(
-                "SELECT received_at FROM events WHERE event_offset = ?", (bound,)
+                "SELECT received_at FROM events WHERE event_offset = ?", (bound,), conn
             )
             if received is not None and (
                 oversize or (older_than is not None and received < older_than)
