@@ -23,6 +23,7 @@ from eventhub import files
 from eventhub.cli._client import Commands, _refusal, client
 
 CHUNK = 1024 * 1024
+TIMEOUT = 3600.0  # seconds any one read may wait
 
 
 def add(commands: Commands) -> None:
@@ -98,7 +99,8 @@ def _download(
     """Stream the snapshot into ``out``: (bytes received, bytes announced, headers)."""
     received = 0
     try:
-        with urllib.request.urlopen(request, timeout=300) as response:
+        # The answer starts once the snapshot is made: minutes for a large database.
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
             length = response.headers.get("Content-Length")
             headers = {k.lower(): v for k, v in response.headers.items()}
             while chunk := response.read(CHUNK):
