@@ -180,3 +180,39 @@ async def test_retention_bytes_deletes_what_nothing_needs(hub_at: Hub, clock: Ma
         offsets = await send(server, 4)
         clock.advance(INTERVAL)
         await until_first_offset(server, offsets[-1] + 1)
+
+
+async def test_traces_and_identities_follow_what_was_deleted(
+    hub_at: Hub, clock: ManualClock
+) -> None:
+    async def structured(id_: str, trace: str, data: dict[str, Any]) -> int:
+        event = {"specversion": "1.0", "id": id_, "source": "/shop", "type": "step"}
+        event |= {"traceid": trace, "data": data}
+        headers = {**bearer(), "Content-Type": "application/cloudevents+json"}
+        async with server.http.post(f"{server.url}/events", json=event, headers=headers) as r:
+            assert r.status == 200, await r.text()
+            offset: int = (await r.json())["events"][0]["offset"]
+            return offset
+
+    async with hub_at(retention_days=1.0) as server:
+        await structured("a", "t1", {"n": 1})
+        await structured("b", "t2", {"n": 2})  # t2 has no younger member: it goes whole
+        await structured("c", "t1", {"v": 1})  # revised below, young
+        clock.advance(0.9 * DAY)  # a pass runs: nothing is a day old yet
+        kept = await structured("d", "t1", {"n": 4})
+        revised = await structured("c", "t1", {"v": 2})
+        clock.advance(0.2 * DAY)  # now a, b and c's first revision are
+        await until_first_offset(server, kept)
+
+        status, _ = await request(server, "GET", "/api/traces/t2")
+        assert status == 404
+        status, t1 = await request(server, "GET", "/api/traces/t1")
+        assert status == 200
+        assert [(e["id"], e["revision"]) for e in t1["events"]] == [("d", 1), ("c", 2)]
+        listed = (await server.get_json("/api/traces"))["traces"]
+        assert [(t["traceId"], t["events"]) for t in listed] == [("t1", 2)]
+        # The revised event keeps its identity: its old revision went, the new one is read.
+        status, body = await request(server, "GET", "/events/%2Fshop/c")
+        assert status == 200 and (body["offset"], body["revision"]) == (revised, 2)
+        again = await structured("c", "t1", {"v": 2})
+        assert again == revised  # still a duplicate: not stored again
