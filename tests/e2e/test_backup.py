@@ -130,6 +130,15 @@ async def test_a_backup_under_load_restores_every_event_acknowledged_before_it(
             async with http.get(f"{restored.url}/admin/sources", headers=bearer()) as response:
                 sources = (await response.json())["sources"]
             assert [s["name"] for s in sources] == ["signed"]
+            # Offsets go on from the copy's last one (the CLI said which).
+            last = int(out.split("offsets up to ", 1)[1].split(")", 1)[0])
+            assert last >= len(before)
+            headers = {**bearer(), "ce-specversion": "1.0", "ce-id": "after", "ce-source": "/r"}
+            async with http.post(
+                f"{restored.url}/events", headers={**headers, "ce-type": "t"}
+            ) as response:
+                assert response.status == 200
+                assert (await response.json())["events"][0]["offset"] == last + 1
     finally:
         restored.close()
 
