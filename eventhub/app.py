@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from eventhub import errors as errors_module
 from eventhub.api import (
     admin,
+    backup,
     catalog,
     errors,
     events,
@@ -140,6 +141,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Starlette:
         Route("/admin/sources", admin.list_sources, methods=["GET"]),
         Route("/admin/sources/{rest:path}", admin.put_source, methods=["PUT"]),
         Route("/admin/sources/{rest:path}", admin.delete_source, methods=["DELETE"]),
+        Route("/admin/backup", backup.get_backup, methods=["GET"]),
         Route(f"{KM}", catalog.list_models, methods=["GET"]),
         Route(f"{KM}/{{km}}", catalog.get_model, methods=["GET"]),
         Route(f"{KM}/{{km}}", catalog.put_model, methods=["PUT"]),

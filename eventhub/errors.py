@@ -14,6 +14,8 @@ errors to HTTP.
     ├── NotFound                       404 not_found
     ├── RequestTimeout                 408 request_timeout
     ├── Conflict                       409 conflict
+    ├── Gone                           410 gone
+    │   └── BelowRetention             410 below_retained_range (carries the first offset)
     ├── LengthRequired                 411 length_required
     ├── PayloadTooLarge                413 payload_too_large
     ├── UnsupportedMediaType           415 unsupported_media_type
@@ -100,6 +102,27 @@ class RequestTimeout(EventHubError):
 class Conflict(EventHubError):
     status = 409
     code = "conflict"
+
+
+class Gone(EventHubError):
+    status = 410
+    code = "gone"
+
+
+class BelowRetention(Gone):
+    """A read of the log from below the retained range: retention deleted those events.
+    ``first_offset`` is the first one the log still holds (the API also sends it in the
+    ``Eventhub-First-Offset`` header), so a reader can go on knowingly from there."""
+
+    code = "below_retained_range"
+
+    def __init__(self, after: int, first_offset: int) -> None:
+        super().__init__(
+            f"the log no longer holds the events after offset {after}: retention deleted"
+            f" them; it starts at offset {first_offset} (read with after={first_offset - 1})",
+            [Problem(f"the first retained offset is {first_offset}", attribute="after")],
+        )
+        self.first_offset = first_offset
 
 
 class LengthRequired(EventHubError):

@@ -3,10 +3,9 @@ file and backups 0600. Applied at every start, so files an older version left 06
 narrowed too, and before SQLite opens anything: SQLite creates ``-wal``, ``-shm`` and
 ``-journal`` with the mode of the database file, so a private database keeps them private.
 
-A backup (not built yet) writes through ``write_private`` (or creates its file with
-``create_private`` and hands the descriptor to the copier) and names its file after the
-database (``eventhub.db.backup-…``), so ``private_directory`` still sees a directory of the
-hub's own files.
+A backup's snapshot (eventhub/backup.py) is made 0600 beside the database and named after it
+(``eventhub.db.backup-…``), so ``private_directory`` still sees a directory of the hub's own
+files; the CLI writes its copy with ``create_private``.
 """
 
 from __future__ import annotations

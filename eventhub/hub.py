@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from eventhub import auth, errors, notifications, tasks
+from eventhub import auth, backup, errors, notifications, retention, tasks
 from eventhub.catalog.service import Catalog
 from eventhub.clock import Clock, SystemClock, rfc3339
 from eventhub.delivery import egress, supervisor
@@ -122,6 +122,14 @@ class Hub:
         self.processes = Engine(
             self.store, self.catalog, self.sender, self.clock, policy, self.tasks
         )
+        self.retention = retention.Retention(
+            self.store,
+            self.clock,
+            settings.retention_days,
+            settings.retention_bytes,
+            settings.retention_interval,
+        )
+        self.backups = backup.Backups(self.store, settings.data)
 
     async def start(self) -> None:
         """Start every part; if one fails, what already started is stopped again, so a failed
@@ -164,6 +172,8 @@ class Hub:
         self.head.head = await self.store.head()
         self.store.on_appended = self.head.moved
         self.store.on_emitted = logs.instance_transitions
+        # Last: the subscriptions and processes it must not outrun are loaded.
+        self.retention.start(self.tasks)
 
     def _on_commit(self, tids: set[int]) -> None:
         """After a commit that appended events of these triggers: wake their consumers."""
@@ -178,6 +188,7 @@ class Hub:
         self.store.on_commit = None
         self.store.on_emitted = None
         steps = (
+            ("retention", self.retention.stop),
             ("process engine", self.processes.stop),
             ("subscriptions", self.subscriptions.stop),
             ("delivery client", self.sender.stop),

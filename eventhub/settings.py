@@ -75,6 +75,11 @@ class Settings:
     webhook_allowed_origins: tuple[str, ...] = ()
     # secrets at rest (SPEC §8): EVENTHUB_SECRET_KEY, else a key file beside the database
     secret_key: str | None = dataclasses.field(default=None, repr=False)
+    # retention (SPEC §7; eventhub/retention.py): 0 keeps every event. Only events that no
+    # live subscription, process start or instance still needs are ever deleted.
+    retention_days: float = 0.0
+    retention_bytes: int = 0
+    retention_interval: float = 60.0  # seconds between retention passes
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
@@ -267,6 +272,9 @@ RULES: dict[str, Range | Choice] = {
     "max_connections": POSITIVE,
     "max_unauthenticated_ingests": POSITIVE,
     "max_unauthenticated_body_bytes": POSITIVE,
+    "retention_days": Range(0),  # 0: keep every event
+    "retention_bytes": Range(0),  # 0: no limit
+    "retention_interval": POSITIVE,
 }
 
 # Pairs (low, high) where the first may not exceed the second.

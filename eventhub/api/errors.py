@@ -22,6 +22,9 @@ from eventhub import errors
 
 log = logging.getLogger(__name__)
 
+# On a 410 below_retained_range: the first offset the log still holds.
+FIRST_OFFSET_HEADER = "Eventhub-First-Offset"
+
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "invalid_request"}
 
 
@@ -47,6 +50,8 @@ async def eventhub_error(request: Request, exc: Exception) -> Response:
         headers = {"Retry-After": str(exc.retry_after)}
     elif isinstance(exc, errors.Unauthorized):
         headers = {"WWW-Authenticate": 'Bearer realm="eventhub"'}
+    elif isinstance(exc, errors.BelowRetention):
+        headers = {FIRST_OFFSET_HEADER: str(exc.first_offset)}
     details = [p.to_json() for p in exc.details]
     return error_response(exc.status, exc.code, exc.message, details, headers)
 

@@ -1,4 +1,8 @@
-"""Reading the log: ``GET /events?after=&limit=`` and ``GET /events/{source}/{id}``."""
+"""Reading the log: ``GET /events?after=&limit=`` and ``GET /events/{source}/{id}``.
+
+Below the retained range (retention deleted it) a page is 410 ``below_retained_range`` with
+the first retained offset; an event retention deleted is 404, as one never sent (its identity
+went with it: log/retention.py)."""
 
 from __future__ import annotations
 
@@ -21,10 +25,17 @@ async def list_events(request: Request) -> Response:
     limit = int_param(request, "limit", 100, 1, MAX_PAGE)
     wait = int_param(request, "wait", 0, 0, MAX_WAIT_SECONDS)
     hub = hub_of(request)
-    events = await hub.store.read_after(after, limit)
+    store = hub.store
+    events = await store.read_after(after, limit)
+    if not events or events[0].offset != after + 1:
+        # A gap after ``after``: retention deleted it if it lies below the first offset the
+        # log holds (one index probe, and only off the common path of a full page).
+        first = await store.first_offset()
+        if after < first - 1:
+            raise errors.BelowRetention(after, first)
     if not events and wait:
         await hub.head.after(after, wait)
-        events = await hub.store.read_after(after, limit)
+        events = await store.read_after(after, limit)
     return json_response(
         {
             "events": [e.to_entry() for e in events],

@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from eventhub.cli import (
+    backup,
     events,
     instances,
     keys,
@@ -34,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
         traces,
         processes,
         instances,
+        backup,
     ):
         group.add(commands)
     return top

@@ -38,8 +38,8 @@ import orjson
 from eventhub import errors, files, tasks, traces
 from eventhub.clock import Clock, rfc3339
 from eventhub.events import Appended, DataKind, NewEvent, StoredEvent
-from eventhub.log import instances, records, sealing
-from eventhub.log.store import KeyRecord, SourceRecord
+from eventhub.log import instances, records, retention, sealing
+from eventhub.log.store import KeyRecord, Pruned, SourceRecord
 from eventhub.log.writer import GroupCommitWriter
 from eventhub.models import Attempt, Subscription
 from eventhub.processes import definitions
@@ -319,6 +319,7 @@ class SqliteStore:
         self._last_offset = 0
         self._committer: concurrent.futures.ThreadPoolExecutor | None = None
         self._quiet = asyncio.Event()  # set: no transaction is open on the writer connection
+        self._snapshots = asyncio.Lock()  # one backup at a time: each takes a database's room
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -732,11 +733,71 @@ class SqliteStore:
         return out
 
     async def head(self) -> int:
-        assert self._reader is not None
-        async with self._reader.execute("SELECT COALESCE(MAX(event_offset), 0) FROM events") as c:
-            row = await c.fetchone()
-        assert row is not None
-        return int(row[0])
+        # sqlite_sequence too: retention may have deleted every event, never their offsets.
+        return int(
+            await self._scalar(
+                "SELECT MAX(COALESCE((SELECT MAX(event_offset) FROM events), 0),"
+                " COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))"
+            )
+        )
+
+    async def _scalar(
+        self, sql: str, params: Sequence[Any] = (), conn: aiosqlite.Connection | None = None
+    ) -> Any:
+        """The first column of the first row of a read (on the reader connection, unless
+        ``conn`` says which)."""
+        conn = conn or self._reader
+        assert conn is not None
+        async with conn.execute(sql, params) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else row[0]
+
+    # -- retention and backup (log/retention.py) -------------------------------------------------
+
+    async def first_offset(self) -> int:
+        return int(await self._scalar(retention.FIRST_OFFSET))
+
+    async def prune(self, older_than: str | None, max_bytes: int | None, limit: int) -> Pruned:
+        """What may go is worked out off the commit path, on the checkpointer's connection
+        (idle but for a PRAGMA a second: the bound over 10,000 subscriptions takes ~30 ms,
+        which API reads on the reader connection would queue behind); only the DELETEs of one
+        batch join a group commit. Needs only move forward (log/retention.py), so a bound
+        read a moment before the write still holds when it commits."""
+        conn = self._checkpoint_conn
+        assert conn is not None
+        needed = await self._scalar(retention.NEEDED_FROM, (), conn)
+        oversize = (
+            max_bytes is not None and await self._scalar(retention.USED_BYTES, (), conn) > max_bytes
+        )
+        bound = 2**63 - 1 if needed is None else int(needed)
+        async with conn.execute(retention.OLDEST_BELOW, (bound, limit)) as cursor:
+            rows = [(int(r[0]), str(r[1])) for r in await cursor.fetchall()]
+        upto = retention.deletable(rows, older_than, oversize)
+        deleted = 0
+        if upto is not None:
+            through = upto
+            deleted = await self.write(lambda cur: retention.delete_through(cur, through))
+        held = None
+        if needed is not None and len(rows) < limit and (upto is None or upto == rows[-1][0]):
+            # Every event below the bound went: would the needed one have gone too?
+            received = await self._scalar(
+                "SELECT received_at FROM events WHERE event_offset = ?", (bound,), conn
+            )
+            if received is not None and (
+                oversize or (older_than is not None and received < older_than)
+            ):
+                held = bound
+        return Pruned(deleted, await self.first_offset(), held)
+
+    async def snapshot(self, target: Path) -> None:
+        async with self._snapshots:
+            try:
+                await asyncio.to_thread(_vacuum_into, self._path, target)
+            except sqlite3.Error as exc:
+                full = storage_error(exc)
+                if full is None:
+                    raise
+                raise full from exc
 
     # -- keys and sources --------------------------------------------------------------------
     # Rare admin writes: they go through the writer connection directly, between flushes (an
@@ -1033,6 +1094,19 @@ class SqliteStore:
         """The event at ``offset``, if the log still holds it."""
         found = await self.read_after(offset - 1, 1)
         return found[0] if found and found[0].offset == offset else None
+
+
+def _vacuum_into(db: Path, target: Path) -> None:
+    """``VACUUM INTO`` on a connection of its own: one read transaction, so the copy is the
+    database as of one commit, compacted (free pages left out), while the writer goes on
+    (WAL: readers and the writer do not block each other). The copy takes the disk space of
+    the data it holds; the WAL meanwhile grows, since no checkpoint can pass the read."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute("VACUUM INTO ?", (str(target),))
+    finally:
+        conn.close()
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from eventhub import tasks
@@ -38,6 +39,17 @@ class SourceRecord:
     # The most a request without an API key may send for this source; None: the hub's
     # ``max_unauthenticated_body_bytes``.
     max_body_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What one retention batch did (``Store.prune``)."""
+
+    deleted: int
+    first_offset: int  # the first offset the log holds now
+    # The offset something live still needs, when it stopped a deletion that age or size
+    # asked for (None: nothing held retention back).
+    held_at: int | None = None
 
 
 class Store(Protocol):
@@ -79,7 +91,27 @@ class Store(Protocol):
 
     async def read_after(self, offset: int, limit: int) -> list[StoredEvent]: ...
     async def get_latest(self, source: str, id: str) -> StoredEvent | None: ...
-    async def head(self) -> int: ...
+    async def head(self) -> int:
+        """The highest offset ever handed out (0: none), whatever retention deleted."""
+        ...
+
+    # retention and backup (SPEC §7)
+    async def first_offset(self) -> int:
+        """The first offset the log holds; with none, the next one to be handed out."""
+        ...
+
+    async def prune(self, older_than: str | None, max_bytes: int | None, limit: int) -> Pruned:
+        """Delete up to ``limit`` of the oldest events, oldest first, those received before
+        ``older_than`` (RFC 3339) or any while the database uses more than ``max_bytes``,
+        stopping at the first event a live subscription, process start or instance still
+        needs; in a write of its own (never a long transaction on the commit path)."""
+        ...
+
+    async def snapshot(self, target: Path) -> None:
+        """Write a consistent copy of the whole database to ``target`` (an empty file) while
+        the hub serves: every commit before the call is in it. One at a time."""
+        ...
+
     async def event_types(self) -> list[dict[str, Any]]: ...
 
     # traces (SPEC §6.1; eventhub/traces.py defines activity and trace order)
