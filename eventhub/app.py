@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from eventhub import errors as errors_module
 from eventhub.api import admin, catalog, errors, events, ingest, processes, subscriptions, traces
+from eventhub.api import metrics as metrics_api
 from eventhub.api._http import hub_of, json_response, principal
 from eventhub.clock import Clock
 from eventhub.hub import Hub
@@ -139,6 +140,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Starlette:
         Route("/api/unrouted", processes.list_unrouted, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_api.get_metrics, methods=["GET"]),
     ]
     app = _App(post_events, routes=routes, exception_handlers=errors.HANDLERS, lifespan=lifespan)
     app.state.hub = hub

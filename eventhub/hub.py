@@ -26,6 +26,7 @@ from eventhub.log import sealing
 from eventhub.log.sqlite import SqliteStore
 from eventhub.log.store import KeyRecord, SourceRecord, Store
 from eventhub.models import Subscription
+from eventhub.ops.metrics import Metrics
 from eventhub.processes import definition_file, engine, lifecycle
 from eventhub.processes.engine import Engine
 from eventhub.settings import Settings
@@ -65,12 +66,14 @@ class Hub:
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
+        self.metrics = Metrics(settings.metrics_per_subscription)
         self.store: Store = SqliteStore(
             settings.data,
             self.clock,
             settings.synchronous,
             settings.checkpoint_interval,
             vault=sealing.vault_for(settings.data, settings.secret_key),
+            observe_commit=self.metrics.committed,
         )
         self.keyring = auth.Keyring(())
         self.sources: dict[str, SourceRecord] = {}
@@ -108,6 +111,7 @@ class Hub:
             self._notify_limit,
             asyncio.Semaphore(2 * settings.delivery_connections),
             tasks=self.tasks,
+            metrics=self.metrics,
         )
         self.subscriptions = Subscriptions(
             deps,

@@ -69,6 +69,10 @@ class Settings:
     callback_networks_only: bool = False
     # secrets at rest (SPEC §8): EVENTHUB_SECRET_KEY, else a key file beside the database
     secret_key: str | None = dataclasses.field(default=None, repr=False)
+    # /metrics (README, "Metrics"): lag series per subscription (10,000 subscriptions would be
+    # 20,000 series, so off by default), and a token a scraper may use instead of an admin key.
+    metrics_per_subscription: bool = False
+    metrics_token: str | None = dataclasses.field(default=None, repr=False)
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
@@ -176,6 +180,9 @@ def _read_config(path: Path) -> dict[str, Any]:
     return table
 
 
+# A metrics token is a bearer credential: long enough not to be guessed.
+MIN_TOKEN_LENGTH = 16
+
 _POSITIVE = (
     "max_body_bytes",
     "max_batch_events",
@@ -217,6 +224,10 @@ def validate(settings: Settings) -> None:
         raise errors.InvalidRequest(
             "setting 'callback_networks_only' needs 'allowed_callback_networks' to list at least"
             " one network"
+        )
+    if settings.metrics_token is not None and len(settings.metrics_token) < MIN_TOKEN_LENGTH:
+        raise errors.InvalidRequest(
+            f"setting 'metrics_token' must be at least {MIN_TOKEN_LENGTH} characters"
         )
     if settings.secret_key is not None:
         # Malformed is refused here, at the edge; whether the key fits the database is

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from eventhub import tasks
 from eventhub.events import Appended, NewEvent, StoredEvent
+from eventhub.log.figures import Figures, Position
 from eventhub.models import Attempt, Subscription
 from eventhub.processes.definitions import Definition, Stored
 from eventhub.processes.instances import Advanced, Entry, Instance, Opened, State, Then, Woken
@@ -74,6 +75,10 @@ class Store(Protocol):
     async def read_after(self, offset: int, limit: int) -> list[StoredEvent]: ...
     async def get_latest(self, source: str, id: str) -> StoredEvent | None: ...
     async def head(self) -> int: ...
+    async def read_figures(self, positions: Iterable[Position]) -> Figures:
+        """What ``/metrics`` reads of the database (``log/figures.py``), off the event loop."""
+        ...
+
     async def event_types(self) -> list[dict[str, Any]]: ...
 
     # traces (SPEC §6.1; eventhub/traces.py defines activity and trace order)
