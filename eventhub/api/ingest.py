@@ -109,7 +109,9 @@ class Endpoint:
         ingest = self._ingest
         hub = ingest.hub
         incoming = _asgi.Incoming(scope, receive)
-        outcome = "ok"
+        # Until an answer is sent: a request cancelled (shutdown) or whose answer could not
+        # be written ends without one.
+        outcome = "aborted"
         try:
             try:
                 _asgi.check_content_type(incoming)
@@ -128,6 +130,7 @@ class Endpoint:
                 await _asgi.send_empty(send)
             else:
                 await _asgi.send_json(send, answer)
+            outcome = "ok"
         finally:
             hub.metrics.ingested(
                 self._path, incoming.mode, outcome, incoming.events, time.perf_counter() - started
