@@ -24,9 +24,9 @@ async def get_metrics(request: Request) -> Response:
     hub = hub_of(request)
     if not _is_metrics_token(request, hub.settings.metrics_token):
         require(request, "admin")
-    subscriptions = hub.subscriptions.all()
-    figures = await hub.store.read_figures({metrics.position(s) for s in subscriptions})
-    body = hub.metrics.render(subscriptions, figures, hub.clock.now())
+    subscriptions = metrics.seen(hub.subscriptions.all())
+    figures = await hub.store.read_figures({s.position for s in subscriptions})
+    body = await hub.metrics.render(subscriptions, figures, hub.clock.now())
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 

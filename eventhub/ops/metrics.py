@@ -20,6 +20,7 @@ global default one). Every name starts with ``eventhub_``.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import datetime
 from collections.abc import Iterable, Iterator, Sequence
@@ -87,10 +88,25 @@ class _Tally:
 
 
 @dataclass(frozen=True, slots=True)
+class Seen:
+    """A subscription as a scrape found it: its position is taken once, before the database
+    is read in a thread, so that its lag is looked up under the cursor it was read for (the
+    supervisor may move the cursor meanwhile)."""
+
+    id: str
+    status: Status
+    position: Position
+
+
+def seen(subscriptions: Iterable[Subscription]) -> list[Seen]:
+    return [Seen(s.id, s.status, (s.tid, s.cursor)) for s in subscriptions]
+
+
+@dataclass(frozen=True, slots=True)
 class Scraped:
     """What a scrape read of the hub's state, for the collector to turn into families."""
 
-    subscriptions: Sequence[Subscription]
+    subscriptions: Sequence[Seen]
     figures: Figures
     now: float
 
@@ -112,7 +128,10 @@ class Metrics:
         self.delivery_seconds = Histogram(DELIVERY_BUCKETS)
         self.retries = 0
         self._probes: dict[str, int] = {}
-        self._state: Scraped | None = None
+        # What a scrape hands the registry: families already built from the state (the
+        # text is written in a thread, which must not read the loop's live numbers).
+        self._frozen: list[Metric] | None = None
+        self._scraping = asyncio.Lock()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
         # CPU, memory, open files: read from /proc at scrape time (nothing where it is absent).
@@ -155,14 +174,18 @@ class Metrics:
 
     # -- a scrape ----------------------------------------------------------------------------
 
-    def render(self, subscriptions: Sequence[Subscription], figures: Figures, now: float) -> bytes:
-        """The text format of every metric, with the state just read. No await between the
-        state being set and the text being written, so concurrent scrapes cannot mix."""
-        self._state = Scraped(subscriptions, figures, now)
-        try:
-            return generate_latest(self.registry)
-        finally:
-            self._state = None
+    async def render(self, subscriptions: Sequence[Seen], figures: Figures, now: float) -> bytes:
+        """The text format of every metric, with the state just read. The families are built
+        on the loop (one consistent view of the counters); the text, most of a scrape's cost
+        with ``metrics_per_subscription`` (120 of 160 ms for 10,000 subscriptions), is
+        written in a worker thread, so the loop goes on serving meanwhile."""
+        families = [*self._hot(), *self._scraped(Scraped(subscriptions, figures, now))]
+        async with self._scraping:  # one scrape at a time owns ``_frozen``
+            self._frozen = families
+            try:
+                return await asyncio.to_thread(generate_latest, self.registry)
+            finally:
+                self._frozen = None
 
     def _hot(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -279,20 +302,15 @@ class _Collector(Collector):
         self._metrics = metrics
 
     def collect(self) -> Iterable[Metric]:
-        yield from self._metrics._hot()
-        state = self._metrics._state
-        if state is not None:
-            yield from self._metrics._scraped(state)
+        frozen = self._metrics._frozen
+        # Outside a scrape (someone reading the registry on the loop): the counters only.
+        return self._metrics._hot() if frozen is None else frozen
 
 
 def _histogram(name: str, documentation: str, histogram: Histogram) -> HistogramMetricFamily:
     return HistogramMetricFamily(
         name, documentation, buckets=histogram.cumulative(), sum_value=histogram.sum
     )
-
-
-def position(sub: Subscription) -> Position:
-    return (sub.tid, sub.cursor)
 
 
 def age_of(received_at: str | None, now: float) -> float:
@@ -310,7 +328,7 @@ def _by_state(state: Scraped) -> list[tuple[str, int, int, float]]:
     for sub in state.subscriptions:
         row = rows[sub.status]
         row[0] += 1
-        found = behind.get(position(sub))
+        found = behind.get(sub.position)
         if found is not None:
             row[1] += found.events
             row[2] = max(row[2], age_of(found.oldest_received_at, state.now))
@@ -330,7 +348,7 @@ def _per_subscription(state: Scraped) -> Iterator[Metric]:
     )
     behind = state.figures.behind
     for sub in sorted(state.subscriptions, key=lambda s: s.id):
-        found = behind.get(position(sub))
+        found = behind.get(sub.position)
         lag.add_metric((sub.id,), 0 if found is None else found.events)
         age.add_metric(
             (sub.id,), 0.0 if found is None else age_of(found.oldest_received_at, state.now)
