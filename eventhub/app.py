@@ -28,6 +28,7 @@ from eventhub.api import (
     subscriptions,
     traces,
 )
+from eventhub.api import metrics as metrics_api
 from eventhub.api._http import hub_of, json_response, principal
 from eventhub.clock import Clock
 from eventhub.hub import Hub
@@ -181,6 +182,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Starlette:
         Route("/api/unrouted", processes.list_unrouted, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_api.get_metrics, methods=["GET"]),
     ]
     app = _App(post_events, routes=routes, exception_handlers=errors.HANDLERS, lifespan=lifespan)
     app.state.hub = hub

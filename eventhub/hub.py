@@ -28,6 +28,7 @@ from eventhub.log.sqlite import SqliteStore
 from eventhub.log.store import KeyRecord, SourceRecord, Store
 from eventhub.models import Subscription
 from eventhub.ops import logs
+from eventhub.ops.metrics import Metrics
 from eventhub.processes import definition_file, engine, lifecycle
 from eventhub.processes.engine import Engine
 from eventhub.settings import Settings
@@ -68,12 +69,14 @@ class Hub:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.started = False
+        self.metrics = Metrics(settings.metrics_per_subscription)
         self.store: Store = SqliteStore(
             settings.data,
             self.clock,
             settings.synchronous,
             settings.checkpoint_interval,
             vault=sealing.vault_for(settings.data, settings.secret_key),
+            observe_commit=self.metrics.committed,
         )
         self.keyring = auth.Keyring(())
         self.head = HeadWatch()  # GET /events?wait= long polls wait on it
@@ -112,6 +115,7 @@ class Hub:
             self._notify_limit,
             asyncio.Semaphore(2 * settings.delivery_connections),
             tasks=self.tasks,
+            metrics=self.metrics,
         )
         self.subscriptions = Subscriptions(
             deps,

@@ -80,6 +80,10 @@ class Settings:
     retention_days: float = 0.0
     retention_bytes: int = 0
     retention_interval: float = 60.0  # seconds between retention passes
+    # /metrics (README, "Metrics"): lag series per subscription (10,000 subscriptions would be
+    # 20,000 series, so off by default), and a token a scraper may use instead of an admin key.
+    metrics_per_subscription: bool = False
+    metrics_token: str | None = dataclasses.field(default=None, repr=False)
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
@@ -238,6 +242,8 @@ POSITIVE = Range(0, above=True)
 # The shortest EVENTHUB_ADMIN_KEY accepted: as a source's HMAC secret (api/admin.py). The
 # key is compared as a hash, so its length is all that stands between it and a guess.
 MIN_ADMIN_KEY_CHARS = 16
+# A metrics token is a bearer credential: long enough not to be guessed.
+MIN_TOKEN_LENGTH = 16
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 # Every number and word setting's allowed values; validate() checks each, and the README's
@@ -344,6 +350,10 @@ def validate(settings: Settings) -> None:
         raise errors.InvalidRequest(
             "setting 'callback_networks_only' needs 'allowed_callback_networks' to list at least"
             " one network"
+        )
+    if settings.metrics_token is not None and len(settings.metrics_token) < MIN_TOKEN_LENGTH:
+        raise errors.InvalidRequest(
+            f"setting 'metrics_token' must be at least {MIN_TOKEN_LENGTH} characters"
         )
     if settings.secret_key is not None:
         # Malformed is refused here, at the edge; whether the key fits the database is

@@ -20,12 +20,16 @@ class Incoming:
     """One request: its scope, its headers (lower-case names; the last of repeated ones wins, as
     ``_http.header`` has it) and its body, read on demand."""
 
-    __slots__ = ("headers", "receive", "scope")
+    __slots__ = ("events", "headers", "mode", "receive", "scope")
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self.scope = scope
         self.receive = receive
         self.headers: dict[bytes, bytes] = dict(scope["headers"])
+        # What the handler found the request to be, for /metrics (ops/metrics.py): its mode
+        # (binary, structured, batch, webhook) and how many events it parsed.
+        self.mode = "unknown"
+        self.events = 0
 
     def header(self, name: bytes) -> str | None:
         value = self.headers.get(name)

@@ -9,10 +9,12 @@ the answer.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import parse_qsl
 
 import orjson
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from eventhub import auth, errors
@@ -114,27 +116,50 @@ class Endpoint:
         self._handler = handler
         self._naming = naming or named_by_header
         self._signature_headers = signature_headers
+        # The path label of /metrics: the route, never the request's path (UiPath's names a
+        # source, and a label value per source would be a series per source).
+        self._path = _PATHS.get(handler, "other")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         ingest = self._ingest
         hub = ingest.hub
         incoming = _asgi.Incoming(scope, receive)
+        # Until an answer is sent: a request cancelled (shutdown) or whose answer could not
+        # be written ends without one.
+        outcome = "aborted"
         try:
-            _asgi.check_content_type(incoming)
-            caller = ingest.caller(incoming, self._naming, self._signature_headers)
-            keyed = caller.principal is not None
-            hub.enter_ingest(keyed)
             try:
-                answer = await self._handler(ingest, incoming, caller)
-            finally:
-                hub.leave_ingest(keyed)
-        except Exception as exc:
-            await api_errors.respond(scope, receive, send, exc)
-            return
-        if answer is None:
-            await _asgi.send_empty(send)
-        else:
-            await _asgi.send_json(send, answer)
+                _asgi.check_content_type(incoming)
+                caller = ingest.caller(incoming, self._naming, self._signature_headers)
+                keyed = caller.principal is not None
+                hub.enter_ingest(keyed)
+                try:
+                    answer = await self._handler(ingest, incoming, caller)
+                finally:
+                    hub.leave_ingest(keyed)
+            except Exception as exc:
+                outcome = _outcome(exc)
+                await api_errors.respond(scope, receive, send, exc)
+                return
+            if answer is None:
+                await _asgi.send_empty(send)
+            else:
+                await _asgi.send_json(send, answer)
+            outcome = "ok"
+        finally:
+            hub.metrics.ingested(
+                self._path, incoming.mode, outcome, incoming.events, time.perf_counter() - started
+            )
+
+
+def _outcome(exc: Exception) -> str:
+    """The outcome label of a refused ingest request: its error code (a bounded set)."""
+    if isinstance(exc, errors.EventHubError):
+        return exc.code
+    if isinstance(exc, ClientDisconnect):
+        return "client_gone"
+    return "internal"
 
 
 def named_by_header(incoming: _asgi.Incoming) -> str | None:
@@ -208,29 +233,43 @@ def _receipt(events: list[NewEvent], appended: list[Appended]) -> bytes:
 
 async def post_events(ingest: Ingest, incoming: _asgi.Incoming, caller: auth.Caller) -> bytes:
     """``POST /events``: binary, structured or batch mode, told apart by Content-Type."""
-    body = await ingest.body(incoming, caller)
     content_type = incoming.header(b"content-type")
     essence = media.essence(content_type)
-    if essence == media.STRUCTURED:
+    mode = incoming.mode = _mode(essence, incoming.scope["headers"])
+    body = await ingest.body(incoming, caller)
+    if mode == "structured":
         events = [parse.parse_structured(body)]
-    elif essence == media.BATCH:
+    elif mode == "batch":
         events = parse.parse_batch(body, ingest.hub.settings.max_batch_events)
+    elif mode == "binary":
+        events = [parse.parse_binary(incoming.scope["headers"], content_type, body)]
     elif essence.startswith("application/cloudevents"):
         raise errors.UnsupportedMediaType(
             f"event format {essence!r} is not supported; use JSON ({media.STRUCTURED})"
         )
-    elif parse.is_binary_mode(incoming.scope["headers"]):
-        events = [parse.parse_binary(incoming.scope["headers"], content_type, body)]
     else:
         raise errors.UnsupportedMediaType(
             "not a CloudEvent: send ce-* headers (binary mode) or Content-Type "
             f"{media.STRUCTURED} or {media.BATCH}"
         )
+    incoming.events = len(events)
     return _receipt(events, await ingest.append(events, body, caller))
+
+
+def _mode(essence: str, headers: Sequence[tuple[bytes, bytes]]) -> str:
+    """The CloudEvents HTTP content mode of ``POST /events``, from its headers alone."""
+    if essence == media.STRUCTURED:
+        return "structured"
+    if essence == media.BATCH:
+        return "batch"
+    if not essence.startswith("application/cloudevents") and parse.is_binary_mode(headers):
+        return "binary"
+    return "unknown"
 
 
 async def post_camunda_batch(ingest: Ingest, incoming: _asgi.Incoming, caller: auth.Caller) -> None:
     """``POST /api/ingestion/event/batch``: the Camunda Optimize event ingestion contract."""
+    incoming.mode = "batch"
     essence = media.essence(incoming.header(b"content-type"))
     if essence not in (media.BATCH, "application/json"):
         raise errors.UnsupportedMediaType(f"Content-Type must be {media.BATCH} or application/json")
@@ -239,14 +278,25 @@ async def post_camunda_batch(ingest: Ingest, incoming: _asgi.Incoming, caller: a
     events = parse.parse_batch(
         body, hub.settings.max_batch_events, hub.now_rfc3339(), parse.camunda_rules
     )
+    incoming.events = len(events)
     await ingest.append(events, body, caller)
 
 
 async def post_uipath(ingest: Ingest, incoming: _asgi.Incoming, caller: auth.Caller) -> bytes:
     """``POST /api/ingestion/uipath/{source}``: UiPath Orchestrator webhooks, as UiPath sends them."""
+    incoming.mode = "webhook"
     segments = segments_of(incoming.scope, _UIPATH_PREFIX)
     if len(segments) != 1 or not segments[0]:
         raise errors.NotFound("use /api/ingestion/uipath/{source} with a percent-encoded source")
     body = await ingest.body(incoming, caller)
     events = [parse.parse_uipath(body, segments[0], ingest.hub.now_rfc3339())]
+    incoming.events = 1
     return _receipt(events, await ingest.append(events, body, caller))
+
+
+# The path label of each endpoint's metrics (``Endpoint._path``).
+_PATHS: dict[Handler, str] = {
+    post_events: "/events",
+    post_camunda_batch: "/api/ingestion/event/batch",
+    post_uipath: "/api/ingestion/uipath/{source}",
+}

@@ -206,6 +206,10 @@ class Subscriptions:
             and (trigger is None or s.sub.trigger == trigger)
         ]
 
+    def all(self) -> tuple[Subscription, ...]:
+        """Every subscription, whoever owns it (``/metrics``)."""
+        return tuple(s.sub for s in self._supervisors.values())
+
     def count_on(self, km: str, trigger: str | None = None) -> int:
         return sum(
             1

@@ -34,6 +34,7 @@ from eventhub.delivery.states import Move, Status, next_status
 from eventhub.events import StoredEvent
 from eventhub.log.store import Store
 from eventhub.models import Attempt, Subscription
+from eventhub.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ class Deps:
     pages: asyncio.Semaphore
     # Owns and watches the supervisors' tasks (the hub's, so /readyz sees them).
     tasks: tasks.Tasks = field(default_factory=tasks.Tasks)
+    # Attempts, retries and probes are counted here (the hub's, for /metrics).
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 class Supervisor:
@@ -137,6 +140,7 @@ class Supervisor:
         sub.last_error = answer.error
         if self._retry < sub.max_retries:
             self._retry += 1
+            deps.metrics.retried()
             await deps.store.save_delivery(sub, attempt)
             retry_after = policy.parse_retry_after(answer.retry_after, deps.clock.now())
             return Retry(policy.retry_delay(deps.policy, self._retry, retry_after))
@@ -189,7 +193,9 @@ class Supervisor:
             if not page:
                 continue
             answer, attempt = await self._send(page)
-            if policy.classify(answer.status) is Verdict.SUCCESS:
+            succeeded = policy.classify(answer.status) is Verdict.SUCCESS
+            deps.metrics.probed(succeeded)
+            if succeeded:
                 self._succeeded(page)
                 self._transition(Move.RECOVER)
                 sub.failed_since = None
@@ -234,6 +240,8 @@ class Supervisor:
         headers.update(self._signer.headers(msg_id, now, body))
         answer = await deps.sender.post(self._target, headers, body, sub.owner)
         sub.attempts += 1
+        verdict = policy.classify(answer.status, answer.refused)
+        deps.metrics.delivered(verdict, len(page), answer.latency_ms / 1000.0)
         attempt = Attempt(
             sub.attempts,
             rfc3339(now),

@@ -38,7 +38,7 @@ import orjson
 from eventhub import errors, files, tasks, traces
 from eventhub.clock import Clock, rfc3339
 from eventhub.events import Appended, DataKind, NewEvent, StoredEvent
-from eventhub.log import instances, records, retention, sealing
+from eventhub.log import figures, instances, records, retention, sealing
 from eventhub.log.store import KeyRecord, Pruned, SourceRecord
 from eventhub.log.writer import GroupCommitWriter
 from eventhub.models import Attempt, Subscription
@@ -289,8 +289,10 @@ class SqliteStore:
         checkpoint_interval: float = 1.0,
         *,
         vault: Vault,
+        observe_commit: Callable[[int, float], None] | None = None,
     ) -> None:
         self._path = path
+        self._observe_commit = observe_commit  # the group commit's sizes and times: metrics
         self._vault = vault  # seals secrets on write, opens them at load (log/sealing.py)
         self._clock = clock
         self._synchronous = synchronous.upper()
@@ -352,7 +354,7 @@ class SqliteStore:
         self._pages = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         self._pages.execute("PRAGMA busy_timeout = 5000")
         self._reader = await self._connect()
-        self._writer = GroupCommitWriter(self._write, name="log-writer")
+        self._writer = GroupCommitWriter(self._write, "log-writer", self._observe_commit)
         self._writer.start(owner)
         self._checkpoint_conn = await self._connect()
         self._checkpointer = owner.watch("log-checkpointer", self._checkpoint_loop)
@@ -731,6 +733,10 @@ class SqliteStore:
                 )
             )
         return out
+
+    async def read_figures(self, positions: Iterable[figures.Position]) -> figures.Figures:
+        """What ``/metrics`` reads of the database, in a thread on a connection of its own."""
+        return await asyncio.to_thread(figures.read, self._path, list(positions))
 
     async def head(self) -> int:
         # sqlite_sequence too: retention may have deleted every event, never their offsets.

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from eventhub import tasks
 from eventhub.events import Appended, NewEvent, StoredEvent
+from eventhub.log.figures import Figures, Position
 from eventhub.models import Attempt, Subscription
 from eventhub.processes.definitions import Definition, Stored
 from eventhub.processes.instances import Advanced, Entry, Instance, Opened, State, Then, Woken
@@ -110,6 +111,10 @@ class Store(Protocol):
     async def snapshot(self, target: Path) -> None:
         """Write a consistent copy of the whole database to ``target`` (an empty file) while
         the hub serves: every commit before the call is in it. One at a time."""
+        ...
+
+    async def read_figures(self, positions: Iterable[Position]) -> Figures:
+        """What ``/metrics`` reads of the database (``log/figures.py``), off the event loop."""
         ...
 
     async def event_types(self) -> list[dict[str, Any]]: ...

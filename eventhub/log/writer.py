@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -36,9 +37,13 @@ class WriterClosed(RuntimeError):
 
 class GroupCommitWriter(Generic[T, R]):
     def __init__(
-        self, flush: Callable[[list[T]], Awaitable[list[R]]], name: str = "group-commit"
+        self,
+        flush: Callable[[list[T]], Awaitable[list[R]]],
+        name: str = "group-commit",
+        observe: Callable[[int, float], None] | None = None,
     ) -> None:
         self._flush = flush
+        self._observe = observe  # (writes, seconds) of each commit that succeeded: metrics
         self._name = name
         self._queue: list[tuple[T, asyncio.Future[R] | None]] = []
         self._wake = asyncio.Event()
@@ -103,6 +108,7 @@ class GroupCommitWriter(Generic[T, R]):
             await asyncio.sleep(0)
 
     async def _commit(self, pending: list[tuple[T, asyncio.Future[R] | None]]) -> None:
+        started = time.perf_counter()
         try:
             results = await self._flush([item for item, _ in pending])
         except errors.InsufficientStorage as exc:
@@ -115,6 +121,8 @@ class GroupCommitWriter(Generic[T, R]):
             )
             await self._commit_each(pending)
             return
+        if self._observe is not None:
+            self._observe(len(pending), time.perf_counter() - started)
         for (_, future), result in zip(pending, results, strict=True):
             if future is not None and not future.done():  # its request may have gone
                 future.set_result(result)

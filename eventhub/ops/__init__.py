@@ -1,1 +1,2 @@
-"""Operating the hub (SPEC §7): its logs."""
+"""Operating the hub (SPEC §7): what an operator watches and steers it by: its logs and its
+metrics."""
