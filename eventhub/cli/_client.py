@@ -18,8 +18,16 @@ Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def client(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--url", default=os.environ.get("EVENTHUB_URL", "http://127.0.0.1:8080"))
-    p.add_argument("--key", default=os.environ.get("EVENTHUB_KEY"))
+    p.add_argument(
+        "--url",
+        default=os.environ.get("EVENTHUB_URL", "http://127.0.0.1:8080"),
+        help="the hub's address (default: EVENTHUB_URL, else http://127.0.0.1:8080)",
+    )
+    p.add_argument(
+        "--key",
+        default=os.environ.get("EVENTHUB_KEY"),
+        help="an API key (default: EVENTHUB_KEY); prefer the variable: a flag shows in ps",
+    )
     return p
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -141,3 +144,36 @@ async def test_the_long_poll_answers_when_an_event_comes_and_waits_otherwise(
     assert page["head"] == 1
     code, body = await request(server, "GET", "/events?after=0&wait=31")
     assert code == 400 and "wait" in body["error"]["message"]
+
+
+def _eventhub(
+    url: str, *argv: str, key: str | None = ADMIN_KEY
+) -> subprocess.CompletedProcess[str]:
+    """The installed command, as an operator runs it: a process of its own."""
+    env = {**os.environ, "EVENTHUB_URL": url}
+    env.pop("EVENTHUB_KEY", None)
+    if key is not None:
+        env["EVENTHUB_KEY"] = key
+    return subprocess.run(
+        [sys.executable, "-m", "eventhub", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+async def test_the_command_as_a_process_exit_codes_and_json(server: Running) -> None:
+    sent = await asyncio.to_thread(
+        _eventhub, server.url, "send", "--source", "shop", "--type", "t", "--id", "p1", "--json"
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert json.loads(sent.stdout)["events"][0]["id"] == "p1"
+    status = await asyncio.to_thread(_eventhub, server.url, "status", "--json")
+    assert status.returncode == 0 and json.loads(status.stdout)["content"] == []
+    refused = await asyncio.to_thread(_eventhub, server.url, "status", key="eh_wrong_key")
+    assert refused.returncode == 1
+    assert refused.stdout == "" and refused.stderr.startswith("eventhub: 401")
+    assert "Traceback" not in refused.stderr
+    usage = await asyncio.to_thread(_eventhub, server.url, "subscriptions", "replay", "x")
+    assert usage.returncode == 2 and "--from-offset" in usage.stderr
