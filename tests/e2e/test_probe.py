@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import io
+import os
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import ADMIN_KEY, ManualClock, Running
-from tests.e2e.delivery_helpers import send
+from tests.e2e.delivery_helpers import SUBS, publish_trigger, request, send, subscribe
+from tests.e2e.helpers import bearer
+from tests.e2e.receiver import Receiver
 from tests.e2e.test_metrics import scrape, value
 from tests.e2e.test_retention import DAY, Hub, until_first_offset
 from tests.e2e.test_retention import hub_at as hub_at  # the fixture
@@ -40,3 +48,85 @@ async def test_a_trailing_slash_is_not_redirected_with_the_access_token_in_locat
         assert not 300 <= response.status < 400, response.headers.get("Location")
         assert response.status in (404, 405)
         assert ADMIN_KEY not in str(response.headers) and ADMIN_KEY.encode() not in body
+
+
+def _open_snapshots() -> list[str]:
+    """The backup snapshots this process (the test hub's) still holds open."""
+    held = []
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if ".backup-" in target:
+                held.append(target)
+    return held
+
+
+async def test_a_backup_client_that_goes_away_mid_stream_frees_the_snapshot(
+    server: Running,
+) -> None:
+    # The snapshot is unlinked at once, so nothing stays in the directory; but its space
+    # comes back only when the stream closes it: a client that vanishes must not keep a
+    # database-sized file open until the process ends.
+    for n in range(4):  # ~8 MiB of incompressible data: more than the socket buffers hold
+        headers = {
+            **bearer(),
+            "ce-specversion": "1.0",
+            "ce-id": str(n),
+            "ce-source": "/s",
+            "ce-type": "t",
+            "Content-Type": "application/octet-stream",
+        }
+        response = await server.post(
+            "/events", headers=headers, data=io.BytesIO(os.urandom(2 << 20))
+        )
+        assert response.status == 200
+    host, port = server.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"GET /admin/backup HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_KEY}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    assert (await reader.readexactly(64 * 1024))[:12] == b"HTTP/1.1 200"
+    assert _open_snapshots()  # it streams
+    writer.transport.abort()  # gone, without reading the rest
+    async with asyncio.timeout(5):
+        while _open_snapshots():
+            await asyncio.sleep(0.01)
+
+
+async def test_retention_by_size_never_deletes_an_event_appended_while_it_plans(
+    server: Running, receiver: Receiver
+) -> None:
+    # A batch is planned with two reads: what live subscriptions need (NEEDED_FROM), then the
+    # oldest events below that bound. A subscription that has caught up needs nothing, so the
+    # bound is "everything"; an event it matches, appended between the two reads, was in the
+    # second one and went over the size limit before it was ever delivered.
+    await publish_trigger(server)
+    # Paused (live: its backlog must be kept), nothing behind: it needs nothing yet.
+    sub = await subscribe(server, receiver.url)
+    status, _ = await request(server, "PATCH", f"{SUBS}/{sub['id']}/pause")
+    assert status == 200
+    store = server.hub.store
+    loop = asyncio.get_running_loop()
+    appended: list[int] = []
+
+    def between_the_reads(statement: str) -> None:
+        # SQLite's own trace hook on the planning connection (in its thread): once the
+        # bound is read, an event arrives and is acknowledged before the next read.
+        if "pragma_page_count" in statement and not appended:
+            appended.extend(asyncio.run_coroutine_threadsafe(send(server, 1), loop).result(10))
+
+    planner = store._checkpoint_conn  # the connection retention plans on (log/sqlite.py)
+    assert planner is not None
+    await planner.set_trace_callback(between_the_reads)
+    try:
+        await store.prune(None, 1, 200)  # over a 1-byte limit: whatever is not needed goes
+    finally:
+        await planner.set_trace_callback(None)
+    assert len(appended) == 1  # the hook ran: the race happened
+    page = await server.get_json(f"/events?after={appended[0] - 1}")
+    assert [e["offset"] for e in page["events"]] == appended  # still in the log
+    status, _ = await request(server, "PATCH", f"{SUBS}/{sub['id']}/resume")
+    assert status == 200
+    await receiver.wait_for(1)
+    assert [b[0]["offset"] for b in receiver.json_bodies()] == appended
