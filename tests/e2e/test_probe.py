@@ -130,3 +130,42 @@ async def test_retention_by_size_never_deletes_an_event_appended_while_it_plans(
     assert status == 200
     await receiver.wait_for(1)
     assert [b[0]["offset"] for b in receiver.json_bodies()] == appended
+
+
+async def test_a_long_poll_whose_client_went_away_stops_waiting(server: Running) -> None:
+    # A vanished client's connection no longer counts toward max_connections, but its wait
+    # went on for up to 30 s, then read the log for no one: connect, ask, drop, repeat
+    # piled up waiters (and reads) that no connection limit bounds.
+    watch = server.hub.head
+    head = watch.head
+    host, port = server.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"GET /events?after={head}&wait=30 HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {ADMIN_KEY}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    async with asyncio.timeout(5):
+        while not watch._moved._waiters:  # asyncio.Event's own list: the poll waits
+            await asyncio.sleep(0.005)
+    writer.transport.abort()
+    async with asyncio.timeout(5):
+        while watch._moved._waiters:
+            await asyncio.sleep(0.005)
+
+
+async def test_a_long_poll_answers_an_event_appended_while_it_waits(server: Running) -> None:
+    watch = server.hub.head
+    head = watch.head
+    params = {"after": head, "wait": 30}
+    poll = asyncio.create_task(
+        server.http.get(f"{server.url}/events", params=params, headers=bearer())
+    )
+    async with asyncio.timeout(5):
+        while not watch._moved._waiters:
+            await asyncio.sleep(0.005)
+    (offset,) = await send(server, 1)
+    async with asyncio.timeout(5), await poll as response:
+        assert response.status == 200
+        page = await response.json()
+    assert [e["offset"] for e in page["events"]] == [offset] and page["head"] >= offset
