@@ -185,5 +185,9 @@ def build(settings: Settings, clock: Clock | None = None) -> Starlette:
         Route("/metrics", metrics_api.get_metrics, methods=["GET"]),
     ]
     app = _App(post_events, routes=routes, exception_handlers=errors.HANDLERS, lifespan=lifespan)
+    # No 307 from a path with a trailing slash to the one without: Starlette's redirect
+    # repeats the query string, so the Location would carry an ``access_token`` (a key) to
+    # wherever the Host header points. Every path is documented exactly (openapi.json).
+    app.router.redirect_slashes = False
     app.state.hub = hub
     return app

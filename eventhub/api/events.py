@@ -6,6 +6,10 @@ went with it: log/retention.py)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -34,7 +38,8 @@ async def list_events(request: Request) -> Response:
         if after < first - 1:
             raise errors.BelowRetention(after, first)
     if not events and wait:
-        await hub.head.after(after, wait)
+        if not await _waited(request, hub.head.after(after, wait)):
+            return Response(status_code=499)  # no one to answer: the client went away
         events = await store.read_after(after, limit)
     return json_response(
         {
@@ -44,6 +49,26 @@ async def list_events(request: Request) -> Response:
             "head": hub.head.head,
         }
     )
+
+
+async def _waited(request: Request, waiting: Coroutine[Any, Any, None]) -> bool:
+    """Await ``waiting`` unless the client goes away first (False). A vanished client's
+    connection stops counting toward ``max_connections`` at once: its wait must end with it,
+    or connect-ask-drop would pile up waiters and reads that no connection limit bounds."""
+    wait = asyncio.ensure_future(waiting)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((wait, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (wait, gone):
+            task.cancel()
+    return wait.done() and not wait.cancelled()
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client disconnects (a GET's empty body is read on the way)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def get_event(request: Request) -> Response:

@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from eventhub import auth, errors
 from eventhub.api._http import header, hub_of, require
+from eventhub.hub import Hub
 from eventhub.ops import metrics
 
 
@@ -24,10 +25,14 @@ async def get_metrics(request: Request) -> Response:
     hub = hub_of(request)
     if not _is_metrics_token(request, hub.settings.metrics_token):
         require(request, "admin")
+    body = await hub.metrics.shared(lambda: _scrape(hub))
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+async def _scrape(hub: Hub) -> bytes:
     subscriptions = metrics.seen(hub.subscriptions.all())
     figures = await hub.store.read_figures({s.position for s in subscriptions})
-    body = await hub.metrics.render(subscriptions, figures, hub.clock.now())
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    return await hub.metrics.render(subscriptions, figures, hub.clock.now())
 
 
 def _is_metrics_token(request: Request, token: str | None) -> bool:

@@ -28,7 +28,7 @@ class Behind:
 
 @dataclass(frozen=True, slots=True)
 class Figures:
-    head: int  # the log's highest offset
+    head: int  # the highest offset ever handed out (its event may be deleted)
     database_bytes: int  # the database file
     wal_bytes: int  # its write-ahead log
     instances: dict[str, int]  # process instances by state (only states that have some)
@@ -41,7 +41,12 @@ def read(path: Path, positions: Iterable[Position]) -> Figures:
     try:
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.execute("BEGIN")  # one snapshot for every query below
-        (head,) = conn.execute("SELECT COALESCE(MAX(event_offset), 0) FROM events").fetchone()
+        # sqlite_sequence too, as the store's head: retention may have deleted every event,
+        # and a head gauge that drops to 0 reads as a reset (offsets never move backwards).
+        (head,) = conn.execute(
+            "SELECT MAX(COALESCE((SELECT MAX(event_offset) FROM events), 0),"
+            " COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))"
+        ).fetchone()
         instances = {
             str(state): int(count)
             for state, count in conn.execute("SELECT state, COUNT(*) FROM instances GROUP BY state")

@@ -58,6 +58,11 @@ NEEDED_FROM = (
     " UNION ALL SELECT MIN(event_offset) FROM correlations WHERE fate = 'buffered')"
 )
 
+# What is needed, and the head, in one statement: one snapshot. With nothing needed the
+# bound is the head read with it, not "everything": an event appended after this read, which
+# a caught-up subscription needs, must not be in the batch the next read plans.
+NEEDED_AND_HEAD = f"SELECT ({NEEDED_FROM}), (SELECT COALESCE(MAX(event_offset), 0) FROM events)"
+
 # The oldest events below a bound, with what decides whether they may go.
 OLDEST_BELOW = (
     "SELECT event_offset, received_at FROM events WHERE event_offset < ?"

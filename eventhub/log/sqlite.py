@@ -771,11 +771,12 @@ class SqliteStore:
         read a moment before the write still holds when it commits."""
         conn = self._checkpoint_conn
         assert conn is not None
-        needed = await self._scalar(retention.NEEDED_FROM, (), conn)
+        async with conn.execute(retention.NEEDED_AND_HEAD) as cursor:
+            needed, head = await cursor.fetchone() or (None, 0)
         oversize = (
             max_bytes is not None and await self._scalar(retention.USED_BYTES, (), conn) > max_bytes
         )
-        bound = 2**63 - 1 if needed is None else int(needed)
+        bound = int(head) + 1 if needed is None else int(needed)
         async with conn.execute(retention.OLDEST_BELOW, (bound, limit)) as cursor:
             rows = [(int(r[0]), str(r[1])) for r in await cursor.fetchall()]
         upto = retention.deletable(rows, older_than, oversize)
