@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from eventhub.log.sqlite import SqliteStore
 from tests.conftest import ADMIN_KEY, ManualClock, Running
 from tests.e2e.delivery_helpers import SUBS, publish_trigger, request, send, subscribe
 from tests.e2e.helpers import bearer
@@ -108,6 +109,7 @@ async def test_retention_by_size_never_deletes_an_event_appended_while_it_plans(
     status, _ = await request(server, "PATCH", f"{SUBS}/{sub['id']}/pause")
     assert status == 200
     store = server.hub.store
+    assert isinstance(store, SqliteStore)
     loop = asyncio.get_running_loop()
     appended: list[int] = []
 
@@ -123,7 +125,7 @@ async def test_retention_by_size_never_deletes_an_event_appended_while_it_plans(
     try:
         await store.prune(None, 1, 200)  # over a 1-byte limit: whatever is not needed goes
     finally:
-        await planner.set_trace_callback(None)
+        await planner.set_trace_callback(None)  # type: ignore[arg-type]  # sqlite3 takes None
     assert len(appended) == 1  # the hook ran: the race happened
     page = await server.get_json(f"/events?after={appended[0] - 1}")
     assert [e["offset"] for e in page["events"]] == appended  # still in the log
