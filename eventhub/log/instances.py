@@ -293,6 +293,45 @@ def note(cur: sqlite3.Cursor, instance_id: str, entries: Sequence[Entry]) -> Non
     _history(cur, instance_id, entries)
 
 
+def _resume(
+    cur: sqlite3.Cursor,
+    emit: Emit,
+    instance: Instance,
+    step_id: str | None,
+    offset: int,
+    variables: dict[str, Any],
+    clock: Clock,
+    detail: str | None = None,
+) -> None:
+    """An event (at ``offset``) takes ``instance`` past the wait at its step: Running at the
+    next step with the event's ``variables``, its history line and ``resumed`` event. Both
+    ways there: woken by an event as it is appended, or a wait opening on a buffered one.
+    ``instance`` follows, so a woken one's task starts from it."""
+    cur.execute(
+        "UPDATE instances SET state = 'Running', step = step + 1, waiting_for = NULL,"
+        " due = NULL, variables = ?, last_offset = ?, updated_at = ? WHERE id = ?",
+        (_variables(variables), offset, clock.text, instance.id),
+    )
+    instance.state, instance.step = State.RUNNING, instance.step + 1
+    instance.variables, instance.last_offset = variables, offset
+    instance.waiting_for = instance.due = None
+    instance.updated_at = clock.text
+    _history(cur, instance.id, [Entry(clock.text, step_id, RESUMED, offset, detail)])
+    emit(
+        [
+            lifecycle.event(
+                RESUMED,
+                instance.id,
+                instance.definition_id,
+                State.RUNNING,
+                step_id,
+                clock.now,
+                offset=offset,
+            )
+        ]
+    )
+
+
 def open_wait(
     cur: sqlite3.Cursor,
     emit: Emit,
@@ -337,25 +376,7 @@ def open_wait(
         (offset,),
     )
     variables = _merged(cur, instance.variables, offset)
-    cur.execute(
-        "UPDATE instances SET step = step + 1, variables = ?, last_offset = ?, updated_at = ?"
-        " WHERE id = ?",
-        (_variables(variables), offset, clock.text, instance_id),
-    )
-    _history(cur, instance_id, [Entry(clock.text, step_id, RESUMED, offset, "from the buffer")])
-    emit(
-        [
-            lifecycle.event(
-                RESUMED,
-                instance_id,
-                instance.definition_id,
-                State.RUNNING,
-                step_id,
-                clock.now,
-                offset=offset,
-            )
-        ]
-    )
+    _resume(cur, emit, instance, step_id, offset, variables, clock, "from the buffer")
     return Opened(offset, variables)
 
 
@@ -497,7 +518,6 @@ def correlate_appended(
     inside the flush's transaction (``eventhub.processes.instances.correlate``). A duplicate
     (not stored again) is not correlated again: its receipt says its fate."""
     out = Correlated([], [])
-    resumed: list[NewEvent] = []
     for event, result in appended:
         attributes = event.attributes
         instance_id = instance_named(attributes)
@@ -525,27 +545,7 @@ def correlate_appended(
                     **instance.variables,
                     **traces.flat_properties(event.kind, event.data),
                 }
-                cur.execute(
-                    "UPDATE instances SET state = 'Running', step = step + 1, waiting_for = NULL,"
-                    " due = NULL, variables = ?, last_offset = ?, updated_at = ? WHERE id = ?",
-                    (_variables(variables), result.offset, clock.text, instance_id),
-                )
-                instance.state, instance.step = State.RUNNING, instance.step + 1
-                instance.variables, instance.last_offset = variables, result.offset
-                instance.waiting_for = instance.due = None
-                instance.updated_at = clock.text
-                _history(cur, instance_id, [Entry(clock.text, step_id, RESUMED, result.offset)])
-                resumed.append(
-                    lifecycle.event(
-                        RESUMED,
-                        instance_id,
-                        instance.definition_id,
-                        State.RUNNING,
-                        step_id,
-                        clock.now,
-                        offset=result.offset,
-                    )
-                )
+                _resume(cur, emit, instance, step_id, result.offset, variables, clock)
                 cause = StoredEvent(
                     result.offset, result.revision, attributes, event.data, event.kind, clock.text
                 )
@@ -578,8 +578,6 @@ def correlate_appended(
             ),
         )
         out.receipts.append(fate.receipt)
-    if resumed:
-        emit(resumed)
     return out
 
 

@@ -1020,9 +1020,6 @@ class SqliteStore:
             )
         )
 
-    async def move_start_cursor(self, definition_id: str, cursor: int) -> None:
-        await self.write(lambda cur: instances.move_cursor(cur, definition_id, cursor))
-
     async def advance_instance(
         self,
         instance_id: str,
