@@ -19,9 +19,17 @@ import aiohttp
 from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings.http import HTTPMessage, to_binary_event, to_structured_event
 from cloudevents.core.formats.json import JSONFormat
-from starlette.applications import Starlette
 
-from tests.conftest import ADMIN_KEY, ManualClock, Running, free_port, settings_for, start
+from eventhub.settings import Settings
+from tests.conftest import (
+    ADMIN_KEY,
+    ManualClock,
+    Running,
+    free_port,
+    hub_of,
+    settings_for,
+    start,
+)
 
 BATCH = "application/cloudevents-batch+json"
 STRUCTURED = "application/cloudevents+json"
@@ -132,18 +140,25 @@ async def read_log(http: aiohttp.ClientSession, url: str, page: int = 1000) -> l
 
 
 @asynccontextmanager
-async def custom_server(tmp_path: Path, **overrides: Any) -> AsyncIterator[Running]:
-    """A second in-process server with its own database and the given settings."""
-    folder = tmp_path / f"custom-{free_port()}"
-    settings = settings_for(folder, **overrides)
-    uv, task = await start(settings, ManualClock())
-    app: Starlette = uv.config.app  # type: ignore[assignment]
+async def serving(settings: Settings, clock: ManualClock) -> AsyncIterator[Running]:
+    """An in-process server on ``settings`` (its database) and ``clock``, stopped cleanly (the
+    graceful shutdown of ``eventhub serve``) on leaving; enter it again on the same settings
+    for a restart."""
+    uv, task = await start(settings, clock)
     try:
         async with aiohttp.ClientSession() as http:
-            yield Running(f"http://127.0.0.1:{settings.port}", app.state.hub, http, bearer())
+            yield Running(f"http://127.0.0.1:{settings.port}", hub_of(uv), http, bearer())
     finally:
         uv.should_exit = True
         await task
+
+
+@asynccontextmanager
+async def custom_server(tmp_path: Path, **overrides: Any) -> AsyncIterator[Running]:
+    """A second in-process server with its own database and the given settings."""
+    folder = tmp_path / f"custom-{free_port()}"
+    async with serving(settings_for(folder, **overrides), ManualClock()) as server:
+        yield server
 
 
 class ServerProcess:

@@ -12,12 +12,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from starlette.applications import Starlette
 
-from tests.conftest import ManualClock, Running, settings_for, start
+from tests.conftest import ManualClock, Running, settings_for
 from tests.e2e.call_receiver import CallReceiver
 from tests.e2e.delivery_helpers import SUBS, publish_trigger, request, send, subscribe
-from tests.e2e.helpers import bearer, error_of
+from tests.e2e.helpers import bearer, error_of, serving
 from tests.e2e.process_helpers import define, emit, order_process, until_instances, until_state
 from tests.e2e.receiver import Receiver
 
@@ -38,16 +37,22 @@ def hub_at(tmp_path: Path, clock: ManualClock) -> Hub:
         settings = settings_for(
             tmp_path, port=port_settings.port, retention_interval=INTERVAL, **overrides
         )
-        uv, task = await start(settings, clock)
-        app: Starlette = uv.config.app  # type: ignore[assignment]
-        try:
-            async with aiohttp.ClientSession() as http:
-                yield Running(f"http://127.0.0.1:{settings.port}", app.state.hub, http, bearer())
-        finally:
-            uv.should_exit = True
-            await task
+        async with serving(settings, clock) as server:
+            yield server
 
     return running
+
+
+async def advance(clock: ManualClock, seconds: float) -> None:
+    """``clock.advance``, once retention sleeps its interval: an advance while a pass is still
+    running would be passed by the sleep that follows it, and no pass would come."""
+    async with asyncio.timeout(10):
+        while not any(
+            not future.done() and deadline - clock.t <= INTERVAL
+            for deadline, future in clock._sleepers
+        ):
+            await asyncio.sleep(0.002)
+    clock.advance(seconds)
 
 
 async def page(server: Running, after: int) -> aiohttp.ClientResponse:
@@ -79,10 +84,10 @@ async def test_old_events_go_reads_below_are_410_and_offsets_go_on(
 ) -> None:
     async with hub_at(retention_days=1.0) as server:
         old = await send(server, 5)
-        clock.advance(0.5 * DAY)
+        await advance(clock, 0.5 * DAY)
         young = await send(server, 3, start=5)
         assert old == [1, 2, 3, 4, 5] and young == [6, 7, 8]
-        clock.advance(0.6 * DAY)  # the first five are 1.1 days old, the rest 0.6
+        await advance(clock, 0.6 * DAY)  # the first five are 1.1 days old, the rest 0.6
         await until_first_offset(server, 6)
 
         error = await error_of(await page(server, 0), 410, "below_retained_range")
@@ -100,7 +105,7 @@ async def test_old_events_go_reads_below_are_410_and_offsets_go_on(
         status, body = await request(server, "GET", "/events/%2Fshop/e-0")
         assert status == 200 and body["revision"] == 1
 
-        clock.advance(2 * DAY)
+        await advance(clock, 2 * DAY)
         await until_first_offset(server, 10)  # all gone: the log starts past the head
         assert await offsets_after(server, 9) == []
 
@@ -127,7 +132,7 @@ async def test_a_paused_subscriptions_backlog_survives_until_delivered(
             backlog = await send(server, 2, start=3)
             after = await send(server, 2, type_="order.cancelled", start=5)
             await other.wait_for(2)
-            clock.advance(2 * DAY)
+            await advance(clock, 2 * DAY)
             # Everything before the paused subscription's backlog goes, nothing from it on.
             await until_first_offset(server, backlog[0])
             assert before[-1] < backlog[0]
@@ -144,7 +149,7 @@ async def test_a_paused_subscriptions_backlog_survives_until_delivered(
                         break
                     await asyncio.sleep(0.01)
             head = await server.hub.store.head()
-            clock.advance(2 * DAY)
+            await advance(clock, 2 * DAY)
             await until_first_offset(server, head + 1)
     finally:
         await other.stop()
@@ -162,7 +167,7 @@ async def test_a_running_instance_keeps_its_cause_and_its_buffered_events(
         await calls.until_entered(1)
         buffered = await emit(server, "order.approved", "a-1", {"ok": True}, found["id"])
         assert buffered["correlation"] == "buffered"
-        clock.advance(2 * DAY)
+        await advance(clock, 2 * DAY)
         await until_first_offset(server, started["offset"])
         log = await offsets_after(server, started["offset"] - 1)
         assert started["offset"] in log and buffered["offset"] in log
@@ -171,14 +176,14 @@ async def test_a_running_instance_keeps_its_cause_and_its_buffered_events(
         done = await until_state(server, found["id"], "Completed")
         assert done["variables"]["ok"] is True  # the buffered event's data, still readable
         head = await server.hub.store.head()
-        clock.advance(2 * DAY)
+        await advance(clock, 2 * DAY)
         await until_first_offset(server, head + 1)
 
 
 async def test_retention_bytes_deletes_what_nothing_needs(hub_at: Hub, clock: ManualClock) -> None:
     async with hub_at(retention_bytes=1) as server:  # always over: every unneeded event goes
         offsets = await send(server, 4)
-        clock.advance(INTERVAL)
+        await advance(clock, INTERVAL)
         await until_first_offset(server, offsets[-1] + 1)
 
 
@@ -198,10 +203,10 @@ async def test_traces_and_identities_follow_what_was_deleted(
         await structured("a", "t1", {"n": 1})
         await structured("b", "t2", {"n": 2})  # t2 has no younger member: it goes whole
         await structured("c", "t1", {"v": 1})  # revised below, young
-        clock.advance(0.9 * DAY)  # a pass runs: nothing is a day old yet
+        await advance(clock, 0.9 * DAY)  # a pass runs: nothing is a day old yet
         kept = await structured("d", "t1", {"n": 4})
         revised = await structured("c", "t1", {"v": 2})
-        clock.advance(0.2 * DAY)  # now a, b and c's first revision are
+        await advance(clock, 0.2 * DAY)  # now a, b and c's first revision are
         await until_first_offset(server, kept)
 
         status, _ = await request(server, "GET", "/api/traces/t2")

@@ -30,12 +30,11 @@ import orjson
 import pytest
 import standardwebhooks
 from aiohttp import web
-from starlette.applications import Starlette
 
 from eventhub.settings import Settings
-from tests.conftest import ManualClock, Running, settings_for, start
+from tests.conftest import ManualClock, Running, settings_for
 from tests.e2e.delivery_helpers import request, until_sleeping
-from tests.e2e.helpers import BATCH, ServerProcess, bearer
+from tests.e2e.helpers import BATCH, ServerProcess, bearer, serving
 from tests.e2e.process_helpers import define, emit, instance, until_state
 from tests.e2e.receiver import Receiver, Seen
 
@@ -100,14 +99,8 @@ class HeldReceiver(Receiver):
 async def hub_on(settings: Settings, clock: ManualClock) -> AsyncIterator[Running]:
     """An in-process hub on ``settings`` (its database) and ``clock``, stopped cleanly (the
     graceful shutdown of ``eventhub serve``) on leaving."""
-    uv, task = await start(settings, clock)
-    app: Starlette = uv.config.app  # type: ignore[assignment]
-    try:
-        async with aiohttp.ClientSession() as http:
-            yield Running(f"http://127.0.0.1:{settings.port}", app.state.hub, http, bearer())
-    finally:
-        uv.should_exit = True
-        await task
+    async with serving(settings, clock) as server:
+        yield server
 
 
 @contextlib.asynccontextmanager
