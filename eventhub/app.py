@@ -10,49 +10,29 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware.errors import ServerErrorMiddleware
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from eventhub import errors as errors_module
 from eventhub.api import (
     admin,
     backup,
     catalog,
     errors,
     events,
-    handshake,
+    health,
     ingest,
+    ingest_operations,
+    openapi,
     processes,
     subscriptions,
     traces,
 )
 from eventhub.api import metrics as metrics_api
-from eventhub.api._http import hub_of, json_response, principal
+from eventhub.api.operation import PUBLIC, Content, Operation
 from eventhub.clock import Clock
 from eventhub.hub import Hub
 from eventhub.ops import logs
 from eventhub.settings import Settings
-
-KM = "/intelligence/api/knowledge-models"
-SUBS = "/intelligence/api/subscriptions"
-
-
-async def healthz(request: Request) -> Response:
-    return json_response({"status": "ok"})
-
-
-async def readyz(request: Request) -> Response:
-    """Ready: the database takes a write and every background task runs (else 503). Anyone
-    may ask; an admin key also gets the ids of crashed subscription supervisors."""
-    hub = hub_of(request)
-    try:
-        who = principal(request)
-    except errors_module.Unauthorized:
-        who = None  # a probe with a stale key still learns whether the hub is ready
-    await hub.check_ready(detailed=who is not None and who.role == "admin")
-    return json_response({"status": "ready"})
 
 
 class _App(Starlette):
@@ -102,10 +82,83 @@ class _App(Starlette):
             logs.access(scope, status, time.perf_counter() - started)
 
 
+def operations(intake: ingest.Ingest, post_events: ingest.Endpoint) -> tuple[Operation, ...]:
+    """Every operation of the API, as served and as documented."""
+    return (
+        *ingest_operations.operations(intake, post_events),
+        *events.OPERATIONS,
+        *admin.OPERATIONS,
+        *backup.OPERATIONS,
+        *catalog.OPERATIONS,
+        *subscriptions.OPERATIONS,
+        *traces.OPERATIONS,
+        *processes.OPERATIONS,
+        *health.OPERATIONS,
+        *metrics_api.OPERATIONS,
+    )
+
+
+def _documented(served: tuple[Operation, ...]) -> tuple[Operation, ...]:
+    """``served`` and the operations that describe them: the document and its page."""
+    docs = openapi.Docs(served)
+    page = "The page; its script and styles are /docs/{name}, from this package."
+    return (
+        *served,
+        Operation(
+            "GET",
+            "/openapi.json",
+            docs.openapi,
+            "This document",
+            PUBLIC,
+            {200: Content("application/json", {"type": "object"})},
+            name="openapi",
+            tag="docs",
+        ),
+        Operation(
+            "GET",
+            "/docs",
+            docs.page,
+            "The API's documentation, as a page (Swagger UI)",
+            PUBLIC,
+            {200: Content("text/html", {"type": "string"}, page)},
+            name="page",
+            tag="docs",
+        ),
+        Operation(
+            "GET",
+            "/docs/{name}",
+            docs.asset,
+            "A file of the documentation page",
+            PUBLIC,
+            {
+                200: (
+                    Content("text/javascript", {"type": "string"}),
+                    Content("text/css", {"type": "string"}),
+                )
+            },
+            name="asset",
+            tag="docs",
+        ),
+    )
+
+
+def _routes(ops: tuple[Operation, ...]) -> list[Route]:
+    """One route per path and method. Operations that share a raw-path route (``GET
+    /api/instances/{id}`` and ``POST .../{id}/cancel``) differ in method, so each pair is
+    served by one endpoint."""
+    routes: dict[tuple[str, str], Route] = {}
+    for op in ops:
+        key = (op.route_path, op.method)
+        if key not in routes:
+            routes[key] = Route(op.route_path, op.endpoint, methods=[op.method])
+    return list(routes.values())
+
+
 def build(settings: Settings, clock: Clock | None = None) -> Starlette:
     hub = Hub(settings, clock)
     intake = ingest.Ingest(hub)
     post_events = ingest.Endpoint(intake, ingest.post_events)
+    served = operations(intake, post_events)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -116,74 +169,12 @@ def build(settings: Settings, clock: Clock | None = None) -> Starlette:
         finally:
             await hub.stop()
 
-    routes = [
-        Route("/events", post_events, methods=["POST"]),
-        Route("/events", events.list_events, methods=["GET"]),
-        # The CloudEvents webhook handshake on each ingest endpoint (api/handshake.py).
-        Route("/events", handshake.options, methods=["OPTIONS"]),
-        Route("/api/ingestion/event/batch", handshake.options, methods=["OPTIONS"]),
-        Route("/api/ingestion/uipath/{rest:path}", handshake.options, methods=["OPTIONS"]),
-        Route("/events/{rest:path}", events.get_event, methods=["GET"]),
-        Route(
-            "/api/ingestion/event/batch",
-            ingest.Endpoint(intake, ingest.post_camunda_batch),
-            methods=["POST"],
-        ),
-        Route(
-            "/api/ingestion/uipath/{rest:path}",
-            ingest.Endpoint(
-                intake, ingest.post_uipath, ingest.named_by_path, ingest.UIPATH_SIGNATURE_HEADERS
-            ),
-            methods=["POST"],
-        ),
-        Route("/admin/keys", admin.create_key, methods=["POST"]),
-        Route("/admin/keys", admin.list_keys, methods=["GET"]),
-        Route("/admin/keys/{rest:path}", admin.revoke_key, methods=["DELETE"]),
-        Route("/admin/sources", admin.list_sources, methods=["GET"]),
-        Route("/admin/sources/{rest:path}", admin.put_source, methods=["PUT"]),
-        Route("/admin/sources/{rest:path}", admin.delete_source, methods=["DELETE"]),
-        Route("/admin/backup", backup.get_backup, methods=["GET"]),
-        Route(f"{KM}", catalog.list_models, methods=["GET"]),
-        Route(f"{KM}/{{km}}", catalog.get_model, methods=["GET"]),
-        Route(f"{KM}/{{km}}", catalog.put_model, methods=["PUT"]),
-        Route(f"{KM}/{{km}}", catalog.delete_model, methods=["DELETE"]),
-        Route(f"{KM}/{{km}}/publish", catalog.publish, methods=["POST"]),
-        Route(f"{KM}/{{km}}/triggers", catalog.list_triggers, methods=["GET"]),
-        Route(f"{KM}/{{km}}/triggers/{{trigger}}", catalog.get_trigger, methods=["GET"]),
-        Route(f"{KM}/{{km}}/triggers/{{trigger}}", catalog.put_trigger, methods=["PUT"]),
-        Route(f"{KM}/{{km}}/triggers/{{trigger}}", catalog.delete_trigger, methods=["DELETE"]),
-        Route(
-            f"{KM}/{{km}}/triggers/{{trigger}}/subscriptions",
-            subscriptions.create,
-            methods=["POST"],
-        ),
-        Route(SUBS, subscriptions.list_all, methods=["GET"]),
-        Route(f"{SUBS}/{{id}}", subscriptions.get, methods=["GET"]),
-        Route(f"{SUBS}/{{id}}", subscriptions.update, methods=["PUT"]),
-        Route(f"{SUBS}/{{id}}", subscriptions.delete, methods=["DELETE"]),
-        Route(f"{SUBS}/{{id}}/pause", subscriptions.pause, methods=["PATCH"]),
-        Route(f"{SUBS}/{{id}}/resume", subscriptions.resume, methods=["PATCH"]),
-        Route(
-            f"{SUBS}/{{id}}/resume-from-latest", subscriptions.resume_from_latest, methods=["PATCH"]
-        ),
-        Route(f"{SUBS}/{{id}}/replay", subscriptions.replay, methods=["PATCH"]),
-        Route(f"{SUBS}/{{id}}/attempts", subscriptions.attempts, methods=["GET"]),
-        Route(f"{SUBS}/{{id}}/rotate-secret", subscriptions.rotate_secret, methods=["POST"]),
-        Route("/api/event-types", catalog.event_types, methods=["GET"]),
-        Route("/api/traces", traces.list_traces, methods=["GET"]),
-        Route("/api/traces/{rest:path}", traces.get_trace, methods=["GET"]),
-        Route("/api/processes", processes.list_processes, methods=["GET"]),
-        Route("/api/processes/{rest:path}", processes.get_process, methods=["GET"]),
-        Route("/api/processes/{rest:path}", processes.put_process, methods=["PUT"]),
-        Route("/api/processes/{rest:path}", processes.delete_process, methods=["DELETE"]),
-        Route("/api/instances", processes.list_instances, methods=["GET"]),
-        Route("/api/instances/{rest:path}", processes.get_instance, methods=["GET"]),
-        Route("/api/instances/{rest:path}", processes.cancel_instance, methods=["POST"]),
-        Route("/api/unrouted", processes.list_unrouted, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics_api.get_metrics, methods=["GET"]),
-    ]
+    # The documented operations are exactly the served ones; a document that tried to hold
+    # a path twice would mean two operations claim one method on it.
+    everything = _documented(served)
+    seen = [(op.path, op.method) for op in everything]
+    assert len(seen) == len(set(seen)), "two operations share a path and method"
+    routes = _routes(everything)
     app = _App(post_events, routes=routes, exception_handlers=errors.HANDLERS, lifespan=lifespan)
     # No 307 from a path with a trailing slash to the one without: Starlette's redirect
     # repeats the query string, so the Location would carry an ``access_token`` (a key) to

@@ -19,11 +19,22 @@ import hmac
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from eventhub import errors
 from eventhub.log.store import KeyRecord, SourceRecord
 
-ROLES = ("admin", "producer", "consumer")
+
+class Role(StrEnum):
+    """What a key may do: admin everything; a producer sends events; a consumer reads and
+    subscribes."""
+
+    ADMIN = "admin"
+    PRODUCER = "producer"
+    CONSUMER = "consumer"
+
+
+ROLES = tuple(Role)
 ENV_ADMIN_ID = "env-admin"
 
 

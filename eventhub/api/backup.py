@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from eventhub.api._http import hub_of, require
+from eventhub.api.operation import ADMIN, Content, Operation
 from eventhub.backup import Snapshot
 from eventhub.log import sealing
 
@@ -44,3 +45,24 @@ async def get_backup(request: Request) -> Response:
     if hub.settings.secret_key is None:
         headers["Eventhub-Key-File"] = str(sealing.key_file_of(hub.settings.data).absolute())
     return StreamingResponse(_chunks(snapshot), headers=headers, media_type=MEDIA_TYPE)
+
+
+OPERATIONS = (
+    Operation(
+        "GET",
+        "/admin/backup",
+        get_backup,
+        "A consistent copy of the database, taken now",
+        ADMIN,
+        {
+            200: Content(
+                MEDIA_TYPE,
+                {"type": "string", "format": "binary"},
+                "The SQLite database: `eventhub serve --data` on it serves every event"
+                " acknowledged before the copy began. `Eventhub-Last-Offset` is the last"
+                " offset in it; `Eventhub-Key-File` names the key file its sealed secrets"
+                " need (absent with `EVENTHUB_SECRET_KEY`).",
+            )
+        },
+    ),
+)

@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from eventhub import errors
 from eventhub.api._http import hub_of, json_response, read_json, require
+from eventhub.api.operation import ADMIN, READERS, Content, Operation
 
 CONSUMERS = ("admin", "consumer")
 
@@ -91,3 +92,35 @@ async def event_types(request: Request) -> Response:
     require(request, *CONSUMERS)
     classes = await hub_of(request).store.event_types()
     return json_response({"content": classes, "total": len(classes)})
+
+
+_KM = "/intelligence/api/knowledge-models"
+_ONE = f"{_KM}/{{km}}"
+_TRIGGER = f"{_ONE}/triggers/{{trigger}}"
+_ANY = Content("application/json")
+OPERATIONS = (
+    Operation("GET", _KM, list_models, "List published knowledge models", READERS, {200: _ANY}),
+    Operation("GET", _ONE, get_model, "A knowledge model", READERS, {200: _ANY}),
+    Operation("PUT", _ONE, put_model, "Create or edit a model's draft", ADMIN, {200: _ANY}, _ANY),
+    Operation("DELETE", _ONE, delete_model, "Delete a knowledge model", ADMIN, {204: None}),
+    Operation("POST", f"{_ONE}/publish", publish, "Publish a model's draft", ADMIN, {200: _ANY}),
+    Operation(
+        "GET", f"{_ONE}/triggers", list_triggers, "List a model's triggers", READERS, {200: _ANY}
+    ),
+    Operation("GET", _TRIGGER, get_trigger, "A trigger", READERS, {200: _ANY}),
+    Operation(
+        "PUT",
+        _TRIGGER,
+        put_trigger,
+        "Create or edit a trigger in the draft",
+        ADMIN,
+        {200: _ANY},
+        _ANY,
+    ),
+    Operation(
+        "DELETE", _TRIGGER, delete_trigger, "Delete a trigger from the draft", ADMIN, {204: None}
+    ),
+    Operation(
+        "GET", "/api/event-types", event_types, "Event classes seen so far", READERS, {200: _ANY}
+    ),
+)

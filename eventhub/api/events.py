@@ -8,26 +8,91 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from eventhub import errors
-from eventhub.api._http import hub_of, int_param, json_response, raw_segments, require
+from eventhub.api._http import hub_of, raw_segments, require
+from eventhub.api.operation import READERS, IntQuery, Operation
 
 MAX_PAGE = 1000
 # The longest a long poll may hold its connection: past it, the client asks again.
 MAX_WAIT_SECONDS = 30
 
+# A CloudEvent in the JSON format (structured mode), as sent and as read back.
+CloudEventJson = Annotated[
+    dict[str, Any],
+    msgspec.Meta(
+        title="CloudEvent",
+        description=(
+            "A CloudEvent in the JSON event format: its context attributes (extensions too),"
+            " and `data` (JSON) or `data_base64` (bytes)."
+        ),
+        extra_json_schema={
+            "required": ["specversion", "id", "source", "type"],
+            "properties": {
+                "specversion": {"type": "string", "const": "1.0"},
+                "id": {"type": "string", "minLength": 1},
+                "source": {"type": "string", "minLength": 1},
+                "type": {"type": "string", "minLength": 1},
+                "subject": {"type": "string"},
+                "time": {"type": "string", "format": "date-time"},
+                "datacontenttype": {"type": "string"},
+                "dataschema": {"type": "string", "format": "uri"},
+                "data_base64": {"type": "string", "contentEncoding": "base64"},
+            },
+        },
+    ),
+]
+
+
+class Entry(msgspec.Struct, rename="camel"):
+    """One event of the log: where it is (``offset``), which version of it this is
+    (``revision``: a re-send with other content makes a new one) and when it arrived."""
+
+    offset: int
+    revision: int
+    received_at: str
+    event: CloudEventJson
+
+
+class Page(msgspec.Struct, rename="camel"):
+    """Events after ``after``, oldest first. ``nextAfter`` is the ``after`` of the next page;
+    ``head`` is the log's last offset, where a reader that wants only new events starts."""
+
+    events: list[Entry]
+    next_after: int
+    head: int
+
+
+AFTER = IntQuery.of("after", "Events after this offset (0: from the start).", 0, 0, 2**63 - 1)
+LIMIT = IntQuery.of("limit", "The most events in the page.", 100, 1, MAX_PAGE)
+WAIT = IntQuery.of(
+    "wait",
+    "A long poll: when no event follows `after`, answer only after one arrives or this many"
+    " seconds pass (0: answer at once).",
+    0,
+    0,
+    MAX_WAIT_SECONDS,
+)
+
+
+def _json(value: dict[str, Any]) -> Response:
+    """Encoded with orjson, not msgspec: an event's JSON data is spliced in as stored
+    (``StoredEvent.to_cloudevent``), and the delivery path shares that code. The answers
+    are ``Page`` and ``Entry`` all the same (tests/contract/test_openapi.py)."""
+    return Response(orjson.dumps(value), media_type="application/json")
+
 
 async def list_events(request: Request) -> Response:
     """A page of the log after ``after``; with ``wait=S`` (1-30), an empty page is answered
     only after ``S`` seconds without a new event (a long poll: ``eventhub tail --follow``)."""
-    require(request, "admin", "consumer")
-    after = int_param(request, "after", 0, 0, 2**63 - 1)
-    limit = int_param(request, "limit", 100, 1, MAX_PAGE)
-    wait = int_param(request, "wait", 0, 0, MAX_WAIT_SECONDS)
+    require(request, *READERS)
+    after, limit, wait = AFTER.read(request), LIMIT.read(request), WAIT.read(request)
     hub = hub_of(request)
     store = hub.store
     events = await store.read_after(after, limit)
@@ -41,13 +106,9 @@ async def list_events(request: Request) -> Response:
         if not await _waited(request, hub.head.after(after, wait)):
             return Response(status_code=499)  # no one to answer: the client went away
         events = await store.read_after(after, limit)
-    return json_response(
-        {
-            "events": [e.to_entry() for e in events],
-            "nextAfter": events[-1].offset if events else after,
-            # The log's last offset: where a reader that wants only what is new starts.
-            "head": hub.head.head,
-        }
+    next_after = events[-1].offset if events else after
+    return _json(
+        {"events": [e.to_entry() for e in events], "nextAfter": next_after, "head": hub.head.head}
     )
 
 
@@ -82,4 +143,34 @@ async def get_event(request: Request) -> Response:
     event = await hub_of(request).store.get_latest(source, id_)
     if event is None:
         raise errors.NotFound(f"no event {id_!r} from source {source!r}")
-    return json_response(event.to_entry())
+    return _json(event.to_entry())
+
+
+OPERATIONS = (
+    Operation(
+        "GET",
+        "/events",
+        list_events,
+        "Read the log",
+        READERS,
+        {200: Page},
+        query=(AFTER, LIMIT, WAIT),
+        description=(
+            "A page of events after `after`, oldest first. Below the retained range (retention"
+            " deleted it) the answer is 410 `below_retained_range`, with the first offset"
+            " still held in `Eventhub-First-Offset`."
+        ),
+        tag="events",
+    ),
+    Operation(
+        "GET",
+        "/events/{source}/{id}",
+        get_event,
+        "One event, by source and id (its latest revision)",
+        (*READERS, "producer"),
+        {200: Entry},
+        route="/events/{rest:path}",
+        description="A producer key may read the sources it may send.",
+        tag="events",
+    ),
+)

@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from eventhub import auth, errors
 from eventhub.api._http import header, hub_of, require
+from eventhub.api.operation import ADMIN, Content, Operation
 from eventhub.hub import Hub
 from eventhub.ops import metrics
 
@@ -44,3 +45,16 @@ def _is_metrics_token(request: Request, token: str | None) -> bool:
             "send the metrics token or an admin key: Authorization: Bearer <token>"
         )
     return hmac.compare_digest(presented.encode(), token.encode())
+
+
+OPERATIONS = (
+    Operation(
+        "GET",
+        "/metrics",
+        get_metrics,
+        "Metrics, in the Prometheus text format",
+        ADMIN,
+        {200: Content("text/plain", {"type": "string"}, "Every metric the README lists.")},
+        description="The `metrics_token` setting, as a Bearer token, opens it too.",
+    ),
+)

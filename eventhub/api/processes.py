@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from eventhub import errors
 from eventhub.api._http import hub_of, int_param, raw_segments, read_json, require
+from eventhub.api.operation import ADMIN, Content, Operation
 from eventhub.codec import jsontext
 from eventhub.processes import instances
 from eventhub.processes.definitions import Stored
@@ -137,3 +138,66 @@ async def list_unrouted(request: Request) -> Response:
     found = await hub_of(request).store.list_unrouted(after, limit + 1)
     page = found[:limit]
     return _json({"events": page, "nextAfter": page[-1]["offset"] if len(found) > limit else None})
+
+
+_ANY = Content("application/json")
+_DEF = "/api/processes/{definitionId}"
+_DEF_ROUTE = "/api/processes/{rest:path}"
+_INSTANCE = "/api/instances/{instanceId}"
+_INSTANCE_ROUTE = "/api/instances/{rest:path}"
+OPERATIONS = (
+    Operation(
+        "GET", "/api/processes", list_processes, "List process definitions", READERS, {200: _ANY}
+    ),
+    Operation(
+        "GET", _DEF, get_process, "A process definition", READERS, {200: _ANY}, route=_DEF_ROUTE
+    ),
+    Operation(
+        "PUT",
+        _DEF,
+        put_process,
+        "Create or change a process definition",
+        ADMIN,
+        {200: _ANY, 201: _ANY},
+        _ANY,
+        route=_DEF_ROUTE,
+    ),
+    Operation(
+        "DELETE",
+        _DEF,
+        delete_process,
+        "Delete a process definition",
+        ADMIN,
+        {204: None},
+        route=_DEF_ROUTE,
+    ),
+    Operation(
+        "GET", "/api/instances", list_instances, "List process instances", READERS, {200: _ANY}
+    ),
+    Operation(
+        "GET",
+        _INSTANCE,
+        get_instance,
+        "A process instance, with its history",
+        READERS,
+        {200: _ANY},
+        route=_INSTANCE_ROUTE,
+    ),
+    Operation(
+        "POST",
+        f"{_INSTANCE}/cancel",
+        cancel_instance,
+        "Cancel a process instance",
+        ADMIN,
+        {200: _ANY},
+        route=_INSTANCE_ROUTE,
+    ),
+    Operation(
+        "GET",
+        "/api/unrouted",
+        list_unrouted,
+        "Events that named no live instance",
+        READERS,
+        {200: _ANY},
+    ),
+)

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from eventhub import errors
 from eventhub.api._http import hub_of, int_param, json_response, read_json, require
+from eventhub.api.operation import READERS, Content, Operation
 from eventhub.clock import rfc3339
 from eventhub.delivery.states import Move, Status
 from eventhub.models import Subscription
@@ -131,3 +132,47 @@ async def rotate_secret(request: Request) -> Response:
             "previousSecretExpiresAt": None if expires is None else rfc3339(expires),
         }
     )
+
+
+_SUBS = "/intelligence/api/subscriptions"
+_ONE = f"{_SUBS}/{{id}}"
+_ANY = Content("application/json")
+OPERATIONS = (
+    Operation(
+        "POST",
+        "/intelligence/api/knowledge-models/{km}/triggers/{trigger}/subscriptions",
+        create,
+        "Subscribe a webhook to a trigger",
+        READERS,
+        {201: _ANY},
+        _ANY,
+    ),
+    Operation("GET", _SUBS, list_all, "List subscriptions", READERS, {200: _ANY}),
+    Operation("GET", _ONE, get, "A subscription", READERS, {200: _ANY}),
+    Operation("PUT", _ONE, update, "Change a subscription", READERS, {200: _ANY}, _ANY),
+    Operation("DELETE", _ONE, delete, "Delete a subscription", READERS, {204: None}),
+    Operation("PATCH", f"{_ONE}/pause", pause, "Pause delivery", READERS, {200: _ANY}),
+    Operation("PATCH", f"{_ONE}/resume", resume, "Resume delivery", READERS, {200: _ANY}),
+    Operation(
+        "PATCH",
+        f"{_ONE}/resume-from-latest",
+        resume_from_latest,
+        "Resume at the head",
+        READERS,
+        {200: _ANY},
+    ),
+    Operation(
+        "PATCH", f"{_ONE}/replay", replay, "Deliver again from an offset", READERS, {200: _ANY}
+    ),
+    Operation(
+        "GET", f"{_ONE}/attempts", attempts, "Recent delivery attempts", READERS, {200: _ANY}
+    ),
+    Operation(
+        "POST",
+        f"{_ONE}/rotate-secret",
+        rotate_secret,
+        "Rotate the signing secret",
+        READERS,
+        {200: _ANY},
+    ),
+)

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from eventhub import errors, traces
 from eventhub.api._http import hub_of, int_param, raw_segments, require
+from eventhub.api.operation import Content, Operation
 from eventhub.codec import jsontext
 
 MAX_PAGE = 1000
@@ -55,3 +56,25 @@ async def get_trace(request: Request) -> Response:
             "variables": traces.variables(members),
         }
     )
+
+
+_ANY = Content("application/json")
+OPERATIONS = (
+    Operation(
+        "GET",
+        "/api/traces",
+        list_traces,
+        "Traces, most recently active first",
+        READERS,
+        {200: _ANY},
+    ),
+    Operation(
+        "GET",
+        "/api/traces/{traceId}",
+        get_trace,
+        "A trace",
+        READERS,
+        {200: _ANY},
+        route="/api/traces/{rest:path}",
+    ),
+)

@@ -1,0 +1,209 @@
+"""The OpenAPI 3.1 document, built from the operations the app serves (api/operation.py), and
+the page that shows it.
+
+``GET /openapi.json`` is the document; ``GET /docs`` is Swagger UI, shipped in the package
+(``api/static/docs``, from the swagger-ui-dist package: see its LICENSE there) so that it works
+on a machine with no internet. Both are open to anyone: the document describes the API, not
+its data. The document is built once, when the app is.
+
+Every error has the one shape of api/errors.py; each operation lists its success statuses and
+answers anything else with that shape (the ``default`` response).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+import msgspec
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from eventhub import __version__, errors
+from eventhub.api.operation import PUBLIC, Body, Content, Operation
+
+# The security schemes: an API key as a Bearer token, or as the ``access_token`` query
+# parameter (ingest only: the CloudEvents webhook spec's alternative), or a producer's HMAC.
+SCHEMES: dict[str, dict[str, Any]] = {
+    "key": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (`eh_…`): `Authorization: Bearer <key>`.",
+    },
+    "accessToken": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "access_token",
+        "description": "An API key as the query parameter the CloudEvents webhook spec allows.",
+    },
+    "signature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Eventhub-Hmac",
+        "description": (
+            "A registered source's HMAC-SHA256 of the body (also `X-Emporix-Hmac`, and"
+            " `X-UiPath-Signature` on the UiPath endpoint), for producers that sign rather"
+            " than send a key; the source is the event's `source`."
+        ),
+    },
+}
+
+
+class ErrorDetail(msgspec.Struct):
+    """One thing wrong with a request: what, and where when it is about one field or event."""
+
+    reason: str
+    attribute: str | None = msgspec.field(default=None)
+    index: int | None = None
+
+
+class ErrorInfo(msgspec.Struct):
+    code: str
+    message: str
+    details: list[ErrorDetail]
+
+
+class Error(msgspec.Struct):
+    """Every error eventhub answers: a machine-readable ``code`` and a human ``message``."""
+
+    error: ErrorInfo
+
+
+def _ref(name: str) -> str:
+    return f"#/components/schemas/{name}"
+
+
+def document(operations: Sequence[Operation]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``operations``."""
+    types = sorted(_types(operations), key=lambda t: t.__qualname__)
+    found, components = msgspec.json.schema_components([Error, *types], ref_template=_ref("{name}"))
+    schema_of = dict(zip([Error, *types], found, strict=True))
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, schema_of)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "eventhub",
+            "version": __version__,
+            "description": (
+                "A self-hosted CloudEvents hub: an append-only log, ordered signed webhook"
+                " delivery, traces and process instances. Every error is the `Error` shape."
+            ),
+        },
+        "paths": paths,
+        "components": {"schemas": components, "securitySchemes": SCHEMES},
+    }
+
+
+def _types(operations: Iterable[Operation]) -> set[type]:
+    found: set[type] = set()
+    for op in operations:
+        for body in (op.body, *op.responses.values()):
+            if isinstance(body, type):
+                found.add(body)
+    return found
+
+
+def _content(body: Body, schema_of: dict[type, Any]) -> dict[str, Any]:
+    if isinstance(body, tuple):
+        return {c.media_type: {"schema": dict(c.schema)} for c in body}
+    if isinstance(body, Content):
+        return {body.media_type: {"schema": dict(body.schema)}}
+    assert isinstance(body, type)
+    return {"application/json": {"schema": schema_of[body]}}
+
+
+def _operation(op: Operation, schema_of: dict[type, Any]) -> dict[str, Any]:
+    area = op.endpoint.__module__.rsplit(".", 1)[-1]
+    name = op.name or getattr(op.endpoint, "__name__", "")
+    out: dict[str, Any] = {
+        "operationId": f"{op.method.lower()}_{area}_{name}",
+        "summary": op.summary,
+        "tags": [op.tag or area],
+    }
+    description = op.description
+    if op.roles != PUBLIC:
+        needs = f"Needs a key with role {' or '.join(op.roles)}."
+        description = f"{description}\n\n{needs}" if description else needs
+        out["security"] = [{"key": []}, *({name: []} for name in op.also)]
+    else:
+        out["security"] = []
+    if description:
+        out["description"] = description
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+        for name in op.path_names
+    ]
+    parameters += [q.parameter() for q in op.query]
+    if parameters:
+        out["parameters"] = parameters
+    if op.body is not None:
+        out["requestBody"] = {"required": True, "content": _content(op.body, schema_of)}
+    responses: dict[str, Any] = {}
+    for status, body in sorted(op.responses.items()):
+        if isinstance(body, str):
+            responses[str(status)] = {"description": body}
+            continue
+        described = body.description if isinstance(body, Content) and body.description else None
+        answer: dict[str, Any] = {"description": described or _PHRASES.get(status, "OK")}
+        if body is not None:
+            answer["content"] = _content(body, schema_of)
+        responses[str(status)] = answer
+    responses["default"] = {
+        "description": "An error: the status says which kind, `error.code` exactly which.",
+        "content": {"application/json": {"schema": {"$ref": _ref("Error")}}},
+    }
+    out["responses"] = responses
+    return out
+
+
+_PHRASES = {
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
+    499: "The client went away before the answer",
+}
+
+
+class Docs:
+    """``/openapi.json`` and ``/docs`` for one app: the document is encoded once."""
+
+    FILES: ClassVar[dict[str, str]] = {
+        "swagger-ui-bundle.js": "text/javascript",
+        "swagger-ui.css": "text/css",
+        "init.js": "text/javascript",
+    }
+    # Swagger UI styles some elements inline; it loads nothing from elsewhere.
+    POLICY = (
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:;"
+        " frame-ancestors 'none'"
+    )
+
+    def __init__(self, operations: Sequence[Operation]) -> None:
+        self.body = orjson.dumps(document(operations))
+        self._static = importlib.resources.files("eventhub.api") / "static" / "docs"
+        self._cache: dict[str, bytes] = {}
+
+    async def openapi(self, request: Request) -> Response:
+        return Response(self.body, media_type="application/json")
+
+    async def page(self, request: Request) -> Response:
+        return self._file("index.html", "text/html; charset=utf-8")
+
+    async def asset(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        media_type = self.FILES.get(name)
+        if media_type is None:
+            raise errors.NotFound(f"no file {name!r}: /docs serves {', '.join(self.FILES)}")
+        return self._file(name, media_type)
+
+    def _file(self, name: str, media_type: str) -> Response:
+        content = self._cache.get(name)
+        if content is None:
+            content = self._cache[name] = (self._static / name).read_bytes()
+        headers = {"Content-Security-Policy": self.POLICY, "Cache-Control": "public, max-age=3600"}
+        return Response(content, headers=headers, media_type=media_type)

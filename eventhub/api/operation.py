@@ -1,0 +1,197 @@
+"""An API operation: its route, and everything the OpenAPI document says of it (api/openapi.py).
+
+Each API module ends with its ``OPERATIONS``; ``app.py`` routes exactly those and
+``openapi.py`` describes exactly those, so a path cannot be served undocumented or documented
+unserved. Request bodies are msgspec types that both validate the request (``decode``) and
+give the document its schema; so are responses (``respond`` encodes one). Query parameters are
+``Query`` objects that read, check and describe themselves the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp
+
+from eventhub import errors
+
+T = TypeVar("T")
+
+# A Starlette endpoint, or a raw ASGI app (the ingest endpoints: api/ingest.py).
+Endpoint = Callable[[Request], Awaitable[Response]] | ASGIApp
+
+# Who may call an operation: the roles of the keys it takes (auth.ROLES), or PUBLIC for no key.
+PUBLIC: tuple[str, ...] = ()
+ADMIN = ("admin",)
+READERS = ("admin", "consumer")
+
+
+@dataclass(frozen=True)
+class Content:
+    """A response or request body that is not one JSON schema type: its media type, and the
+    JSON schema of what it holds (``{}``: anything)."""
+
+    media_type: str
+    schema: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+# What a status answers with: a msgspec type (JSON), a Content (or several, by media type),
+# a description alone for a body-less answer whose headers say what it means, or None.
+Body = type | Content | tuple[Content, ...] | str | None
+
+
+@dataclass(frozen=True)
+class Query:
+    """A query parameter (or, ``where="header"``, a request header) as the document
+    describes it."""
+
+    name: str
+    description: str
+    schema: Mapping[str, Any]
+    required: bool = False
+    where: str = "query"
+
+    def parameter(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "in": self.where,
+            "required": self.required,
+            "description": self.description,
+            "schema": dict(self.schema),
+        }
+
+
+@dataclass(frozen=True)
+class IntQuery(Query):
+    """An integer query parameter in ``[low, high]``, ``default`` when absent."""
+
+    default: int = 0
+    low: int = 0
+    high: int = 2**63 - 1
+
+    @classmethod
+    def of(cls, name: str, description: str, default: int, low: int, high: int) -> IntQuery:
+        schema = {"type": "integer", "minimum": low, "maximum": high, "default": default}
+        return cls(name, description, schema, False, "query", default, low, high)
+
+    def read(self, request: Request) -> int:
+        """The value, in ASCII digits with a leading ``-`` only: ``int()`` alone also takes
+        ``1_000``, `` 1``, ``+1`` and other scripts' digits (``%D9%A3`` is Arabic-Indic 3),
+        which no client means and a cache or proxy reads otherwise."""
+        raw = request.query_params.get(self.name)
+        if raw is None:
+            return self.default
+        low, high = self.low, self.high
+        digits = raw[1:] if raw.startswith("-") and low < 0 else raw
+        if not (digits.isascii() and digits.isdigit()):
+            raise errors.InvalidRequest(
+                f"query parameter {self.name!r} must be an integer in ASCII digits"
+            )
+        # Longer than any 64-bit bound: refused before int() (which gives up past 4,300 digits).
+        value = int(raw) if len(digits) <= 20 else high + 1
+        if not low <= value <= high:
+            raise errors.InvalidRequest(
+                f"query parameter {self.name!r} must be between {low} and {high}"
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class ChoiceQuery(Query):
+    """A query parameter that takes one of ``choices``; None when absent."""
+
+    choices: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, name: str, description: str, choices: Sequence[str]) -> ChoiceQuery:
+        schema = {"type": "string", "enum": list(choices)}
+        return cls(name, description, schema, False, "query", tuple(choices))
+
+    def read(self, request: Request) -> str | None:
+        raw = request.query_params.get(self.name)
+        if raw is not None and raw not in self.choices:
+            raise errors.InvalidRequest(f"{self.name} must be one of {', '.join(self.choices)}")
+        return raw
+
+
+@dataclass(frozen=True)
+class TextQuery(Query):
+    """A free-text query parameter; None when absent."""
+
+    @classmethod
+    def of(cls, name: str, description: str) -> TextQuery:
+        return cls(name, description, {"type": "string"})
+
+    def read(self, request: Request) -> str | None:
+        return request.query_params.get(self.name)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One method on one path. ``path`` is as the document writes it (``/admin/keys/{keyId}``);
+    ``route`` is the Starlette path that serves it when that differs (a ``{rest:path}`` whose
+    endpoint splits the raw path itself, so that ``%2F`` stays inside a segment)."""
+
+    method: str
+    path: str
+    endpoint: Endpoint
+    summary: str
+    roles: tuple[str, ...]
+    responses: Mapping[int, Body]
+    body: Body = None
+    query: tuple[Query, ...] = ()
+    route: str | None = None
+    description: str = ""
+    tag: str = ""
+    # Extra ways to authenticate, by security scheme name (api/openapi.py SCHEMES).
+    also: tuple[str, ...] = ()
+    # The operationId; by default ``<method>_<module>_<function>``.
+    name: str = ""
+
+    @property
+    def route_path(self) -> str:
+        return self.route or self.path
+
+    @property
+    def path_names(self) -> list[str]:
+        return re.findall(r"{([^}:]+)}", self.path)
+
+
+def decode(body: bytes, type_: type[T]) -> T:
+    """``body`` as a ``type_``, or 400: ``invalid_json`` when it is not JSON, else
+    ``invalid_request`` naming the field and what it should be."""
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.ValidationError as exc:
+        message, where = _explain(str(exc))
+        raise errors.InvalidRequest(message, [errors.Problem(message, where)]) from None
+    except msgspec.DecodeError as exc:
+        raise errors.InvalidJson(f"request body is not valid JSON: {exc}") from None
+
+
+def _explain(text: str) -> tuple[str, str | None]:
+    """msgspec's "Expected `int`, got `str` - at `$.batchSize`" as "batchSize: expected
+    `int`, got `str`", with the field's path apart (None for the body as a whole)."""
+    found = re.fullmatch(r"(.*) - at `\$\.?(.*)`", text, re.DOTALL)
+    if found is None:
+        return (text[:1].lower() + text[1:]), None
+    what, where = found.group(1), found.group(2)
+    what = what[:1].lower() + what[1:]
+    if not where:
+        return f"the body: {what}", None
+    return f"{where}: {what}", where
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def respond(value: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    """A JSON response from a msgspec Struct (or builtins): encoded as the schema says."""
+    return Response(_ENCODER.encode(value), status, headers, media_type="application/json")
