@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from eventhub.cli._client import Commands, call, client, segment, show
+from eventhub.cli._client import Commands, call, client, reader, segment, show, table
 
 
 def add(commands: Commands) -> None:
@@ -14,7 +14,7 @@ def add(commands: Commands) -> None:
     create.add_argument("--name", default="")
     create.add_argument("--source", action="append", help="limit a producer key to a source")
     create.set_defaults(func=_create)
-    client(keys.add_parser("list", help="list keys")).set_defaults(func=_list)
+    reader(keys.add_parser("list", help="list keys, revoked ones too")).set_defaults(func=_list)
     revoke = client(keys.add_parser("revoke", help="revoke a key by id"))
     revoke.add_argument("id")
     revoke.set_defaults(func=_revoke)
@@ -26,7 +26,22 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    return show(call(args, "GET", "/admin/keys"))
+    found = call(args, "GET", "/admin/keys")
+    if args.json:
+        return show(found)
+    rows = [
+        [
+            k["id"],
+            k["role"],
+            k["name"] or "-",
+            "any" if k["sources"] is None else ",".join(k["sources"]),
+            k["createdAt"],
+            k["revokedAt"] or "-",
+        ]
+        for k in found["keys"]
+    ]
+    table(["ID", "ROLE", "NAME", "SOURCES", "CREATED", "REVOKED"], rows)
+    return 0
 
 
 def _revoke(args: argparse.Namespace) -> int:

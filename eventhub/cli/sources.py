@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from eventhub.cli._client import Commands, call, client, segment, show
+from eventhub.cli._client import Commands, call, client, reader, segment, show, table
 
 
 def add(commands: Commands) -> None:
@@ -33,7 +33,7 @@ def add(commands: Commands) -> None:
         " (0: the hub's max_unauthenticated_body_bytes)",
     )
     put.set_defaults(func=_put)
-    client(sources.add_parser("list", help="list sources")).set_defaults(func=_list)
+    reader(sources.add_parser("list", help="list sources")).set_defaults(func=_list)
     delete = client(sources.add_parser("delete", help="delete a source"))
     delete.add_argument("name")
     delete.set_defaults(func=_delete)
@@ -53,7 +53,20 @@ def _put(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    return show(call(args, "GET", "/admin/sources"))
+    found = call(args, "GET", "/admin/sources")
+    if args.json:
+        return show(found)
+    rows = [
+        [
+            s["name"],
+            "yes" if s["requireSignature"] else "no",
+            "default" if s["maxBodyBytes"] is None else str(s["maxBodyBytes"]),
+            s["createdAt"],
+        ]
+        for s in found["sources"]
+    ]
+    table(["NAME", "SIGNATURE REQUIRED", "MAX BODY BYTES", "CREATED"], rows)
+    return 0
 
 
 def _delete(args: argparse.Namespace) -> int:

@@ -38,13 +38,22 @@ async def test_keys_and_sources_from_the_command_line(
     )
     assert isinstance(created, dict) and created["key"].startswith("eh_")
     assert created["sources"] == ["/a"]
-    listed = await run_cli(capsys, "keys", "list", *common)
+    listed = await run_cli(capsys, "keys", "list", *common, "--json")
     assert isinstance(listed, dict)
     assert [k["id"] for k in listed["keys"]] == [created["id"]]
+    assert await asyncio.to_thread(cli.main, ["keys", "list", *common]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split() == ["ID", "ROLE", "NAME", "SOURCES", "CREATED", "REVOKED"]
+    assert row.split()[:4] == [created["id"], "producer", "p", "/a"]
 
     put = await run_cli(capsys, "sources", "put", "/a", *common, "--require-signature")
     assert isinstance(put, dict) and put["requireSignature"] is True and len(put["secret"]) > 16
     assert "/a" in server.hub.sources
+    sources = await run_cli(capsys, "sources", "list", *common, "--json")
+    assert isinstance(sources, dict) and [s["name"] for s in sources["sources"]] == ["/a"]
+    assert await asyncio.to_thread(cli.main, ["sources", "list", *common]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.startswith("NAME") and row.split()[:3] == ["/a", "yes", "default"]
 
     await run_cli(capsys, "keys", "revoke", created["id"], *common)
     response = await server.post(
