@@ -178,11 +178,9 @@ def decode(body: bytes, type_: type[T]) -> T:
 
 def _explain(text: str) -> tuple[str, str | None]:
     """msgspec's "Expected `int`, got `str` - at `$.batchSize`" as "batchSize: expected
-    `int`, got `str`", with the field's path apart (None for the body as a whole)."""
+    `int`, got `str`", with the field's path apart (None: the body as a whole)."""
     found = re.fullmatch(r"(.*) - at `\$\.?(.*)`", text, re.DOTALL)
-    if found is None:
-        return (text[:1].lower() + text[1:]), None
-    what, where = found.group(1), found.group(2)
+    what, where = (found.group(1), found.group(2)) if found else (text, "")
     what = what[:1].lower() + what[1:]
     if not where:
         return f"the body: {what}", None
