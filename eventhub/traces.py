@@ -46,14 +46,6 @@ class TraceSummary:
     last_time: str
     activity: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "traceId": self.trace_id,
-            "events": self.events,
-            "firstTime": self.first_time,
-            "lastTime": self.last_time,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class TraceMember:
@@ -68,17 +60,6 @@ class TraceMember:
     revision: int
     data: bytes | None
     kind: DataKind
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "offset": self.offset,
-            "source": self.source,
-            "id": self.id,
-            "type": self.type,
-            "time": self.time,
-            "group": self.group,
-            "revision": self.revision,
-        }
 
 
 def trace_of(attributes: Mapping[str, Any]) -> str | None:

@@ -10,6 +10,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from eventhub import errors, tomlfile
 from eventhub.cli._client import Commands, call, client, reader, segment, show, table
 from eventhub.processes import definition_file
@@ -52,7 +54,9 @@ def _apply(args: argparse.Namespace) -> int:
         raise SystemExit(f"eventhub: {args.file}: no [processes.<id>] table")
     answers = []
     for definition_id, body in found.items():
-        answer = call(args, "PUT", f"/api/processes/{segment(definition_id)}", body)
+        # As the Struct writes it: what the file left out stays out (msgspec omits UNSET).
+        body_json = msgspec.to_builtins(body)
+        answer = call(args, "PUT", f"/api/processes/{segment(definition_id)}", body_json)
         answers.append(answer)
         if args.json:
             continue

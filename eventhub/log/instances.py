@@ -10,6 +10,7 @@ whichever commits first wins and the others find the instance moved and do nothi
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -116,7 +117,7 @@ def save_definition(
         "SELECT COALESCE(MAX(version), 0) FROM process_versions WHERE definition_id = ?", (d.id,)
     ).fetchone()
     version = last + 1
-    body = orjson.dumps({**d.to_json(secret_headers=True), "version": version}).decode()
+    body = dataclasses.replace(d, version=version).stored().decode()
     cur.execute(
         "INSERT INTO process_versions (definition_id, version, body) VALUES (?, ?, ?)",
         (d.id, version, sealer.seal(body, sealing.process_version(d.id, version))),
@@ -155,8 +156,8 @@ def load_definitions(
 ) -> tuple[list[definitions.Stored], list[definitions.Definition]]:
     """(every current definition, every version ever), secrets opened: once, at start."""
     versions = [
-        definitions.from_json(
-            orjson.loads(sealer.unseal(body, sealing.process_version(definition_id, version)))
+        definitions.from_stored(
+            sealer.unseal(body, sealing.process_version(definition_id, version))
         )
         for definition_id, version, body in cur.execute(
             "SELECT definition_id, version, body FROM process_versions"

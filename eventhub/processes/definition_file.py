@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from eventhub import auth, errors, tomlfile
 from eventhub.delivery import egress
@@ -32,22 +35,26 @@ if TYPE_CHECKING:  # the CLI reads these files too, without the engine behind it
     from eventhub.processes.engine import Engine
 
 
-def bodies(document: Mapping[str, Any], path: Path) -> dict[str, dict[str, Any]]:
-    """The API body of every ``[processes.<id>]`` table of ``document``, by id, in file
-    order. Only the shape is checked here; ``definitions.parse`` judges the rest."""
+def bodies(document: Mapping[str, Any], path: Path) -> dict[str, definitions.ProcessBody]:
+    """The body of every ``[processes.<id>]`` table of ``document``, by id, in file order,
+    converted to the API's ``definitions.ProcessBody`` (the same Struct that decodes
+    ``PUT /api/processes/{id}``): a table of the wrong shape is refused here, naming the file
+    and the key. ``definitions.parse`` judges the rest."""
     found = document.get("processes", {})
     if not isinstance(found, dict):
         raise errors.InvalidRequest(f"{path}: [processes] must be a table")
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, definitions.ProcessBody] = {}
     for definition_id, table in found.items():
         where = f"{path}: processes.{definition_id}"
         if not isinstance(table, dict):
             raise errors.InvalidRequest(f"{where} must be a table")
         try:
             _check_plain(table, "")
+            out[definition_id] = msgspec.convert(table, definitions.ProcessBody)
         except errors.InvalidRequest as exc:
             raise errors.InvalidRequest(f"{where}: {exc.message}") from None
-        out[definition_id] = table
+        except msgspec.ValidationError as exc:
+            raise errors.InvalidRequest(f"{where}: {_explain(str(exc))}") from None
     return out
 
 
@@ -70,6 +77,15 @@ async def apply(engine: Engine, path: Path, rules: egress.Rules, who: auth.Princ
             ) from None
         changed.append(definition_id)
     return changed
+
+
+def _explain(text: str) -> str:
+    """msgspec's "Expected `float`, got `date` - at `$.steps[1].wait.timeoutSeconds`" as
+    "steps[1].wait.timeoutSeconds: expected `float`, got `date`", as the API words it."""
+    found = re.fullmatch(r"(.*) - at `\$\.?(.*)`", text, re.DOTALL)
+    what, where = (text, "") if found is None else (found.group(1), found.group(2))
+    what = what[:1].lower() + what[1:]
+    return f"{where}: {what}" if where else what
 
 
 def _same(a: definitions.Definition, b: definitions.Definition) -> bool:

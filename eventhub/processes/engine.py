@@ -147,7 +147,9 @@ class Engine:
 
     # -- definitions -------------------------------------------------------------------------
 
-    async def put(self, definition_id: str, body: Any, who: auth.Principal) -> tuple[Stored, bool]:
+    async def put(
+        self, definition_id: str, body: definitions.ProcessBody, who: auth.Principal
+    ) -> tuple[Stored, bool]:
         """Create or replace a definition (a new version); True if it was created. Running
         instances go on with the version they started on."""
         definition = definitions.parse(definition_id, body, self._sender.rules)

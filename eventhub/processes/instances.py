@@ -24,7 +24,6 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventhub import errors
 from eventhub.events import StoredEvent
 
 CORRELATION_ATTRIBUTE = "cxpinstanceid"
@@ -55,14 +54,32 @@ class Fate(enum.StrEnum):
         return "woke" if self is Fate.CONSUMED else str(self)
 
 
-# What each transition is called in eventhub.instance.<name> and in the history.
-STARTED = "started"
-WAITING = "waiting"
-RESUMED = "resumed"
-COMPLETED = "completed"
-FAILED = "failed"
-TIMED_OUT = "timedout"
-CANCELLED = "cancelled"
+class Happened(enum.StrEnum):
+    """What a line of an instance's history says happened: a transition (also the name of
+    its ``eventhub.instance.<name>`` event), or a call, a retry, an event buffered or
+    unrouted."""
+
+    STARTED = "started"
+    WAITING = "waiting"
+    RESUMED = "resumed"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timedout"
+    CANCELLED = "cancelled"
+    CALLED = "called"
+    RETRYING = "retrying"
+    BUFFERED = "buffered"
+    UNROUTED = "unrouted"
+
+
+# The transitions, by the names the engine and the store use.
+STARTED = Happened.STARTED
+WAITING = Happened.WAITING
+RESUMED = Happened.RESUMED
+COMPLETED = Happened.COMPLETED
+FAILED = Happened.FAILED
+TIMED_OUT = Happened.TIMED_OUT
+CANCELLED = Happened.CANCELLED
 LIFECYCLE = (STARTED, WAITING, RESUMED, COMPLETED, FAILED, TIMED_OUT, CANCELLED)
 FINAL_MOVES = {
     State.COMPLETED: COMPLETED,
@@ -71,10 +88,10 @@ FINAL_MOVES = {
     State.CANCELLED: CANCELLED,
 }
 # History entries that are not transitions.
-CALLED = "called"
-RETRYING = "retrying"
-BUFFERED = "buffered"
-UNROUTED = "unrouted"
+CALLED = Happened.CALLED
+RETRYING = Happened.RETRYING
+BUFFERED = Happened.BUFFERED
+UNROUTED = Happened.UNROUTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +103,6 @@ class Entry:
     what: str
     offset: int | None = None
     detail: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"at": self.at, "step": self.step, "what": self.what}
-        if self.offset is not None:
-            out["offset"] = self.offset
-        if self.detail is not None:
-            out["detail"] = self.detail
-        return out
 
 
 @dataclass(slots=True)
@@ -118,24 +127,6 @@ class Instance:
     @property
     def live(self) -> bool:
         return self.state in LIVE
-
-    def to_json(self, step_id: str | None, with_history: bool = True) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.id,
-            "definitionId": self.definition_id,
-            "version": self.version,
-            "state": str(self.state),
-            "step": step_id,
-            "variables": self.variables,
-            "startedBy": self.started_by,
-            "waitingFor": self.waiting_for,
-            "error": self.error,
-            "createdAt": self.created_at,
-            "updatedAt": self.updated_at,
-        }
-        if with_history:
-            out["history"] = [e.to_json() for e in self.history]
-        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,15 +156,6 @@ def correlate(named: Named | None, type_: str) -> tuple[Fate, str | None]:
     if named.buffer_for <= 0:
         return Fate.UNROUTED, "the instance is not waiting for this type and buffers nothing"
     return Fate.BUFFERED, None
-
-
-def state_of(text: str) -> State:
-    try:
-        return State(text)
-    except ValueError:
-        raise errors.InvalidRequest(
-            f"state must be one of {', '.join(s.value for s in State)}"
-        ) from None
 
 
 # -- what the store hands back (eventhub/log/instances.py) ----------------------------------

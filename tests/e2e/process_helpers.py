@@ -1,17 +1,37 @@
 """Shared steps of the process tests: a definition, events that start and wake instances,
-and waiting for an instance to reach a state."""
+and waiting for an instance to reach a state. Every answer they read is first decoded
+strictly into the Struct the API declares for it (the schema ``/openapi.json`` shows)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
+import msgspec
+
+from eventhub.api import processes as api
 from tests.conftest import Running
-from tests.e2e.delivery_helpers import request
+
+
+async def typed(
+    server: Running, method: str, path: str, types: dict[int, type], **kwargs: Any
+) -> tuple[int, Any]:
+    """``method path`` as the admin; a success answer must decode strictly into the Struct
+    ``types`` gives for its status. Returns the status and the answer as plain JSON."""
+    url = server.url + path
+    async with server.http.request(method, url, headers=server.admin, **kwargs) as r:
+        raw = await r.read()
+        status = r.status
+    if status in types:
+        msgspec.json.decode(raw, type=types[status])
+    return status, json.loads(raw) if raw else None
 
 
 async def define(server: Running, definition_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    status, created = await request(server, "PUT", f"/api/processes/{definition_id}", json=body)
+    path = f"/api/processes/{definition_id}"
+    answers = {200: api.Process, 201: api.CreatedProcess}
+    status, created = await typed(server, "PUT", path, answers, json=body)
     assert status in (200, 201), created
     return dict(created)
 
@@ -57,14 +77,15 @@ async def emit(
 
 
 async def instance(server: Running, instance_id: str) -> dict[str, Any]:
-    status, body = await request(server, "GET", f"/api/instances/{instance_id}")
+    answers = {200: api.InstanceDetail}
+    status, body = await typed(server, "GET", f"/api/instances/{instance_id}", answers)
     assert status == 200, body
     return dict(body)
 
 
 async def instances(server: Running, **params: str) -> list[dict[str, Any]]:
     query = "&".join(f"{k}={v}" for k, v in params.items())
-    status, body = await request(server, "GET", f"/api/instances?{query}")
+    status, body = await typed(server, "GET", f"/api/instances?{query}", {200: api.InstancePage})
     assert status == 200, body
     return list(body["instances"])
 
@@ -92,7 +113,7 @@ async def until_instances(server: Running, n: int, timeout: float = 10.0) -> lis
 
 async def unrouted(server: Running) -> list[dict[str, Any]]:
     """The first page of ``GET /api/unrouted``."""
-    status, body = await request(server, "GET", "/api/unrouted")
+    status, body = await typed(server, "GET", "/api/unrouted", {200: api.UnroutedPage})
     assert status == 200, body
     return list(body["events"])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -245,6 +246,13 @@ async def test_a_bad_process_file_is_one_line_naming_it(server: Running, tmp_pat
     path.write_text("[models.m]\nname = 'M'\n")
     with pytest.raises(SystemExit, match=r"no \[processes.<id>\] table"):
         await asyncio.to_thread(cli.main, ["processes", "apply", str(path), *common])
+    # The shape is judged here, by the body's Struct, naming the file and the key...
     path.write_text('[processes.p]\nname = "P"\nstart.filters = []\nsteps = []\n')
-    with pytest.raises(SystemExit, match=r"400 invalid_request: start\.filters must be"):
+    says = f"^eventhub: {re.escape(str(path))}: processes.p: start.filters: expected `array`"
+    with pytest.raises(SystemExit, match=says):
+        await asyncio.to_thread(cli.main, ["processes", "apply", str(path), *common])
+    # ... the rest by the hub, whose refusal is one line too.
+    step = '[[processes.p.steps]]\nid = "w"\nwait = { type = "x" }\n'
+    path.write_text(f'[processes.p]\nname = "P"\nstart.filters = [{{ sql = "true" }}]\n{step * 2}')
+    with pytest.raises(SystemExit, match=r"400 invalid_request: steps\[1\]\.id 'w' is used twice"):
         await asyncio.to_thread(cli.main, ["processes", "apply", str(path), *common])

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+from eventhub.api import processes as api
 from tests.conftest import ManualClock, Running
 from tests.e2e.call_receiver import Answer, CallReceiver
 from tests.e2e.delivery_helpers import auto_clock, request
@@ -21,6 +22,7 @@ from tests.e2e.process_helpers import (
     emit,
     instance,
     order_process,
+    typed,
     unrouted,
     until_instances,
     until_state,
@@ -144,7 +146,8 @@ async def test_cancel_a_waiting_instance_unroutes_what_was_buffered(
     other = await emit(server, "order.shipped", "s-1", {}, instance=instance_id)
     assert other["correlation"] == "buffered"
 
-    code, cancelled = await request(server, "POST", f"/api/instances/{instance_id}/cancel")
+    path = f"/api/instances/{instance_id}/cancel"
+    code, cancelled = await typed(server, "POST", path, {200: api.InstanceDetail})
     assert code == 200, cancelled
     assert cancelled["state"] == "Cancelled"
     assert cancelled["history"][-1]["what"] == "cancelled"
@@ -169,7 +172,8 @@ async def test_cancel_a_running_instance_with_its_call_held_at_the_receiver(
     instance_id = held.headers["ce-cxpinstanceid"]
     assert (await instance(server, instance_id))["state"] == "Running"
 
-    code, cancelled = await request(server, "POST", f"/api/instances/{instance_id}/cancel")
+    path = f"/api/instances/{instance_id}/cancel"
+    code, cancelled = await typed(server, "POST", path, {200: api.InstanceDetail})
     assert code == 200 and cancelled["state"] == "Cancelled", cancelled
     calls.gate.set()  # the abandoned call's answer changes nothing
     await calls.wait_for(1)

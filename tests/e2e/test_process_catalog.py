@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -10,8 +11,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from eventhub import auth, errors
+from eventhub import auth, errors, tomlfile
 from eventhub.hub import Hub
+from eventhub.processes import definition_file
 from eventhub.settings import Settings
 from tests.conftest import ADMIN_KEY, ManualClock, Running, free_port, hub_of, settings_for, start
 from tests.e2e.delivery_helpers import request
@@ -143,3 +145,30 @@ async def test_a_process_whose_start_names_no_trigger_is_refused(tmp_path: Path)
     hub = Hub(settings_for(tmp_path, catalog_file=path), ManualClock())
     with pytest.raises(errors.InvalidRequest, match=r"processes\.p: start: .*'nope'"):
         await hub.start()
+
+
+@pytest.mark.parametrize(
+    ("table", "says"),
+    [
+        ("name = 5\n", "processes.p: name: expected `str`, got `int`"),
+        ('name = "P"\ncolour = "blue"\n', "processes.p: object contains unknown field `colour`"),
+        ('name = "P"\nbufferSeconds = -1\n', "processes.p: bufferSeconds: expected `float` >= 0"),
+        ('name = "P"\nbufferSeconds = 1979-05-27\n', "processes.p: bufferSeconds: dates"),
+    ],
+)
+async def test_a_process_table_of_the_wrong_shape_is_refused_naming_file_and_key(
+    tmp_path: Path, table: str, says: str
+) -> None:
+    # The same Struct as PUT /api/processes/{id} body, converted from the TOML table.
+    path = tmp_path / "catalog.toml"
+    path.write_text(
+        f"[processes.p]\n{table}start = {{ filters = [{{ exact = {{ type = 'a' }} }}] }}\n"
+        '[[processes.p.steps]]\nid = "w"\nwait = { type = "x" }\n'
+    )
+    with pytest.raises(errors.InvalidRequest) as refused:
+        definition_file.bodies(tomlfile.load(path), path)
+    assert refused.value.message.startswith(f"{path}: {says}"), refused.value.message
+    hub = Hub(settings_for(tmp_path, catalog_file=path), ManualClock())
+    with pytest.raises(errors.InvalidRequest, match=re.escape(says)):
+        await hub.start()
+    assert hub.tasks.names() == []

@@ -4,10 +4,12 @@ trigger, and a change of steps while an instance waits."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
 
+from eventhub.api import processes as api
 from tests.conftest import Running
 from tests.e2e.delivery_helpers import publish_trigger, request
 from tests.e2e.process_helpers import (
@@ -16,6 +18,7 @@ from tests.e2e.process_helpers import (
     instance,
     instances,
     order_process,
+    typed,
     until_instances,
     until_state,
 )
@@ -29,19 +32,25 @@ async def test_the_secret_is_shown_once_and_header_values_never(
 ) -> None:
     body = order_process(receiver.url)
     body["steps"][0]["call"]["headers"] = {"Authorization": "Bearer s3cr3t"}
-    code, created = await request(server, "PUT", PATH, json=body)
+    answers = {200: api.Process, 201: api.CreatedProcess}
+    code, created = await typed(server, "PUT", PATH, answers, json=body)
     assert code == 201, created
     assert created["secret"].startswith("whsec_") and created["version"] == 1
     assert created["steps"][0]["call"]["headers"] == {"Authorization": "********"}
 
-    code, again = await request(server, "PUT", PATH, json={**body, "name": "Renamed"})
+    code, again = await typed(server, "PUT", PATH, answers, json={**body, "name": "Renamed"})
     assert code == 200 and "secret" not in again and again["version"] == 2, again
-    code, read = await request(server, "GET", PATH)
+    code, read = await typed(server, "GET", PATH, {200: api.Process})
     assert code == 200 and "secret" not in read and read["name"] == "Renamed"
     assert read["steps"][0]["call"]["headers"] == {"Authorization": "********"}
     assert read["bufferSeconds"] == 3600
-    code, listed = await request(server, "GET", "/api/processes")
-    assert code == 200 and listed["total"] == 1
+    # Sent back as read (less its timestamps), a definition is accepted: id and version too.
+    resend = {k: v for k, v in copy.deepcopy(read).items() if k not in ("createdAt", "updatedAt")}
+    resend["steps"][0]["call"]["headers"] = {"Authorization": "Bearer s3cr3t"}
+    code, third = await typed(server, "PUT", PATH, answers, json=resend)
+    assert code == 200 and third["version"] == 3, third
+    code, listed = await typed(server, "GET", "/api/processes", {200: api.ProcessList})
+    assert code == 200 and listed["total"] == 1 and listed["processes"][0]["version"] == 3
     assert "secret" not in listed["processes"][0]
     assert "s3cr3t" not in str(listed) + str(read) + str(again)
 
@@ -94,20 +103,20 @@ def _broken(uri: str, change: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("change", "words"),
     [
-        ("no name", "name is required"),
-        ("empty steps", "steps must be a non-empty list"),
+        ("no name", "object missing required field `name`"),
+        ("empty steps", "steps: expected `array` of length >= 1"),
         ("duplicate step ids", "is used twice"),
         ("call and wait", "exactly one of call, wait"),
-        ("timeout zero", "timeoutSeconds must be a number of seconds"),
-        ("timeout text", "timeoutSeconds must be a number of seconds"),
-        ("buffer negative", "bufferSeconds must be a number of seconds"),
-        ("buffer too long", "bufferSeconds must be a number of seconds"),
-        ("unknown field", "unknown field(s): colour"),
+        ("timeout zero", "steps[1].wait.timeoutSeconds: expected `float` > 0"),
+        ("timeout text", "steps[1].wait.timeoutSeconds: expected `float`, got `str`"),
+        ("buffer negative", "bufferSeconds: expected `float` >= 0"),
+        ("buffer too long", "bufferSeconds: expected `float` <= 2592000"),
+        ("unknown field", "object contains unknown field `colour`"),
         ("unpublished trigger", "start: "),
         ("invalid filters", "start.filters: "),
         ("filters and trigger", "start takes filters, or knowledgeModel and trigger"),
         ("reserved header", "steps[0].call.headers may not set ce-id"),
-        ("wait without type", "steps[1].wait.type must be a non-empty string"),
+        ("wait without type", "steps[1].wait: object missing required field `type`"),
         ("id mismatch", "id in the body must match the path"),
     ],
 )

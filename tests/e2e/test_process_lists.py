@@ -5,9 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from eventhub.api import processes as api
 from tests.conftest import Running
 from tests.e2e.delivery_helpers import request
-from tests.e2e.process_helpers import define, emit, order_process, until_instances, until_state
+from tests.e2e.process_helpers import (
+    define,
+    emit,
+    order_process,
+    typed,
+    until_instances,
+    until_state,
+)
 from tests.e2e.receiver import Receiver
 
 
@@ -16,7 +24,8 @@ async def _walk(server: Running, path: str, key: str, limit: int) -> list[list[d
     pages: list[list[dict[str, Any]]] = []
     after = 0
     while True:
-        code, body = await request(server, "GET", f"{path}after={after}&limit={limit}")
+        page = api.InstancePage if key == "instances" else api.UnroutedPage
+        code, body = await typed(server, "GET", f"{path}after={after}&limit={limit}", {200: page})
         assert code == 200, body
         pages.append(body[key])
         if body["nextAfter"] is None:

@@ -10,9 +10,11 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import msgspec
 import pytest
 
 from eventhub import cli
+from eventhub.api import traces as api_traces
 from tests.conftest import ADMIN_KEY, Running
 from tests.e2e.helpers import BATCH, ServerProcess, bearer, error_of
 from tests.e2e.test_camunda import INGEST_THREE, REINGEST_ONE, ingest
@@ -37,6 +39,17 @@ def camunda(id_: str, trace: str, time: str, data: Any = None, **more: Any) -> d
     return event
 
 
+async def read(server: Running, path: str, key: str | None = None) -> Any:
+    """A trace or a page of traces, decoded strictly into the Struct the API declares (the
+    document's schema) before it is read as plain JSON."""
+    async with server.http.get(server.url + path, headers=bearer(key or ADMIN_KEY)) as response:
+        raw = await response.read()
+        assert response.status == 200, raw
+    listing = path.split("?")[0] == "/api/traces"
+    msgspec.json.decode(raw, type=api_traces.TracePage if listing else api_traces.Trace)
+    return json.loads(raw)
+
+
 async def send(server: Running, *events: dict[str, Any]) -> None:
     response = await ingest(server, json.dumps(list(events)).encode())
     assert response.status == 204, await response.text()
@@ -44,7 +57,7 @@ async def send(server: Running, *events: dict[str, Any]) -> None:
 
 async def test_the_seed_trace_in_time_order_then_overridden(server: Running) -> None:
     await send(server, *json.loads(OUT_OF_ORDER))
-    trace = await server.get_json("/api/traces/id1")
+    trace = await read(server, "/api/traces/id1")
     assert trace["traceId"] == "id1"
     assert [e["type"] for e in trace["events"]] == [
         "orderCreated",
@@ -65,7 +78,7 @@ async def test_the_seed_trace_in_time_order_then_overridden(server: Running) -> 
 
     response = await ingest(server, REINGEST_ONE)
     assert response.status == 204
-    trace = await server.get_json("/api/traces/id1")
+    trace = await read(server, "/api/traces/id1")
     assert len(trace["events"]) == 3, "the new revision replaces the old one"
     assert trace["events"][0]["revision"] == 2 and trace["events"][0]["offset"] == 4
     assert trace["variables"] == {
@@ -73,7 +86,7 @@ async def test_the_seed_trace_in_time_order_then_overridden(server: Running) -> 
         "stringField": "example",
         "newField": "allNew",
     }
-    listed = await server.get_json("/api/traces")
+    listed = await read(server, "/api/traces")
     assert listed == {
         "traces": [
             {
@@ -114,6 +127,7 @@ async def test_nested_objects_and_arrays_are_not_variables(server: Running) -> N
     async with server.http.get(server.url + "/api/traces/t", headers=server.admin) as response:
         raw = await response.read()
     assert b'"big":%d' % big in raw
+    assert msgspec.json.decode(raw, type=api_traces.Trace).variables["big"] == big
     assert json.loads(raw)["variables"] == {
         "reviewSuccessful": True,
         "amount": 11,  # a later array named amount does not hide the flat value
@@ -132,11 +146,11 @@ async def test_a_revision_with_another_traceid_moves_and_one_without_leaves(
         camunda("b", "t1", "2020-01-01T10:00:05Z", {"y": 1}),
     )
     await send(server, camunda("a", "t2", "2020-01-01T11:00:00Z", {"x": 2}))
-    t1 = await server.get_json("/api/traces/t1")
-    t2 = await server.get_json("/api/traces/t2")
+    t1 = await read(server, "/api/traces/t1")
+    t2 = await read(server, "/api/traces/t2")
     assert [e["id"] for e in t1["events"]] == ["b"] and t1["variables"] == {"y": 1}
     assert [(e["id"], e["revision"]) for e in t2["events"]] == [("a", 2)]
-    listed = {t["traceId"]: t for t in (await server.get_json("/api/traces"))["traces"]}
+    listed = {t["traceId"]: t for t in (await read(server, "/api/traces"))["traces"]}
     assert listed["t1"]["events"] == 1
     assert listed["t1"]["firstTime"] == listed["t1"]["lastTime"] == "2020-01-01T10:00:05Z"
 
@@ -148,7 +162,7 @@ async def test_a_revision_with_another_traceid_moves_and_one_without_leaves(
     )
     assert response.status in (200, 201, 202), await response.text()
     await error_of(await _get(server, "/api/traces/t2"), 404)
-    assert [t["traceId"] for t in (await server.get_json("/api/traces"))["traces"]] == ["t1"]
+    assert [t["traceId"] for t in (await read(server, "/api/traces"))["traces"]] == ["t1"]
 
 
 async def _get(server: Running, path: str, key: str = ADMIN_KEY) -> aiohttp.ClientResponse:
@@ -164,13 +178,13 @@ async def test_list_is_most_recently_active_first_and_pages(server: Running) -> 
     seen: list[str] = []
     after = 0
     while True:
-        page = await server.get_json(f"/api/traces?after={after}&limit=2")
+        page = await read(server, f"/api/traces?after={after}&limit=2")
         seen += [t["traceId"] for t in page["traces"]]
         if page["nextAfter"] is None:
             break
         after = page["nextAfter"]
     assert seen == ["t1", "t4", "t3", "t2", "t0"]
-    t1 = (await server.get_json("/api/traces?limit=1"))["traces"][0]
+    t1 = (await read(server, "/api/traces?limit=1"))["traces"][0]
     assert t1 == {
         "traceId": "t1",
         "events": 2,
@@ -186,7 +200,7 @@ async def test_unknown_trace_and_odd_ids(server: Running) -> None:
     error = await error_of(await _get(server, "/api/traces/nope"), 404)
     assert "nope" in error["message"]
     await send(server, camunda("s", "a/b c", "2020-01-01T10:00:00Z"))
-    trace = await server.get_json("/api/traces/" + quote("a/b c", safe=""))
+    trace = await read(server, "/api/traces/" + quote("a/b c", safe=""))
     assert trace["traceId"] == "a/b c"
     await error_of(await _get(server, "/api/traces/a/b"), 404)
 
@@ -195,8 +209,8 @@ async def test_rights_are_those_of_reading_the_log(server: Running) -> None:
     await send(server, camunda("a", "t", "2020-01-01T10:00:00Z"))
     consumer = await server.new_key("consumer")
     producer = await server.new_key("producer")
-    assert (await server.get_json("/api/traces/t", key=consumer))["traceId"] == "t"
-    assert (await server.get_json("/api/traces", key=consumer))["traces"]
+    assert (await read(server, "/api/traces/t", key=consumer))["traceId"] == "t"
+    assert (await read(server, "/api/traces", key=consumer))["traces"]
     for path in ("/api/traces", "/api/traces/t", "/events"):
         await error_of(await _get(server, path, producer), 403)
     async with server.http.get(server.url + "/api/traces") as response:
@@ -243,7 +257,7 @@ async def test_cli_lists_and_shows_a_trace(
         return capsys.readouterr().out
 
     as_json = json.loads(await asyncio.to_thread(run, "traces", "get", "id1", *common, "--json"))
-    assert as_json == await server.get_json("/api/traces/id1")
+    assert as_json == await read(server, "/api/traces/id1")
     table = (await asyncio.to_thread(run, "traces", "get", "id1", *common)).splitlines()
     assert table[0] == "trace id1"
     assert table[1].split() == ["TIME", "TYPE", "SOURCE", "ID", "GROUP", "REVISION"]

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -36,6 +37,7 @@ from hypothesis import strategies as st
 from eventhub import auth, errors
 from eventhub.events import DataKind, NewEvent, digest_of
 from eventhub.hub import Hub
+from eventhub.processes import definitions
 from eventhub.processes.instances import Entry, State
 from tests.conftest import ManualClock, settings_for
 
@@ -246,7 +248,7 @@ async def _run(folder: Path, plan: list[Step]) -> None:
     hub = Hub(settings_for(folder), clock)
     await hub.start()
     try:
-        await hub.processes.put("orders", PROCESS, ADMIN)
+        await hub.processes.put("orders", msgspec.convert(PROCESS, definitions.ProcessBody), ADMIN)
         model = Model(clock.now())
         started: list[str] = []
         sent: list[Sent] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 import standardwebhooks
@@ -33,35 +34,64 @@ def body(**changes: Any) -> dict[str, Any]:
     return base
 
 
+def parse(raw: dict[str, Any], definition_id: str = "orders") -> definitions.Definition:
+    """As the API and the catalogue file do: the shape by the Struct, then the rest."""
+    try:
+        shaped = msgspec.convert(raw, definitions.ProcessBody)
+    except msgspec.ValidationError as exc:
+        raise errors.InvalidRequest(str(exc)) from None
+    return definitions.parse(definition_id, shaped, RULES)
+
+
 def test_a_definition_parses_and_round_trips_through_its_stored_form() -> None:
-    parsed = definitions.parse("orders", body(bufferSeconds=0), RULES)
+    parsed = parse(body(bufferSeconds=0))
     assert parsed.steps[0].action == Call("http://127.0.0.1:9/hook", {"X-A": "s"})
     assert parsed.steps[1].action == Wait("order.approved", 60.0)
     assert parsed.buffer_seconds == 0.0
-    assert definitions.from_json(parsed.to_json(secret_headers=True)) == parsed
-    shown = parsed.to_json()
-    assert shown["steps"][0]["call"]["headers"] == {"X-A": definitions.MASK}
+    assert definitions.from_stored(parsed.stored()) == parsed
+    (call, wait) = parsed.step_bodies()
+    assert call.call and call.call.headers == {"X-A": definitions.MASK}
+    assert wait.wait and wait.wait.timeout_seconds == 60.0
+
+
+def test_read_only_id_and_version_may_be_sent_back() -> None:
+    assert parse(body(id="orders", version=7)).version == 0
 
 
 def test_the_default_buffer_is_an_hour() -> None:
-    assert definitions.parse("o", body(), RULES).buffer_seconds == 3600.0
+    assert parse(body()).buffer_seconds == 3600.0
 
 
 @pytest.mark.parametrize(
     ("changes", "words"),
     [
-        ({"name": ""}, "name is required"),
-        ({"steps": []}, "non-empty list"),
+        ({"name": ""}, "at `$.name`"),
+        ({"name": " "}, "at `$.name`"),
+        ({"steps": []}, "length >= 1 - at `$.steps`"),
+        ({"steps": [{"id": "a", "wait": {"type": "t"}}] * 101}, "length <= 100 - at `$.steps`"),
+        ({"steps": [{"id": "", "wait": {"type": "t"}}]}, "at `$.steps[0].id`"),
+        ({"steps": [{"id": "a" * 201, "wait": {"type": "t"}}]}, "at `$.steps[0].id`"),
+        ({"steps": [{"id": "a"}]}, "exactly one of call, wait"),
+        ({"steps": [{"id": "a", "sleep": {}}]}, "unknown field `sleep`"),
+        ({"steps": [{"id": "a", "wait": {"type": ""}}]}, "at `$.steps[0].wait.type`"),
+        ({"steps": [{"id": "a", "call": {"uri": 5}}]}, "at `$.steps[0].call.uri`"),
+        (
+            {"steps": [{"id": "a", "call": {"uri": "x", "headers": {"A": 1}}}]},
+            "at `$.steps[0].call.headers[...]`",
+        ),
         ({"start": {"knowledgeModel": "km"}}, "start takes knowledgeModel and trigger"),
-        ({"start": {"filters": []}}, "non-empty list of filters"),
+        ({"start": {"knowledgeModel": "", "trigger": "t"}}, "at `$.start.knowledgeModel`"),
+        ({"start": {"filters": []}}, "length >= 1 - at `$.start.filters`"),
         ({"start": {"filters": [{"nope": {}}]}}, "start.filters"),
         ({"steps": [{"id": "a", "wait": {"type": "t"}}] * 2}, "used twice"),
         ({"steps": [{"id": "a", "wait": {"type": "t"}, "call": {"uri": "x"}}]}, "exactly one"),
         ({"steps": [{"id": "a", "wait": {"type": "t", "timeoutSeconds": 0}}]}, "timeoutSeconds"),
-        ({"steps": [{"id": "a", "wait": {"type": "t", "timeoutSeconds": True}}]}, "seconds"),
+        ({"steps": [{"id": "a", "wait": {"type": "t", "timeoutSeconds": True}}]}, "got `bool`"),
+        ({"steps": [{"id": "a", "wait": {"type": "t", "timeoutSeconds": None}}]}, "got `null`"),
         ({"bufferSeconds": -1}, "bufferSeconds"),
         ({"bufferSeconds": float("inf")}, "bufferSeconds"),
-        ({"extra": 1}, "unknown field"),
+        ({"bufferSeconds": float("nan")}, "bufferSeconds"),
+        ({"extra": 1}, "unknown field `extra`"),
         ({"id": "other"}, "must match the path"),
         (
             {
@@ -85,14 +115,14 @@ def test_a_bad_definition_is_refused_with_what_is_wrong(
     changes: dict[str, Any], words: str
 ) -> None:
     with pytest.raises(errors.InvalidRequest) as caught:
-        definitions.parse("orders", body(**changes), RULES)
+        parse(body(**changes))
     assert words in caught.value.message
 
 
 def test_a_call_outside_the_allowed_networks_is_refused_by_rule() -> None:
     steps = [{"id": "a", "call": {"uri": "http://10.0.0.1/hook"}}]
     with pytest.raises(errors.CallbackRefused) as caught:
-        definitions.parse("orders", body(steps=steps), RULES)
+        parse(body(steps=steps))
     assert caught.value.code == "callback_refused"
 
 
