@@ -28,6 +28,7 @@ errors to HTTP.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -170,3 +171,16 @@ class VaultError(EventHubError):
     """A sealed secret does not open: the key is not the one the database was sealed with, is
     missing, or a sealed value was altered or moved. Raised while starting, never by a request:
     ``eventhub serve`` prints it as one line and exits 2."""
+
+
+def explain_schema(text: str) -> tuple[str, str | None]:
+    """A msgspec validation message, "Expected `int`, got `str` - at `$.batchSize`", as the
+    API words it, "batchSize: expected `int`, got `str`", with the field's path apart (None:
+    about the body or table as a whole, "the body: ..."). For request bodies
+    (api/operation.py) and the same shapes read from the catalogue file."""
+    found = re.fullmatch(r"(.*) - at `\$\.?(.*)`", text, re.DOTALL)
+    what, where = (found.group(1), found.group(2)) if found else (text, "")
+    what = what[:1].lower() + what[1:]
+    if not where:
+        return f"the body: {what}", None
+    return f"{where}: {what}", where

@@ -170,21 +170,10 @@ def decode(body: bytes, type_: type[T]) -> T:
     try:
         return msgspec.json.decode(body, type=type_)
     except msgspec.ValidationError as exc:
-        message, where = _explain(str(exc))
+        message, where = errors.explain_schema(str(exc))
         raise errors.InvalidRequest(message, [errors.Problem(message, where)]) from None
     except msgspec.DecodeError as exc:
         raise errors.InvalidJson(f"request body is not valid JSON: {exc}") from None
-
-
-def _explain(text: str) -> tuple[str, str | None]:
-    """msgspec's "Expected `int`, got `str` - at `$.batchSize`" as "batchSize: expected
-    `int`, got `str`", with the field's path apart (None: the body as a whole)."""
-    found = re.fullmatch(r"(.*) - at `\$\.?(.*)`", text, re.DOTALL)
-    what, where = (found.group(1), found.group(2)) if found else (text, "")
-    what = what[:1].lower() + what[1:]
-    if not where:
-        return f"the body: {what}", None
-    return f"{where}: {what}", where
 
 
 _ENCODER = msgspec.json.Encoder()

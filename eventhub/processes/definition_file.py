@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,7 +53,11 @@ def bodies(document: Mapping[str, Any], path: Path) -> dict[str, definitions.Pro
         except errors.InvalidRequest as exc:
             raise errors.InvalidRequest(f"{where}: {exc.message}") from None
         except msgspec.ValidationError as exc:
-            raise errors.InvalidRequest(f"{where}: {_explain(str(exc))}") from None
+            message, field = errors.explain_schema(str(exc))
+            # Of a whole table, the key already says which: "the body" would say nothing.
+            raise errors.InvalidRequest(
+                f"{where}: {message if field else message.removeprefix('the body: ')}"
+            ) from None
     return out
 
 
@@ -77,15 +80,6 @@ async def apply(engine: Engine, path: Path, rules: egress.Rules, who: auth.Princ
             ) from None
         changed.append(definition_id)
     return changed
-
-
-def _explain(text: str) -> str:
-    """msgspec's "Expected `float`, got `date` - at `$.steps[1].wait.timeoutSeconds`" as
-    "steps[1].wait.timeoutSeconds: expected `float`, got `date`", as the API words it."""
-    found = re.fullmatch(r"(.*) - at `\$\.?(.*)`", text, re.DOTALL)
-    what, where = (text, "") if found is None else (found.group(1), found.group(2))
-    what = what[:1].lower() + what[1:]
-    return f"{where}: {what}" if where else what
 
 
 def _same(a: definitions.Definition, b: definitions.Definition) -> bool:

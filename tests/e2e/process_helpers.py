@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -15,7 +16,7 @@ from tests.conftest import Running
 
 
 async def typed(
-    server: Running, method: str, path: str, types: dict[int, type], **kwargs: Any
+    server: Running, method: str, path: str, types: Mapping[int, type], **kwargs: Any
 ) -> tuple[int, Any]:
     """``method path`` as the admin; a success answer must decode strictly into the Struct
     ``types`` gives for its status. Returns the status and the answer as plain JSON."""
