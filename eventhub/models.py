@@ -18,18 +18,11 @@ class Trigger:
     description: str
     filters: tuple[dict[str, Any], ...]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "description": self.description,
-            "filters": list(self.filters),
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class ModelVersion:
-    """A knowledge model as it was when published (or as the draft stands)."""
+    """A knowledge model as it was when published (or as the draft stands). The API answers
+    with it as ``api.catalog.KnowledgeModel`` and ``KnowledgeModelSummary``."""
 
     id: str
     name: str
@@ -37,18 +30,6 @@ class ModelVersion:
     triggers: dict[str, Trigger]
     version: int = 0
     published_at: str | None = None
-
-    def to_json(self, with_triggers: bool = True) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.id,
-            "name": self.name,
-            "description": self.description,
-            "version": self.version,
-            "publishedAt": self.published_at,
-        }
-        if with_triggers:
-            out["triggers"] = [t.to_json() for t in self.triggers.values()]
-        return out
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> ModelVersion:

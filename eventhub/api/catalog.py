@@ -1,16 +1,109 @@
 """Knowledge models and triggers (SPEC §3): admins edit drafts and publish; consumers
-discover the last published version. Also the event classes seen so far."""
+discover the last published version. Also the event classes seen so far.
+
+Request bodies are the catalogue's own Structs (``catalog/shapes.py``, shared with the
+catalogue file); the answers are declared here."""
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
 from eventhub import errors
-from eventhub.api._http import hub_of, json_response, read_json, require
-from eventhub.api.operation import ADMIN, READERS, Content, Operation
+from eventhub.api._http import hub_of, read_body, require
+from eventhub.api.operation import ADMIN, READERS, Operation, decode, respond
+from eventhub.catalog.shapes import Filter, ModelSpec, TriggerSpec
+from eventhub.models import ModelVersion
+from eventhub.models import Trigger as TriggerRecord
 
 CONSUMERS = ("admin", "consumer")
+# A trigger's filters nest up to 64 levels: far below this, which only bounds the read.
+_BODY_LIMIT = 1024 * 1024
+
+
+class Trigger(msgspec.Struct):
+    """A trigger: the events its filters select (see ``TriggerSpec`` for their syntax)."""
+
+    id: str
+    name: str
+    description: str
+    filters: list[Filter]
+
+
+class KnowledgeModelDraft(msgspec.Struct):
+    """A knowledge model's draft, as admins edit it: consumers see it only once published."""
+
+    id: str
+    name: str
+    description: str
+    triggers: list[Trigger]
+
+
+class KnowledgeModelSummary(msgspec.Struct, rename="camel"):
+    """A published knowledge model without its triggers: ``version`` counts its
+    publications, ``publishedAt`` is the last one's time."""
+
+    id: str
+    name: str
+    description: str
+    version: Annotated[int, msgspec.Meta(ge=1)]
+    published_at: str
+
+
+class KnowledgeModel(KnowledgeModelSummary, rename="camel"):
+    """A published knowledge model with its triggers, as its last publication left them."""
+
+    triggers: list[Trigger]
+
+
+class KnowledgeModelPage(msgspec.Struct):
+    content: list[KnowledgeModelSummary]
+    total: int
+
+
+class TriggerPage(msgspec.Struct):
+    content: list[Trigger]
+    total: int
+
+
+class EventType(msgspec.Struct, rename="camel"):
+    """An event class seen in the log: ``(type, source, group)`` with how many events of it
+    arrived and when the first and last did."""
+
+    type: str
+    source: str
+    group: str | None
+    count: Annotated[int, msgspec.Meta(ge=1)]
+    first_seen: str
+    last_seen: str
+
+
+class EventTypePage(msgspec.Struct):
+    content: list[EventType]
+    total: int
+
+
+def _trigger(trigger: TriggerRecord) -> Trigger:
+    return Trigger(trigger.id, trigger.name, trigger.description, list(trigger.filters))
+
+
+def _summary(version: ModelVersion) -> KnowledgeModelSummary:
+    return KnowledgeModelSummary(
+        version.id, version.name, version.description, version.version, version.published_at or ""
+    )
+
+
+def _model(version: ModelVersion) -> KnowledgeModel:
+    triggers = [_trigger(t) for t in version.triggers.values()]
+    return KnowledgeModel(**msgspec.structs.asdict(_summary(version)), triggers=triggers)
+
+
+def _draft(draft: dict[str, Any]) -> KnowledgeModelDraft:
+    """A stored draft (a dict: it is kept as JSON) as its answer."""
+    return msgspec.convert(draft, KnowledgeModelDraft)
 
 
 def _ids(request: Request) -> tuple[str, str]:
@@ -19,34 +112,34 @@ def _ids(request: Request) -> tuple[str, str]:
 
 async def list_models(request: Request) -> Response:
     require(request, *CONSUMERS)
-    models = [m.to_json(with_triggers=False) for m in hub_of(request).catalog.published.values()]
-    return json_response({"content": models, "total": len(models)})
+    models = [_summary(m) for m in hub_of(request).catalog.published.values()]
+    return respond(KnowledgeModelPage(models, len(models)))
 
 
 async def get_model(request: Request) -> Response:
     require(request, *CONSUMERS)
     km, _ = _ids(request)
-    return json_response(hub_of(request).catalog.model(km).to_json())
+    return respond(_model(hub_of(request).catalog.model(km)))
 
 
 async def list_triggers(request: Request) -> Response:
     require(request, *CONSUMERS)
     km, _ = _ids(request)
-    triggers = [t.to_json() for t in hub_of(request).catalog.model(km).triggers.values()]
-    return json_response({"content": triggers, "total": len(triggers)})
+    triggers = [_trigger(t) for t in hub_of(request).catalog.model(km).triggers.values()]
+    return respond(TriggerPage(triggers, len(triggers)))
 
 
 async def get_trigger(request: Request) -> Response:
     require(request, *CONSUMERS)
     trigger, _ = hub_of(request).catalog.trigger(*_ids(request))
-    return json_response(trigger)
+    return respond(_trigger(trigger))
 
 
 async def put_model(request: Request) -> Response:
     require(request, "admin")
     km, _ = _ids(request)
-    draft = await hub_of(request).catalog.put_model(km, await read_json(request))
-    return json_response(draft)
+    spec = decode(await read_body(request, _BODY_LIMIT), ModelSpec)
+    return respond(_draft(await hub_of(request).catalog.put_model(km, spec)))
 
 
 async def delete_model(request: Request) -> Response:
@@ -66,8 +159,9 @@ async def delete_model(request: Request) -> Response:
 async def put_trigger(request: Request) -> Response:
     require(request, "admin")
     km, trigger = _ids(request)
-    saved = await hub_of(request).catalog.put_trigger(km, trigger, await read_json(request))
-    return json_response(saved)
+    spec = decode(await read_body(request, _BODY_LIMIT), TriggerSpec)
+    saved = await hub_of(request).catalog.put_trigger(km, trigger, spec)
+    return respond(msgspec.convert(saved, Trigger))
 
 
 async def delete_trigger(request: Request) -> Response:
@@ -85,42 +179,118 @@ async def publish(request: Request) -> Response:
     km, _ = _ids(request)
     if km == "eventhub":
         raise errors.Conflict("the built-in eventhub model is published by the hub itself")
-    return json_response((await hub_of(request).catalog.publish(km)).to_json())
+    return respond(_model(await hub_of(request).catalog.publish(km)))
 
 
 async def event_types(request: Request) -> Response:
     require(request, *CONSUMERS)
-    classes = await hub_of(request).store.event_types()
-    return json_response({"content": classes, "total": len(classes)})
+    classes = msgspec.convert(await hub_of(request).store.event_types(), list[EventType])
+    return respond(EventTypePage(classes, len(classes)))
 
 
+_PUBLISHED = (
+    "Consumers see only published versions: the last one published, never the draft admins"
+    " are editing. Only published triggers match events."
+)
+_DRAFT = (
+    "Edits the draft only: consumers and matching keep the last published version until"
+    " the model is published again (POST …/publish)."
+)
 _KM = "/intelligence/api/knowledge-models"
 _ONE = f"{_KM}/{{km}}"
 _TRIGGER = f"{_ONE}/triggers/{{trigger}}"
-_ANY = Content("application/json")
 OPERATIONS = (
-    Operation("GET", _KM, list_models, "List published knowledge models", READERS, {200: _ANY}),
-    Operation("GET", _ONE, get_model, "A knowledge model", READERS, {200: _ANY}),
-    Operation("PUT", _ONE, put_model, "Create or edit a model's draft", ADMIN, {200: _ANY}, _ANY),
-    Operation("DELETE", _ONE, delete_model, "Delete a knowledge model", ADMIN, {204: None}),
-    Operation("POST", f"{_ONE}/publish", publish, "Publish a model's draft", ADMIN, {200: _ANY}),
     Operation(
-        "GET", f"{_ONE}/triggers", list_triggers, "List a model's triggers", READERS, {200: _ANY}
+        "GET",
+        _KM,
+        list_models,
+        "List published knowledge models",
+        READERS,
+        {200: KnowledgeModelPage},
+        description=_PUBLISHED,
     ),
-    Operation("GET", _TRIGGER, get_trigger, "A trigger", READERS, {200: _ANY}),
+    Operation(
+        "GET",
+        _ONE,
+        get_model,
+        "A published knowledge model and its triggers",
+        READERS,
+        {200: KnowledgeModel},
+        description=_PUBLISHED + " A model never published is 404.",
+    ),
+    Operation(
+        "PUT",
+        _ONE,
+        put_model,
+        "Create or edit a model's draft",
+        ADMIN,
+        {200: KnowledgeModelDraft},
+        ModelSpec,
+        description=_DRAFT,
+    ),
+    Operation(
+        "DELETE",
+        _ONE,
+        delete_model,
+        "Delete a knowledge model",
+        ADMIN,
+        {204: None},
+        description="Deletes the draft and every published version; refused (409) while"
+        " subscriptions use the model, and for the built-in `eventhub` model.",
+    ),
+    Operation(
+        "POST",
+        f"{_ONE}/publish",
+        publish,
+        "Publish a model's draft",
+        ADMIN,
+        {200: KnowledgeModel},
+        description="The draft becomes the next version (`version` + 1): what consumers"
+        " see and what events are matched against from now on.",
+    ),
+    Operation(
+        "GET",
+        f"{_ONE}/triggers",
+        list_triggers,
+        "List a published model's triggers",
+        READERS,
+        {200: TriggerPage},
+        description=_PUBLISHED,
+    ),
+    Operation(
+        "GET",
+        _TRIGGER,
+        get_trigger,
+        "A published trigger",
+        READERS,
+        {200: Trigger},
+        description=_PUBLISHED,
+    ),
     Operation(
         "PUT",
         _TRIGGER,
         put_trigger,
         "Create or edit a trigger in the draft",
         ADMIN,
-        {200: _ANY},
-        _ANY,
+        {200: Trigger},
+        TriggerSpec,
+        description=_DRAFT + " The model's draft must exist; filters are checked now.",
     ),
     Operation(
-        "DELETE", _TRIGGER, delete_trigger, "Delete a trigger from the draft", ADMIN, {204: None}
+        "DELETE",
+        _TRIGGER,
+        delete_trigger,
+        "Delete a trigger from the draft",
+        ADMIN,
+        {204: None},
+        description=_DRAFT + " Refused (409) while subscriptions use the trigger.",
     ),
     Operation(
-        "GET", "/api/event-types", event_types, "Event classes seen so far", READERS, {200: _ANY}
+        "GET",
+        "/api/event-types",
+        event_types,
+        "Event classes seen so far",
+        READERS,
+        {200: EventTypePage},
     ),
 )

@@ -174,6 +174,10 @@ def decode(body: bytes, type_: type[T]) -> T:
         raise errors.InvalidRequest(message, [errors.Problem(message, where)]) from None
     except msgspec.DecodeError as exc:
         raise errors.InvalidJson(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # msgspec nests as deep as Python's recursion limit allows (orjson stopped at 254),
+        # then raises this: a trigger's filters 1000 levels deep are a 400, not a 500.
+        raise errors.InvalidJson("request body is not valid JSON: it nests too deeply") from None
 
 
 _ENCODER = msgspec.json.Encoder()

@@ -6,26 +6,15 @@ Only published triggers match events: what consumers can discover is exactly wha
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from eventhub import errors, tomlfile
 from eventhub.catalog import filters
+from eventhub.catalog.shapes import FileModel, ModelSpec, TriggerSpec, convert
 from eventhub.clock import Clock, rfc3339
 from eventhub.log.store import Store
-from eventhub.models import ModelVersion
-
-
-def _text(body: Mapping[str, Any], name: str, required: bool) -> str:
-    value = body.get(name, "")
-    if not isinstance(value, str) or (required and not value.strip()):
-        raise errors.InvalidRequest(
-            f"{name} is required and must be a non-empty string"
-            if required
-            else f"{name} must be a string"
-        )
-    return value
+from eventhub.models import ModelVersion, Trigger
 
 
 def _check_id(kind: str, value: str) -> None:
@@ -69,35 +58,31 @@ class Catalog:
             raise errors.NotFound(f"no knowledge model {km!r}")
         return draft
 
-    async def put_model(self, km: str, body: Any) -> dict[str, Any]:
-        if not isinstance(body, dict):
-            raise errors.InvalidRequest("send a JSON object {name, description}")
+    async def put_model(self, km: str, spec: ModelSpec) -> dict[str, Any]:
+        """Create or edit the draft of ``km``; its triggers stay. Consumers see nothing of it
+        until ``publish``."""
         _check_id("knowledge model", km)
         previous = self.drafts.get(km, {})
         draft = {
             "id": km,
-            "name": _text(body, "name", True),
-            "description": _text(body, "description", False),
+            "name": spec.name,
+            "description": spec.description,
             "triggers": previous.get("triggers", []),
         }
         await self._store.save_draft(km, draft, rfc3339(self._clock.now()))
         self.drafts[km] = draft
         return draft
 
-    async def put_trigger(self, km: str, trigger_id: str, body: Any) -> dict[str, Any]:
+    async def put_trigger(self, km: str, trigger_id: str, spec: TriggerSpec) -> dict[str, Any]:
+        """Create or edit a trigger in the draft of ``km``, in its place if it exists."""
         draft = self._draft(km)
-        if not isinstance(body, dict):
-            raise errors.InvalidRequest("send a JSON object {name, description, filters}")
         _check_id("trigger", trigger_id)
-        raw_filters = body.get("filters", [])
-        if not isinstance(raw_filters, list):
-            raise errors.InvalidRequest("filters must be a list of filter expressions")
-        filters.compile_filters(raw_filters)  # refuse what could never be published
+        filters.compile_filters(spec.filters)  # refuse what could never be published
         trigger = {
             "id": trigger_id,
-            "name": _text(body, "name", True),
-            "description": _text(body, "description", False),
-            "filters": raw_filters,
+            "name": spec.name,
+            "description": spec.description,
+            "filters": spec.filters,
         }
         triggers = [t for t in draft["triggers"] if t["id"] != trigger_id]
         position = next(
@@ -149,35 +134,38 @@ class Catalog:
             raise errors.NotFound(f"no published knowledge model {km!r}")
         return version
 
-    def trigger(self, km: str, trigger_id: str) -> tuple[dict[str, Any], int]:
+    def trigger(self, km: str, trigger_id: str) -> tuple[Trigger, int]:
         """A published trigger and its number in the match index."""
         trigger = self.model(km).triggers.get(trigger_id)
         if trigger is None:
             raise errors.NotFound(f"no trigger {trigger_id!r} in knowledge model {km!r}")
-        return trigger.to_json(), self._tids[(km, trigger_id)]
+        return trigger, self._tids[(km, trigger_id)]
 
     # -- start-up ----------------------------------------------------------------------------
 
     async def ensure(self, draft: dict[str, Any]) -> None:
-        """Make ``draft`` the published state of its model, publishing only if it changed."""
+        """Make ``draft`` (a built-in model: its ``id`` and a ``FileModel``'s fields) the
+        published state of its model, publishing only if it changed."""
         km = draft["id"]
+        await self._ensure(km, convert(draft, FileModel, f"built-in model {km}"))
+
+    async def _ensure(self, km: str, model: FileModel) -> None:
+        triggers = [TriggerSpec(t.name or t.id, t.description, t.filters) for t in model.triggers]
+        for n, trigger in enumerate(triggers):
+            # Refuse a bad file before the model's draft is stored, not half way through.
+            try:
+                filters.compile_filters(trigger.filters)
+            except errors.InvalidRequest as exc:
+                raise errors.InvalidRequest(f"triggers[{n}].filters: {exc.message}") from None
         draft = {
             "id": km,
-            "name": draft.get("name") or km,
-            "description": draft.get("description", ""),
+            "name": model.name or km,
+            "description": model.description,
             "triggers": [
-                {
-                    "id": t["id"],
-                    "name": t.get("name") or t["id"],
-                    "description": t.get("description", ""),
-                    "filters": t.get("filters", []),
-                }
-                for t in draft.get("triggers", [])
+                {"id": t.id, "name": s.name, "description": s.description, "filters": s.filters}
+                for t, s in zip(model.triggers, triggers, strict=True)
             ],
         }
-        for trigger in draft["triggers"]:
-            # Refuse a bad file before the model's draft is stored, not half way through.
-            filters.compile_filters(trigger["filters"])
         current = self.drafts.get(km)
         published = self.published.get(km)
         same = (
@@ -188,45 +176,30 @@ class Catalog:
         )
         if same:
             return
-        await self.put_model(km, draft)
-        for trigger in draft["triggers"]:
-            await self.put_trigger(km, trigger["id"], trigger)
-        keep = {t["id"] for t in draft["triggers"]}
+        await self.put_model(km, ModelSpec(model.name or km, model.description))
+        for t, spec in zip(model.triggers, triggers, strict=True):
+            await self.put_trigger(km, t.id, spec)
+        keep = {t.id for t in model.triggers}
         for trigger in list(self.drafts[km]["triggers"]):
             if trigger["id"] not in keep:
                 await self.delete_trigger(km, trigger["id"])
         await self.publish(km)
 
     async def load_file(self, path: Path) -> None:
-        """Models from a TOML file: ``[models.<id>]`` with name, description and
-        ``[[models.<id>.triggers]]`` tables (id, name, description, filters).
+        """Models from a TOML file: ``[models.<id>]`` tables, each a ``FileModel`` (name,
+        description and ``[[models.<id>.triggers]]`` tables: id, name, description, filters).
 
-        A trigger's filters are validated like an API request's (``put_trigger``), nesting
-        limit included, before anything is stored; a refusal names the file."""
+        Each table is validated like an API request (the same Structs; a trigger's filters
+        compiled, nesting limit included) before anything of it is stored; a refusal names
+        the file and the key."""
         document = tomlfile.load(path)
         models = document.get("models", {})
         if not isinstance(models, dict):
             raise errors.InvalidRequest(f"{path}: [models] must be a table")
         for km, table in models.items():
-            if not isinstance(table, dict):
-                raise errors.InvalidRequest(f"{path}: models.{km} must be a table")
-            triggers = table.get("triggers", [])
-            # ensure() indexes each trigger table: a wrong shape would be a TypeError there.
-            if not isinstance(triggers, list) or not all(
-                isinstance(t, dict) and isinstance(t.get("id"), str) for t in triggers
-            ):
-                raise errors.InvalidRequest(
-                    f"{path}: models.{km}.triggers must be [[models.{km}.triggers]] tables,"
-                    " each with a string id"
-                )
+            where = f"{path}: models.{km}"
+            model = convert(table, FileModel, where)
             try:
-                await self.ensure(
-                    {
-                        "id": km,
-                        "name": table.get("name", km),
-                        "description": table.get("description", ""),
-                        "triggers": table.get("triggers", []),
-                    }
-                )
+                await self._ensure(km, model)
             except errors.InvalidRequest as exc:
-                raise errors.InvalidRequest(f"{path}: models.{km}: {exc.message}") from None
+                raise errors.InvalidRequest(f"{where}: {exc.message}") from None
