@@ -173,14 +173,14 @@ class VaultError(EventHubError):
     ``eventhub serve`` prints it as one line and exits 2."""
 
 
-def explain_schema(text: str) -> tuple[str, str | None]:
+def explain_schema(text: str, within: str = "") -> tuple[str, str | None]:
     """A msgspec validation message, "Expected `int`, got `str` - at `$.batchSize`", as the
     API words it, "batchSize: expected `int`, got `str`", with the field's path apart (None:
-    about the body or table as a whole, "the body: ..."). For request bodies
-    (api/operation.py) and the same shapes read from the catalogue file."""
+    about the value as a whole). ``within`` names where the value came from, as the other
+    refusals of a file name it ("catalog.toml: models.m" gives "catalog.toml: models.m:
+    triggers[0].id: ..."); without it, the value is a request body ("the body: ...")."""
     found = re.fullmatch(r"(.*) - at `\$\.?(.*)`", text, re.DOTALL)
-    what, where = (found.group(1), found.group(2)) if found else (text, "")
+    what, field = (found.group(1), found.group(2)) if found else (text, "")
     what = what[:1].lower() + what[1:]
-    if not where:
-        return f"the body: {what}", None
-    return f"{where}: {what}", where
+    where = [within or ("" if field else "the body"), field]
+    return ": ".join([*filter(None, where), what]), field or None

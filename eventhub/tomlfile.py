@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import msgspec
 
 from eventhub import errors
+
+T = TypeVar("T")
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -25,3 +29,13 @@ def load(path: Path) -> dict[str, Any]:
         except RecursionError:
             # tomllib recurses once per nested inline table or array, without a limit.
             raise errors.InvalidRequest(f"{path}: values nest too deeply") from None
+
+
+def convert(value: Any, type_: type[T], where: str) -> T:
+    """``value`` (a table of a file, or built in) as a ``type_``, the typed shape the API
+    decodes the same thing into; a refusal is a 400 naming ``where`` and the field:
+    ``catalog.toml: models.m: triggers[0].id: expected `str`...``."""
+    try:
+        return msgspec.convert(value, type_)
+    except msgspec.ValidationError as exc:
+        raise errors.InvalidRequest(errors.explain_schema(str(exc), where)[0]) from None

@@ -11,7 +11,7 @@ from typing import Any
 
 from eventhub import errors, tomlfile
 from eventhub.catalog import filters
-from eventhub.catalog.shapes import FileModel, ModelSpec, TriggerSpec, convert
+from eventhub.catalog.shapes import FileModel, ModelSpec, TriggerSpec
 from eventhub.clock import Clock, rfc3339
 from eventhub.log.store import Store
 from eventhub.models import ModelVersion, Trigger
@@ -147,7 +147,7 @@ class Catalog:
         """Make ``draft`` (a built-in model: its ``id`` and a ``FileModel``'s fields) the
         published state of its model, publishing only if it changed."""
         km = draft["id"]
-        await self._ensure(km, convert(draft, FileModel, f"built-in model {km}"))
+        await self._ensure(km, tomlfile.convert(draft, FileModel, f"built-in model {km}"))
 
     async def _ensure(self, km: str, model: FileModel) -> None:
         triggers = [TriggerSpec(t.name or t.id, t.description, t.filters) for t in model.triggers]
@@ -198,7 +198,7 @@ class Catalog:
             raise errors.InvalidRequest(f"{path}: [models] must be a table")
         for km, table in models.items():
             where = f"{path}: models.{km}"
-            model = convert(table, FileModel, where)
+            model = tomlfile.convert(table, FileModel, where)
             try:
                 await self._ensure(km, model)
             except errors.InvalidRequest as exc:

@@ -2,19 +2,17 @@
 (``TriggerSpec``), and the catalogue file's ``[models.<id>]`` tables (``FileModel``).
 
 One set of msgspec Structs validates the HTTP bodies (``api.operation.decode``), the catalogue
-file (``convert`` here, whose refusal names the file and key) and gives ``/openapi.json`` its
+file (``tomlfile.convert``, whose refusal names the file and key) and gives ``/openapi.json`` its
 request schemas. What a schema cannot say (a filter's dialects and CESQL) ``filters.py``
 checks: the document lists the dialects, the compiler refuses the rest.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, TypeVar
 
 import msgspec
 
-from eventhub import errors
 from eventhub.catalog.filters import DIALECTS
 
 T = TypeVar("T")
@@ -92,17 +90,3 @@ class FileModel(msgspec.Struct):
     name: FileName = ""
     description: str = ""
     triggers: list[FileTrigger] = []
-
-
-def convert(value: Any, type_: type[T], where: str) -> T:
-    """``value`` (from a TOML table or built in) as a ``type_``; a refusal is a 400 naming
-    ``where`` and the field: ``catalog.toml: models.m.triggers[0].id: expected `str`…``."""
-    try:
-        return msgspec.convert(value, type_)
-    except msgspec.ValidationError as exc:
-        found = re.fullmatch(r"(.*) - at `\$(.*)`", str(exc), re.DOTALL)
-        what, field = (found.group(1), found.group(2)) if found else (str(exc), "")
-        if field.startswith("."):
-            field = field[1:]
-        at = f"{where}.{field}" if field and not field.startswith("[") else where + field
-        raise errors.InvalidRequest(f"{at}: {what[:1].lower()}{what[1:]}") from None

@@ -24,8 +24,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from eventhub import auth, errors, tomlfile
 from eventhub.delivery import egress
 from eventhub.processes import definitions
@@ -49,15 +47,9 @@ def bodies(document: Mapping[str, Any], path: Path) -> dict[str, definitions.Pro
             raise errors.InvalidRequest(f"{where} must be a table")
         try:
             _check_plain(table, "")
-            out[definition_id] = msgspec.convert(table, definitions.ProcessBody)
         except errors.InvalidRequest as exc:
             raise errors.InvalidRequest(f"{where}: {exc.message}") from None
-        except msgspec.ValidationError as exc:
-            message, field = errors.explain_schema(str(exc))
-            # Of a whole table, the key already says which: "the body" would say nothing.
-            raise errors.InvalidRequest(
-                f"{where}: {message if field else message.removeprefix('the body: ')}"
-            ) from None
+        out[definition_id] = tomlfile.convert(table, definitions.ProcessBody, where)
     return out
 
 

@@ -75,12 +75,12 @@ async def test_answers_sent_back_are_accepted(server: Running) -> None:
 
 
 REFUSED_MODELS: dict[str, tuple[Any, str | None]] = {
-    "no name": ({"description": "d"}, "object missing required field `name`"),
+    "no name": ({"description": "d"}, "the body: object missing required field `name`"),
     "blank name": ({"name": "  "}, "name"),
     "name not a string": ({"name": 5}, "name"),
     "null name": ({"name": None}, "name"),
     "description not a string": ({"name": "M", "description": 5}, "description"),
-    "not an object": (["name"], "expected `object`, got `array`"),
+    "not an object": (["name"], "the body: expected `object`, got `array`"),
 }
 
 

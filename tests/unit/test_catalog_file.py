@@ -47,24 +47,24 @@ async def test_names_default_to_ids_and_unknown_keys_are_ignored(
 REFUSED: dict[str, tuple[str, str]] = {
     "models not a table": ("models = 5\n", "[models] must be a table"),
     "model not a table": ("[models]\nm = 5\n", "models.m: expected `object`, got `int`"),
-    "name not a string": ("[models.m]\nname = 5\n", "models.m.name: expected `str`"),
-    "blank name": ("[models.m]\nname = ' '\n", "models.m.name: expected `str` matching"),
-    "triggers not tables": ("[models.m]\ntriggers = 5\n", "models.m.triggers: expected `array`"),
+    "name not a string": ("[models.m]\nname = 5\n", "models.m: name: expected `str`"),
+    "blank name": ("[models.m]\nname = ' '\n", "models.m: name: expected `str` matching"),
+    "triggers not tables": ("[models.m]\ntriggers = 5\n", "models.m: triggers: expected `array`"),
     "trigger without id": (
         "[[models.m.triggers]]\nname = 'T'\n",
-        "models.m.triggers[0]: object missing required field `id`",
+        "models.m: triggers[0]: object missing required field `id`",
     ),
     "trigger id with a slash": (
         "[[models.m.triggers]]\nid = 'a/b'\n",
-        "models.m.triggers[0].id: expected `str` matching",
+        "models.m: triggers[0].id: expected `str` matching",
     ),
     "filters not a list": (
         "[[models.m.triggers]]\nid = 't'\nfilters = 'type = 1'\n",
-        "models.m.triggers[0].filters: expected `array`",
+        "models.m: triggers[0].filters: expected `array`",
     ),
     "filter with two dialects": (
         "[[models.m.triggers]]\nid = 't'\nfilters = [{ exact = { a = 'b' }, not = {} }]\n",
-        "models.m.triggers[0].filters[0]: expected `object` of length <= 1",
+        "models.m: triggers[0].filters[0]: expected `object` of length <= 1",
     ),
     "unknown dialect": (
         "[[models.m.triggers]]\nid = 'ok'\n[[models.m.triggers]]\nid = 't'\n"
