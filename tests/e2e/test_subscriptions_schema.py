@@ -288,6 +288,7 @@ async def test_the_document_states_the_subscription_schemas(server: Running) -> 
         "application/json"
     ]["schema"])  # fmt: skip
     assert set(_schema(document, view["properties"]["status"])["enum"]) == {s.value for s in Status}
+    assert "suspend_after" in _schema(document, view["properties"]["status"])["description"]
     for field in ("callbackInfo", "counts", "lastError", "lag", "offset", "latestSucceedOffset"):
         assert field in view["required"], field
     assert "secret" not in view["properties"]
