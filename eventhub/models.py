@@ -3,12 +3,26 @@ subscriptions with their delivery state."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
 from eventhub.delivery.states import Status
 
-FORMATS = ("envelope", "binary", "structured", "batch")
+
+class Format(enum.StrEnum):
+    """How a subscription's deliveries look (delivery/render.py): ``envelope`` (a JSON array
+    of ``{subscriptionId, triggerId, eventId, offset, creationDate, event}``, up to
+    ``batchSize`` events), ``binary`` and ``structured`` (CloudEvents HTTP modes, one event a
+    request), ``batch`` (``application/cloudevents-batch+json``)."""
+
+    ENVELOPE = "envelope"
+    BINARY = "binary"
+    STRUCTURED = "structured"
+    BATCH = "batch"
+
+
+FORMATS = tuple(f.value for f in Format)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,14 +120,3 @@ class Attempt:
     latency_ms: float
     error: str | None
     webhook_id: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "n": self.n,
-            "at": self.at,
-            "offsets": [self.first_offset, self.last_offset],
-            "statusCode": self.status,
-            "latencyMs": round(self.latency_ms, 3),
-            "error": self.error,
-            "webhookId": self.webhook_id,
-        }

@@ -21,26 +21,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
 
 from eventhub import auth, errors
 from eventhub.auth import Principal
 from eventhub.clock import rfc3339
 from eventhub.consume.pages import Pages
-from eventhub.delivery import egress, owners, signing
+from eventhub.delivery import owners, signing
+from eventhub.delivery.config import Config, NewSubscription, SubscriptionUpdate, parse_config
 from eventhub.delivery.states import Move, NotAllowed, Status, next_status
 from eventhub.delivery.supervisor import Deps, Supervisor
-from eventhub.models import FORMATS, Subscription
+from eventhub.models import Subscription
 
 LIVE = (Status.ACTIVE, Status.FAILED)
-CONFIGURATIONS = frozenset({"SKIP_ERRORS"})
-MAX_BATCH = 1000
-# Up to this many queued events travel in one request (envelope and batch formats). A hub that
-# keeps up sends one event a request; a backlog drains a page at a time, not an event.
-DEFAULT_BATCH = 100
 # The pause reason of a revoked owner's subscriptions: their lastError and the notification's.
 OWNER_REVOKED = "owner revoked"
 
@@ -51,66 +47,6 @@ class LimitReached(errors.Conflict):
 
 def _visible(sub: Subscription, who: Principal) -> bool:
     return who.role == "admin" or sub.owner == who.key_id
-
-
-def parse_config(
-    body: Any, base: Subscription | None, default_retries: int, rules: egress.Rules
-) -> dict[str, Any]:
-    """Validate a create/update body; an update may leave out what it does not change. A new
-    callback must pass the egress ``rules`` (it is checked again at every connect)."""
-    if not isinstance(body, dict):
-        raise errors.InvalidRequest("send a JSON object")
-    out: dict[str, Any] = {}
-    name = body.get("name", base.name if base else None)
-    if not isinstance(name, str) or not name.strip():
-        raise errors.InvalidRequest("name is required and must be a non-empty string")
-    out["name"] = name
-    callback = body.get("callbackInfo")
-    if callback is None and base is not None:
-        out["uri"], out["headers"] = base.uri, base.headers
-    else:
-        if not isinstance(callback, dict) or not isinstance(callback.get("uri"), str):
-            raise errors.InvalidRequest("callbackInfo.uri is required")
-        uri = callback["uri"]
-        refusal = egress.check_url(uri, rules)
-        if refusal is not None:
-            raise errors.CallbackRefused(
-                f"callbackInfo.uri: {refusal.message}",
-                [errors.Problem(refusal.rule, "callbackInfo.uri")],
-            )
-        headers = callback.get("headers") or {}
-        if not isinstance(headers, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
-        ):
-            raise errors.InvalidRequest("callbackInfo.headers must map names to strings")
-        reserved = [
-            k for k in headers if k.lower().startswith("webhook-") or k.lower() == "content-type"
-        ]
-        if reserved:
-            raise errors.InvalidRequest(f"callbackInfo.headers may not set {', '.join(reserved)}")
-        out["uri"], out["headers"] = uri, headers
-    configurations = body.get("configurations", None)
-    if configurations is None:
-        out["skip_errors"] = base.skip_errors if base else False
-    else:
-        if not isinstance(configurations, list) or not set(configurations) <= CONFIGURATIONS:
-            raise errors.InvalidRequest(
-                f"configurations may only hold {', '.join(sorted(CONFIGURATIONS))}"
-            )
-        out["skip_errors"] = "SKIP_ERRORS" in configurations
-    fmt = body.get("format", base.format if base else "envelope")
-    if fmt not in FORMATS:
-        raise errors.InvalidRequest(f"format must be one of {', '.join(FORMATS)}")
-    out["format"] = fmt
-    batch = body.get("batchSize", base.batch_size if base else DEFAULT_BATCH)
-    if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= MAX_BATCH:
-        raise errors.InvalidRequest(f"batchSize must be an integer from 1 to {MAX_BATCH}")
-    out["batch_size"] = batch
-    retries = body.get("maxRetries", base.max_retries if base else default_retries)
-    if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 100:
-        raise errors.InvalidRequest("maxRetries must be an integer from 0 to 100")
-    out["max_retries"] = retries
-    return out
 
 
 class Subscriptions:
@@ -224,7 +160,7 @@ class Subscriptions:
     # -- actions -----------------------------------------------------------------------------
 
     async def create(
-        self, who: Principal, km: str, trigger: str, tid: int, body: Any
+        self, who: Principal, km: str, trigger: str, tid: int, body: NewSubscription
     ) -> Subscription:
         config = parse_config(body, None, self._default_retries, self._deps.sender.rules)
         clock, store = self._deps.clock, self._deps.store
@@ -249,7 +185,7 @@ class Subscriptions:
                 cursor=await store.trigger_head(tid),
                 created_at=now,
                 updated_at=now,
-                **config,
+                **dataclasses.asdict(config),
             )
             await store.save_subscription(sub)
             await self._adopt(sub)
@@ -261,18 +197,20 @@ class Subscriptions:
         sub_id: str,
         who: Principal,
         move: Move,
-        body: Any = None,
+        body: SubscriptionUpdate | None = None,
         from_offset: int | None = None,
     ) -> Subscription | None:
+        """Apply ``move`` (an update with its ``body``, a replay ``from_offset``) to ``who``'s
+        subscription; None when it was deleted. Conflict (409) when the state table refuses
+        the move from the current state."""
         async with self._hold(sub_id, who) as supervisor:
             sub = supervisor.sub
             self._check(sub, move)  # refuse before disturbing a delivery in flight
             rules = self._deps.sender.rules
-            config = (
-                parse_config(body, sub, self._default_retries, rules)
-                if move is Move.UPDATE
-                else None
-            )
+            config: Config | None = None
+            if move is Move.UPDATE:
+                assert body is not None, "an update has a body"
+                config = parse_config(body, sub, self._default_retries, rules)
             await supervisor.stop()
             try:
                 status = self._check(sub, move)  # the supervisor may have moved it meanwhile
@@ -293,7 +231,7 @@ class Subscriptions:
         sub: Subscription,
         move: Move,
         status: Status | None,
-        config: dict[str, Any] | None,
+        config: Config | None,
         from_offset: int | None,
     ) -> Subscription | None:
         """Persist ``move`` and adopt the result. The caller holds the subscription's lock
@@ -307,7 +245,7 @@ class Subscriptions:
             await self._deps.notify(sub, move, "deleted")
             return None
         if config is not None:
-            for name, value in config.items():
+            for name, value in dataclasses.asdict(config).items():
                 setattr(sub, name, value)
         if move is Move.RESUME_FROM_LATEST:
             head = await store.trigger_head(sub.tid)

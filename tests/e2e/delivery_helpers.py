@@ -7,6 +7,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
+
+from eventhub.api import subscriptions
 from tests.conftest import ManualClock, Running
 
 KM = "/intelligence/api/knowledge-models"
@@ -51,6 +54,7 @@ async def subscribe(
         server, "POST", f"{KM}/{km}/triggers/{trigger}/subscriptions", key, json=body
     )
     assert status == 201, created
+    msgspec.convert(created, subscriptions.CreatedSubscription)  # the declared answer, or fail
     return dict(created)
 
 
@@ -77,6 +81,7 @@ async def send(server: Running, n: int, type_: str = "order.created", start: int
 async def sub_state(server: Running, sub_id: str) -> dict[str, Any]:
     status, body = await request(server, "GET", f"{SUBS}/{sub_id}")
     assert status == 200, body
+    msgspec.convert(body, subscriptions.SubscriptionView)  # the declared answer, or fail
     return dict(body)
 
 
