@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 from urllib.parse import unquote_to_bytes
 
-import orjson
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import Scope
 
 from eventhub import auth, errors
@@ -33,10 +30,6 @@ def header(request: Request, name: bytes) -> str | None:
     return None if value is None else value.decode("latin-1")
 
 
-def json_response(payload: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status, media_type="application/json")
-
-
 async def read_body(request: Request, limit: int, within: float = 30.0) -> bytes:
     """The whole body, refusing before reading it when it is too large or unsized, and
     giving up on a client that takes longer than ``within`` seconds to send it."""
@@ -48,14 +41,6 @@ async def read_body(request: Request, limit: int, within: float = 30.0) -> bytes
         raise errors.RequestTimeout(
             f"the body did not arrive within {within:g} s; send it faster or in smaller parts"
         ) from None
-
-
-async def read_json(request: Request, limit: int = 1024 * 1024) -> Any:
-    body = await read_body(request, limit)
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise errors.InvalidJson(f"request body is not valid JSON: {exc}") from None
 
 
 def principal(request: Request) -> auth.Principal | None:
@@ -90,20 +75,3 @@ def segments_of(scope: Scope, prefix: str) -> list[str]:
         return [unquote_to_bytes(part).decode("utf-8") for part in rest.split(b"/")]
     except UnicodeDecodeError:
         raise errors.NotFound("the path is not valid UTF-8") from None
-
-
-def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    """An integer query parameter in ``[low, high]``, written in ASCII digits with a leading
-    ``-`` only: ``int()`` alone also takes ``1_000``, `` 1``, ``+1`` and other scripts' digits
-    (``%D9%A3`` is Arabic-Indic 3), which no client means and a cache or proxy reads otherwise."""
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    digits = raw[1:] if raw.startswith("-") and low < 0 else raw
-    if not (digits.isascii() and digits.isdigit()):
-        raise errors.InvalidRequest(f"query parameter {name!r} must be an integer in ASCII digits")
-    # Longer than any 64-bit bound: refused before int() (which gives up past 4,300 digits).
-    value = int(raw) if len(digits) <= 20 else high + 1
-    if not low <= value <= high:
-        raise errors.InvalidRequest(f"query parameter {name!r} must be between {low} and {high}")
-    return value
