@@ -11,7 +11,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from eventhub import errors, models
+from eventhub import errors, masking, models
 from eventhub.api._http import hub_of, read_body, require
 from eventhub.api.operation import (
     READERS,
@@ -28,7 +28,6 @@ from eventhub.delivery.states import Move, Status
 from eventhub.models import Format
 
 ROLES = READERS
-MASK = "********"
 _BODY_LIMIT = 1024 * 1024
 _MAX_OFFSET = 2**63 - 1
 
@@ -143,7 +142,7 @@ async def _view(request: Request, sub: models.Subscription) -> SubscriptionView:
         knowledge_model_id=sub.km,
         trigger_id=sub.trigger,
         status=sub.status,
-        callback_info=CallbackView(sub.uri, dict.fromkeys(sub.headers, MASK)),
+        callback_info=CallbackView(sub.uri, masking.mask(sub.headers)),
         configurations=[Configuration.SKIP_ERRORS] if sub.skip_errors else [],
         format=Format(sub.format),
         batch_size=sub.batch_size,

@@ -12,12 +12,13 @@ with its read-only fields (``id``, ``status``, ``counts``…) still in it.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
 
-from eventhub import errors
+from eventhub import errors, masking
 from eventhub.delivery import egress
 from eventhub.models import Format, Subscription
 
@@ -99,7 +100,7 @@ def parse_config(
     every connect)."""
     if isinstance(body, NewSubscription):
         retries = default_retries if body.max_retries is msgspec.UNSET else body.max_retries
-        uri, headers = _callback(body.callback_info, rules)
+        uri, headers = _callback(body.callback_info, rules, {})
         return Config(
             body.name,
             uri,
@@ -114,7 +115,7 @@ def parse_config(
     if callback is None or callback is msgspec.UNSET:
         uri, headers = base.uri, base.headers
     else:
-        uri, headers = _callback(callback, rules)
+        uri, headers = _callback(callback, rules, base.headers)
     configurations = None if body.configurations is msgspec.UNSET else body.configurations
     return Config(
         base.name if body.name is msgspec.UNSET else body.name,
@@ -127,14 +128,18 @@ def parse_config(
     )
 
 
-def _callback(callback: CallbackInfo, rules: egress.Rules) -> tuple[str, dict[str, str]]:
+def _callback(
+    callback: CallbackInfo, rules: egress.Rules, stored: Mapping[str, str]
+) -> tuple[str, dict[str, str]]:
+    """The callback's URI and headers; a header sent masked, as a read shows it, keeps the
+    ``stored`` value (masking.py)."""
     refusal = egress.check_url(callback.uri, rules)
     if refusal is not None:
         raise errors.CallbackRefused(
             f"callbackInfo.uri: {refusal.message}",
             [errors.Problem(refusal.rule, "callbackInfo.uri")],
         )
-    headers = callback.headers or {}
+    headers = masking.unmask(callback.headers or {}, stored, "callbackInfo.headers")
     reserved = [
         k for k in headers if k.lower().startswith("webhook-") or k.lower() == "content-type"
     ]

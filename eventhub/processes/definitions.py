@@ -17,6 +17,7 @@ optional rather than a msgspec tagged union; the document says "exactly one" wit
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -24,7 +25,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from eventhub import errors
+from eventhub import errors, masking
 from eventhub.catalog import filters
 from eventhub.delivery import egress, http1
 
@@ -32,7 +33,6 @@ DEFAULT_BUFFER_SECONDS = 3600.0
 MAX_STEPS = 100
 MAX_BUFFER_SECONDS = 30 * 24 * 3600.0
 MAX_TIMEOUT_SECONDS = 365 * 24 * 3600.0
-MASK = "********"  # a call header's value in reads: write-only, like a callback's
 _RESERVED_HEADERS = ("webhook-", "ce-", "content-type")
 
 NonEmpty = Annotated[str, Meta(min_length=1)]
@@ -166,7 +166,7 @@ class Definition:
             if isinstance(action, Call):
                 headers = dict(action.headers)
                 if not secret_headers:
-                    headers = dict.fromkeys(headers, MASK)
+                    headers = masking.mask(headers)
                 out.append(ProcessStep(step.id, call=ProcessCall(action.uri, headers)))
             else:
                 timeout = UNSET if action.timeout is None else action.timeout
@@ -226,6 +226,22 @@ def parse(definition_id: str, body: ProcessBody, rules: egress.Rules) -> Definit
         tuple(_step_of(s) for s in body.steps),
         body.buffer_seconds,
     )
+
+
+def keep_masked(definition: Definition, previous: Definition | None) -> Definition:
+    """``definition`` with each call header sent masked, as a read shows it, given the value
+    the ``previous`` version's step of the same id holds (masking.py): a definition read,
+    edited and sent back keeps its credentials."""
+    kept = () if previous is None else previous.steps
+    before = {s.id: s.action.headers for s in kept if isinstance(s.action, Call)}
+    steps = []
+    for i, step in enumerate(definition.steps):
+        if isinstance(step.action, Call):
+            where = f"steps[{i}].call.headers"
+            headers = masking.unmask(step.action.headers, before.get(step.id, {}), where)
+            step = Step(step.id, Call(step.action.uri, headers))
+        steps.append(step)
+    return dataclasses.replace(definition, steps=tuple(steps))
 
 
 def check_start(start: ProcessStart) -> None:

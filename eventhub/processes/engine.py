@@ -155,6 +155,9 @@ class Engine:
         definition = definitions.parse(definition_id, body, self._sender.rules)
         async with self._lock:
             previous = self.definitions.get(definition_id)
+            definition = definitions.keep_masked(
+                definition, None if previous is None else previous.definition
+            )
             tid = await self._start_tid(definition)
             if previous is not None:
                 await self._uninstall(previous, keep_index=previous.start_tid == tid)

@@ -44,15 +44,22 @@ async def test_the_secret_is_shown_once_and_header_values_never(
     assert code == 200 and "secret" not in read and read["name"] == "Renamed"
     assert read["steps"][0]["call"]["headers"] == {"Authorization": "********"}
     assert read["bufferSeconds"] == 3600
-    # Sent back as read (less its timestamps), a definition is accepted: id and version too.
+    # Sent back as read (less its timestamps), a definition is accepted: id and version too,
+    # and the masked header keeps the value stored under its name.
     resend = {k: v for k, v in copy.deepcopy(read).items() if k not in ("createdAt", "updatedAt")}
-    resend["steps"][0]["call"]["headers"] = {"Authorization": "Bearer s3cr3t"}
     code, third = await typed(server, "PUT", PATH, answers, json=resend)
     assert code == 200 and third["version"] == 3, third
     code, listed = await typed(server, "GET", "/api/processes", {200: api.ProcessList})
     assert code == 200 and listed["total"] == 1 and listed["processes"][0]["version"] == 3
     assert "secret" not in listed["processes"][0]
     assert "s3cr3t" not in str(listed) + str(read) + str(again)
+
+    # A masked value stands for a stored one: for a header with none, it is refused.
+    masked_new = copy.deepcopy(resend)
+    masked_new["steps"][0]["call"]["headers"]["X-Other"] = "********"
+    code, refused = await typed(server, "PUT", PATH, answers, json=masked_new)
+    assert code == 400, refused
+    assert refused["error"]["message"].startswith("steps[0].call.headers.X-Other: ********")
 
     # The header goes out with the call all the same, and the same secret signs it.
     await emit(server, "order.created", "o-1", {})

@@ -12,6 +12,7 @@ import msgspec
 import orjson
 import pytest
 
+from eventhub import masking
 from eventhub.api import subscriptions as api
 from eventhub.delivery.states import Status
 from tests.conftest import Running
@@ -164,6 +165,32 @@ async def test_an_update_changes_only_what_it_sends(server: Running) -> None:
     assert view.max_retries == 7 and view.batch_size == 3
 
 
+async def test_a_subscription_sent_back_as_read_keeps_its_header_values(
+    server: Running, receiver: Receiver
+) -> None:
+    """Reads mask callback header values; sent back masked, each keeps its stored value (a
+    client that edits by read-modify-write must not store the mask as its credential)."""
+    await publish_trigger(server)
+    body = {"name": "h", "callbackInfo": {"uri": receiver.url, "headers": {"X-Token": "t0k"}}}
+    code, raw = await call(server, "POST", CREATE, json=body)
+    assert code == 201
+    path = f"{SUBS}/{orjson.loads(raw)['id']}"
+    code, raw = await call(server, "GET", path)
+    whole = orjson.loads(raw)
+    assert whole["callbackInfo"]["headers"] == {"X-Token": masking.MASK}
+
+    code, raw = await call(server, "PUT", path, json={**whole, "name": "renamed"})
+    assert code == 200, raw
+    await send(server, 1)
+    (delivery,) = await receiver.wait_for(1)
+    assert delivery.headers["X-Token"] == "t0k"
+
+    whole["callbackInfo"]["headers"]["X-New"] = masking.MASK
+    error = await refusal(server, "PUT", path, whole)
+    assert error["message"].startswith("callbackInfo.headers.X-New: ********"), error
+    assert error["details"][0]["attribute"] == "callbackInfo.headers.X-New"
+
+
 async def test_every_answer_decodes_into_its_declared_struct(
     server: Running, receiver: Receiver
 ) -> None:
@@ -177,7 +204,7 @@ async def test_every_answer_decodes_into_its_declared_struct(
     assert code == 201
     created = strictly(raw, api.CreatedSubscription)
     assert created.status is Status.ACTIVE and created.secret.startswith("whsec_")
-    assert created.callback_info.headers == {"Authorization": api.MASK}
+    assert created.callback_info.headers == {"Authorization": masking.MASK}
     assert created.max_retries == server.hub.settings.delivery_max_retries
     one = f"{SUBS}/{created.id}"
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 import standardwebhooks
 
-from eventhub import errors
+from eventhub import errors, masking
 from eventhub.delivery import egress, signing
 from eventhub.events import DataKind, StoredEvent
 from eventhub.processes import definitions, lifecycle
@@ -50,7 +50,7 @@ def test_a_definition_parses_and_round_trips_through_its_stored_form() -> None:
     assert parsed.buffer_seconds == 0.0
     assert definitions.from_stored(parsed.stored()) == parsed
     (call, wait) = parsed.step_bodies()
-    assert call.call and call.call.headers == {"X-A": definitions.MASK}
+    assert call.call and call.call.headers == {"X-A": masking.MASK}
     assert wait.wait and wait.wait.timeout_seconds == 60.0
 
 
