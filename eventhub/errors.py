@@ -173,6 +173,14 @@ class VaultError(EventHubError):
     ``eventhub serve`` prints it as one line and exits 2."""
 
 
+# The patterns the schemas use, in words: "matching regex '\\S'" says little to a person.
+_PATTERNS = {
+    r"\S": "that is not blank",
+    r"^$|\S": "that is empty or not blank",
+    r"^[^/]*$": "without '/'",
+}
+
+
 def explain_schema(text: str, within: str = "") -> tuple[str, str | None]:
     """A msgspec validation message, "Expected `int`, got `str` - at `$.batchSize`", as the
     API words it, "batchSize: expected `int`, got `str`", with the field's path apart (None:
@@ -182,5 +190,7 @@ def explain_schema(text: str, within: str = "") -> tuple[str, str | None]:
     found = re.fullmatch(r"(.*) - at `\$\.?(.*)`", text, re.DOTALL)
     what, field = (found.group(1), found.group(2)) if found else (text, "")
     what = what[:1].lower() + what[1:]
+    for pattern, words in _PATTERNS.items():
+        what = what.replace(f"matching regex '{pattern}'", words)
     where = [within or ("" if field else "the body"), field]
     return ": ".join([*filter(None, where), what]), field or None

@@ -97,7 +97,7 @@ async def test_a_refused_model_field_is_a_400_naming_it(
 
 REFUSED_TRIGGERS: dict[str, tuple[Any, str, str]] = {
     "no name": ({"filters": []}, "", "missing required field `name`"),
-    "blank name": ({"name": "\t"}, "name", "regex"),
+    "blank name": ({"name": "\t"}, "name", "not blank"),
     "description null": ({"name": "T", "description": None}, "description", "null"),
     "filters not a list": ({"name": "T", "filters": {"exact": {}}}, "filters", "array"),
     "filter not an object": ({"name": "T", "filters": ["type = 'a'"]}, "filters[0]", "object"),
