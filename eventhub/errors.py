@@ -191,6 +191,6 @@ def explain_schema(text: str, within: str = "") -> tuple[str, str | None]:
     what, field = (found.group(1), found.group(2)) if found else (text, "")
     what = what[:1].lower() + what[1:]
     for pattern, words in _PATTERNS.items():
-        what = what.replace(f"matching regex '{pattern}'", words)
+        what = what.replace(f"matching regex {pattern!r}", words)
     where = [within or ("" if field else "the body"), field]
     return ": ".join([*filter(None, where), what]), field or None
