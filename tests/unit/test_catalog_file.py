@@ -48,7 +48,10 @@ REFUSED: dict[str, tuple[str, str]] = {
     "models not a table": ("models = 5\n", "[models] must be a table"),
     "model not a table": ("[models]\nm = 5\n", "models.m: expected `object`, got `int`"),
     "name not a string": ("[models.m]\nname = 5\n", "models.m: name: expected `str`"),
-    "blank name": ("[models.m]\nname = ' '\n", "models.m: name: expected `str` that is empty or not blank"),
+    "blank name": (
+        "[models.m]\nname = ' '\n",
+        "models.m: name: expected `str` that is empty or not blank",
+    ),
     "triggers not tables": ("[models.m]\ntriggers = 5\n", "models.m: triggers: expected `array`"),
     "trigger without id": (
         "[[models.m.triggers]]\nname = 'T'\n",
