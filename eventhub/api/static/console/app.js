@@ -153,7 +153,7 @@ async function start() {
     if (err instanceof ApiError && err.status === 401) return; // the listener showed sign-in
     el("loading").hidden = true;
     el("page").hidden = false;
-    el("page").replaceChildren(h("h1", {}, "eventhub console"), problem(err));
+    el("page").replaceChildren(h("h1", {}, "eventhub console"), problem(err, () => location.reload()));
     return;
   }
   showApp();

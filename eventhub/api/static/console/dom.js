@@ -45,11 +45,12 @@ export function uid(prefix) {
   return `${prefix}-${ids}`;
 }
 
-/** A message saying what failed, announced to screen readers. */
-export function problem(err) {
+/** A message saying what failed, announced to screen readers; with ``retry``, a button. */
+export function problem(err, retry = null) {
   const message = err && err.message ? err.message : String(err);
   const status = err && err.status ? ` (${err.status}${err.code ? ` ${err.code}` : ""})` : "";
-  return h("div", { class: "problem", role: "alert" }, message + status);
+  const again = retry ? h("button", { type: "button", class: "secondary", onclick: retry }, "Try again") : null;
+  return h("div", { class: "problem", role: "alert" }, h("span", {}, message + status), again ? " " : null, again);
 }
 
 export function badge(state) {

@@ -17,8 +17,8 @@ export async function render(root, { signal }) {
       if (err.name === "AbortError") return;
       // Keep the last figures on a failed refresh; say it failed above them.
       const shown = body.querySelector(":scope > .problem");
-      if (shown) shown.replaceWith(problem(err));
-      else body.prepend(problem(err));
+      if (shown) shown.replaceWith(problem(err, load));
+      else body.prepend(problem(err, load));
     }
   }
   await load();
