@@ -5,10 +5,16 @@ They cost the ingest and delivery paths nothing: a watched background task reads
 the hub already keeps for ``/metrics`` (``ops/metrics.py``) every ``interval`` seconds of the
 hub's clock into a small ring buffer; a bucket is the difference between two samples. The
 last bucket is the one still filling: from the newest sample to the counters now.
+
+The task looks at the hub's clock every ``poll`` seconds of the loop's own time rather than
+sleeping on the hub's clock: a task forever asleep on it would be a sleeper that never
+finishes, and tests that move a manual clock whenever something sleeps on it (or wait until
+something does) would never see the hub idle. Sampling stays on the hub's time all the same.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +25,7 @@ from eventhub.ops.metrics import Metrics
 
 INTERVAL = 15.0  # seconds a bucket spans
 BUCKETS = 60  # fifteen minutes of them
+POLL = 1.0  # seconds of loop time between looks at the hub's clock
 TASK_NAME = "console-rates"
 
 
@@ -66,9 +73,15 @@ class Rates:
     shutdown."""
 
     def __init__(
-        self, metrics: Metrics, clock: Clock, interval: float = INTERVAL, size: int = BUCKETS
+        self,
+        metrics: Metrics,
+        clock: Clock,
+        interval: float = INTERVAL,
+        size: int = BUCKETS,
+        poll: float = POLL,
     ) -> None:
         self.interval = interval
+        self._poll = poll
         self._metrics = metrics
         self._clock = clock
         # ``size`` full buckets need one sample more; the bucket still filling uses "now".
@@ -97,5 +110,6 @@ class Rates:
 
     async def _run(self) -> None:
         while True:
-            await self._clock.sleep(self.interval)
-            self.sample()
+            await asyncio.sleep(self._poll)
+            if not self._samples or self._clock.now() - self._samples[-1].at >= self.interval:
+                self.sample()

@@ -38,9 +38,10 @@ def ingest(metrics: Metrics, events: int) -> None:
 
 
 async def test_the_task_samples_on_the_hub_clock_into_a_ring_buffer() -> None:
+    """Every ``interval`` of the hub's clock, looked at every ``poll`` of loop time."""
     clock = ManualClock(start=1000.0)
     metrics = Metrics()
-    rates = Rates(metrics, clock, interval=15.0, size=3)
+    rates = Rates(metrics, clock, interval=15.0, size=3, poll=0.001)
     owner = tasks.Tasks()
     rates.start(owner)
     try:
@@ -50,9 +51,11 @@ async def test_the_task_samples_on_the_hub_clock_into_a_ring_buffer() -> None:
         metrics.delivered("success", 2, 0.01)
         # Only the bucket still filling: from the start sample to now.
         assert rates.buckets() == [Bucket(1000.0, 0.0, 4, 2)]
+        # Not a sleeper on the hub's clock: a manual clock's users still see the hub idle.
+        await asyncio.sleep(0.01)
+        assert clock.sleepers() == 0
+        assert len(rates._samples) == 1  # the hub's clock has not moved: no new sample
         for n in range(1, 6):
-            while clock.sleepers() == 0:
-                await asyncio.sleep(0.001)
             ingest(metrics, n)
             clock.advance(15.0)
             while len(rates._samples) < min(3, n + 1) or rates._samples[-1].at != clock.t:
