@@ -94,6 +94,7 @@ function chart(buckets, bucketSeconds) {
   const deliver = buckets.map((b) => b.delivered / b.seconds);
   const top = Math.max(1, ...ingest, ...deliver);
   const total = (key) => buckets.reduce((sum, b) => sum + b[key], 0);
+  const span = total("seconds");
   const summary =
     `${buckets.length} buckets of ${bucketSeconds} s: ${total("ingested")} events ingested, ` +
     `${total("delivered")} delivered; peak ${top.toFixed(1)} events/s.`;
@@ -109,7 +110,7 @@ function chart(buckets, bucketSeconds) {
     s("line", { class: "axis", x1: pad, y1: pad, x2: pad, y2: height - pad }),
     s("text", { x: pad - 4, y: pad + 4, "text-anchor": "end", class: "tick" }, top.toFixed(0)),
     s("text", { x: pad - 4, y: height - pad, "text-anchor": "end", class: "tick" }, "0"),
-    s("text", { x: pad, y: height - 8, class: "tick" }, buckets.length ? "15 min ago" : ""),
+    s("text", { x: pad, y: height - 8, class: "tick" }, buckets.length ? `${age(span)} ago` : ""),
     s("text", { x: width - pad, y: height - 8, "text-anchor": "end", class: "tick" }, "now"),
     buckets.length ? [line(ingest, "ingest"), line(deliver, "deliver")] : [],
   );
