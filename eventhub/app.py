@@ -17,12 +17,15 @@ from eventhub.api import (
     admin,
     backup,
     catalog,
+    console,
     errors,
     events,
     health,
     ingest,
     ingest_operations,
+    me,
     openapi,
+    overview,
     processes,
     subscriptions,
     traces,
@@ -95,6 +98,9 @@ def operations(intake: ingest.Ingest, post_events: ingest.Endpoint) -> tuple[Ope
         *processes.OPERATIONS,
         *health.OPERATIONS,
         *metrics_api.OPERATIONS,
+        *me.OPERATIONS,
+        *overview.OPERATIONS,
+        *console.OPERATIONS,  # the console (issue 11)
     )
 
 

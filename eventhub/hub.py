@@ -29,6 +29,7 @@ from eventhub.log.store import KeyRecord, SourceRecord, Store
 from eventhub.models import Subscription
 from eventhub.ops import logs
 from eventhub.ops.metrics import Metrics
+from eventhub.ops.rates import Rates
 from eventhub.processes import definition_file, engine, lifecycle
 from eventhub.processes.engine import Engine
 from eventhub.settings import Settings
@@ -134,6 +135,8 @@ class Hub:
             settings.retention_interval,
         )
         self.backups = backup.Backups(self.store, settings.data)
+        # The console's rate chart: samples of the counters above, never the ingest path.
+        self.rates = Rates(self.metrics, self.clock)
 
     async def start(self) -> None:
         """Start every part; if one fails, what already started is stopped again, so a failed
@@ -178,6 +181,7 @@ class Hub:
         self.store.on_emitted = logs.instance_transitions
         # Last: the subscriptions and processes it must not outrun are loaded.
         self.retention.start(self.tasks)
+        self.rates.start(self.tasks)
 
     def _on_commit(self, tids: set[int]) -> None:
         """After a commit that appended events of these triggers: wake their consumers."""
@@ -193,6 +197,7 @@ class Hub:
         self.store.on_emitted = None
         steps = (
             ("retention", self.retention.stop),
+            ("rates", self.rates.stop),
             ("process engine", self.processes.stop),
             ("subscriptions", self.subscriptions.stop),
             ("delivery client", self.sender.stop),

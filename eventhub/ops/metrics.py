@@ -153,6 +153,11 @@ class Metrics:
             histogram = self._ingest_seconds[path] = Histogram(LATENCY_BUCKETS)
         histogram.observe(seconds)
 
+    def ingested_events(self) -> int:
+        """Events stored by ingest so far (requests answered ``ok``): read by the console's
+        rate sampler (ops/rates.py) every few seconds, never on the ingest path."""
+        return sum(t.events for (_, _, outcome), t in self._ingest.items() if outcome == OK)
+
     def committed(self, writes: int, seconds: float) -> None:
         """One group commit of ``writes`` queued writes (``log/writer.py``)."""
         self.commit_size.observe(writes)
