@@ -1,7 +1,7 @@
 """The contract test: schemathesis drives a running hub from its own ``/openapi.json`` (every
 operation, with an admin key and with a consumer key) and no answer is a 5xx or breaks what
 the document says of it: its status, media type, headers and body schema. And the document
-itself: valid OpenAPI 3.1, its page served from this origin
+itself: valid OpenAPI 3.1, every route of the app in it, its page served from this origin
 only, and the ingest and log answers (written with orjson, not msgspec: api/events.py)
 exactly the Structs the document is built from.
 
@@ -44,11 +44,13 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from starlette.routing import Route
 
+from eventhub import app as app_module
 from eventhub.api.events import Entry, Page
 from eventhub.api.ingest_operations import Receipt
 from eventhub.api.openapi import Docs
-from tests.conftest import ADMIN_KEY, Running, free_port
+from tests.conftest import ADMIN_KEY, Running, free_port, settings_for
 from tests.e2e.helpers import ServerProcess
 from tests.e2e.threaded import call
 
@@ -318,6 +320,34 @@ def test_the_document_is_openapi_3_1_with_valid_schemas(hub: Hub) -> None:
         assert jsonschema_rs.meta.is_valid(component), name
     ids = [op["operationId"] for ops in document["paths"].values() for op in ops.values()]
     assert len(ids) == len(set(ids)), "two operations share an operationId"
+
+
+def test_every_route_of_the_app_is_in_the_document_and_back(hub: Hub, tmp_path: Path) -> None:
+    """Matched by Starlette's own route patterns: a documented path with its parameters
+    filled in must reach a route of that method, and every route must serve one."""
+    document = orjson.loads(_get(hub, "/openapi.json")[2])
+    documented = {
+        (re.sub(r"{[^}]+}", "p", path), method.upper())
+        for path, operations in document["paths"].items()
+        for method in operations
+    }
+    app = app_module.build(settings_for(tmp_path))
+    served = []
+    for route in app.routes:
+        assert isinstance(route, Route), route
+        served += [(route, method) for method in route.methods or () if method != "HEAD"]
+
+    def serves(route: Route, method: str, path: str, wanted: str) -> bool:
+        return method == wanted and route.path_regex.fullmatch(path) is not None
+
+    for route, method in served:
+        assert any(serves(route, method, p, m) for p, m in documented), (
+            f"{method} {route.path} is served but not documented"
+        )
+    for path, wanted in documented:
+        assert any(serves(r, m, path, wanted) for r, m in served), (
+            f"{wanted} {path} is documented but not served"
+        )
 
 
 def test_the_docs_page_loads_nothing_from_another_origin(hub: Hub) -> None:
