@@ -23,6 +23,10 @@ MAX_PAGE = 1000
 # The longest a long poll may hold its connection: past it, the client asks again.
 MAX_WAIT_SECONDS = 30
 
+# A String attribute as ingest takes it (codec/attributes.py): not empty, and no control
+# characters (CloudEvents spec §3.1.1).
+ATTRIBUTE_TEXT = {"type": "string", "minLength": 1, "pattern": r"^[^\x00-\x1F\x7F-\x9F]*$"}
+
 # A CloudEvent in the JSON format (structured mode), as sent and as read back.
 CloudEventJson = Annotated[
     dict[str, Any],
@@ -36,13 +40,13 @@ CloudEventJson = Annotated[
             "required": ["specversion", "id", "source", "type"],
             "properties": {
                 "specversion": {"type": "string", "const": "1.0"},
-                "id": {"type": "string", "minLength": 1},
-                "source": {"type": "string", "minLength": 1},
-                "type": {"type": "string", "minLength": 1},
-                "subject": {"type": "string"},
+                "id": ATTRIBUTE_TEXT,
+                "source": ATTRIBUTE_TEXT,
+                "type": ATTRIBUTE_TEXT,
+                "subject": ATTRIBUTE_TEXT,
                 "time": {"type": "string", "format": "date-time"},
-                "datacontenttype": {"type": "string"},
-                "dataschema": {"type": "string", "format": "uri"},
+                "datacontenttype": ATTRIBUTE_TEXT,
+                "dataschema": {**ATTRIBUTE_TEXT, "format": "uri"},
                 "data_base64": {"type": "string", "contentEncoding": "base64"},
             },
         },

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import msgspec
 
 from eventhub.api import handshake, ingest
-from eventhub.api.events import CloudEventJson
+from eventhub.api.events import ATTRIBUTE_TEXT, CloudEventJson
 from eventhub.api.operation import PUBLIC, Content, Operation, Query
 
 
@@ -53,10 +53,19 @@ _CAMUNDA = {
         "required": ["specversion", "id", "source", "type", "traceid"],
         "properties": {
             **_EVENT["properties"],
-            "traceid": {"type": "string", "minLength": 1},
-            "group": {"type": "string"},
+            "type": {**ATTRIBUTE_TEXT, "not": {"const": "camunda"}},
+            "datacontenttype": {
+                "type": "string",
+                # A JSON media type (codec/media.py is_json), with no control characters.
+                "pattern": r"^[^;\x00-\x1F\x7F-\x9F]*[/+][Jj][Ss][Oo][Nn] *(;[^\x00-\x1F\x7F-\x9F]*)?$",
+            },
+            "traceid": ATTRIBUTE_TEXT,
+            "group": {"type": "string", "pattern": ATTRIBUTE_TEXT["pattern"]},
         },
-        "description": "A Camunda Optimize event: a CloudEvent with traceid (and group).",
+        "description": (
+            "A Camunda Optimize event: a CloudEvent with traceid (and group), JSON data only;"
+            " the type `camunda` is reserved."
+        ),
     },
 }
 _UIPATH = {
@@ -65,7 +74,8 @@ _UIPATH = {
     "properties": {
         "Type": {"type": "string", "minLength": 1},
         "EventId": {"type": "string", "minLength": 1},
-        "Timestamp": {"type": "string"},
+        # Also taken without an offset (as UTC), as Orchestrator sends some.
+        "Timestamp": {"type": "string", "format": "date-time"},
     },
     "description": "A UiPath Orchestrator webhook payload, as Orchestrator sends it.",
 }
