@@ -450,3 +450,20 @@ async def test_ingest_receipts_and_log_pages_decode_into_their_structs(server: R
     assert _exactly(await _read(server, f"/events?after={page.head}"), Page).events == []
     entry = _exactly(await _read(server, "/events/receipts/b-1"), Entry)
     assert entry.event["data_base64"] == "AAE="
+
+
+async def test_what_ingest_takes_reads_back_in_the_documented_shape(server: Running) -> None:
+    """Ingest takes any String as ``dataschema`` (a URI by convention only), so the document
+    cannot say ``format: uri`` of it: an event sent with ``"dataschema": "0"`` was read back
+    in a page that broke the documented ``Page``."""
+    event = {"specversion": "1.0", "id": "d-1", "source": "s", "type": "t", "dataschema": "0"}
+    await _post(server, "/events", event, "application/cloudevents+json")
+    async with server.http.get(f"{server.url}/openapi.json") as r:
+        document = await r.json()
+    page = orjson.loads(await _read(server, "/events?after=0"))
+    validator = jsonschema_rs.validator_for(
+        {"$ref": "#/components/schemas/Page", "components": document["components"]},
+        validate_formats=True,
+    )
+    assert page["events"][0]["event"]["dataschema"] == "0"
+    validator.validate(page)
