@@ -25,7 +25,20 @@ MAX_WAIT_SECONDS = 30
 
 # A String attribute as ingest takes it (codec/attributes.py): not empty, and no control
 # characters (CloudEvents spec §3.1.1).
-ATTRIBUTE_TEXT = {"type": "string", "minLength": 1, "pattern": r"^[^\x00-\x1F\x7F-\x9F]*$"}
+ATTRIBUTE_TEXT: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "pattern": r"^[^\x00-\x1F\x7F-\x9F]*$",
+}
+
+
+# An optional attribute may also be null: the JSON format's way to leave it out (ingest drops
+# it; a read-back event never holds one).
+def or_null(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+OPTIONAL_TEXT = or_null(ATTRIBUTE_TEXT)
 
 # A CloudEvent in the JSON format (structured mode), as sent and as read back.
 CloudEventJson = Annotated[
@@ -43,13 +56,13 @@ CloudEventJson = Annotated[
                 "id": ATTRIBUTE_TEXT,
                 "source": ATTRIBUTE_TEXT,
                 "type": ATTRIBUTE_TEXT,
-                "subject": ATTRIBUTE_TEXT,
-                "time": {"type": "string", "format": "date-time"},
-                "datacontenttype": ATTRIBUTE_TEXT,
+                "subject": OPTIONAL_TEXT,
+                "time": or_null({"type": "string", "format": "date-time"}),
+                "datacontenttype": OPTIONAL_TEXT,
                 # Not "format": "uri": ingest takes any String here, and the log answers
                 # with what it took (the contract test sent "0" and read it back).
-                "dataschema": {**ATTRIBUTE_TEXT, "description": "A URI, by convention."},
-                "data_base64": {"type": "string", "contentEncoding": "base64"},
+                "dataschema": or_null({**ATTRIBUTE_TEXT, "description": "A URI, by convention."}),
+                "data_base64": or_null({"type": "string", "contentEncoding": "base64"}),
             },
         },
     ),

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import msgspec
 
 from eventhub.api import handshake, ingest
-from eventhub.api.events import ATTRIBUTE_TEXT, CloudEventJson
+from eventhub.api.events import ATTRIBUTE_TEXT, CloudEventJson, or_null
 from eventhub.api.operation import PUBLIC, Content, Operation, Query
 
 
@@ -54,13 +54,15 @@ _CAMUNDA = {
         "properties": {
             **_EVENT["properties"],
             "type": {**ATTRIBUTE_TEXT, "not": {"const": "camunda"}},
-            "datacontenttype": {
-                "type": "string",
-                # A JSON media type (codec/media.py is_json), with no control characters.
-                "pattern": r"^[^;\x00-\x1F\x7F-\x9F]*[/+][Jj][Ss][Oo][Nn] *(;[^\x00-\x1F\x7F-\x9F]*)?$",
-            },
+            "datacontenttype": or_null(
+                {
+                    "type": "string",
+                    # A JSON media type (codec/media.py is_json), with no control characters.
+                    "pattern": r"^[^;\x00-\x1F\x7F-\x9F]*[/+][Jj][Ss][Oo][Nn] *(;[^\x00-\x1F\x7F-\x9F]*)?$",
+                }
+            ),
             "traceid": ATTRIBUTE_TEXT,
-            "group": {"type": "string", "pattern": ATTRIBUTE_TEXT["pattern"]},
+            "group": or_null({"type": "string", "pattern": ATTRIBUTE_TEXT["pattern"]}),
         },
         "description": (
             "A Camunda Optimize event: a CloudEvent with traceid (and group), JSON data only;"
@@ -75,7 +77,7 @@ _UIPATH = {
         "Type": {"type": "string", "minLength": 1},
         "EventId": {"type": "string", "minLength": 1},
         # Also taken without an offset (as UTC), as Orchestrator sends some.
-        "Timestamp": {"type": "string", "format": "date-time"},
+        "Timestamp": or_null({"type": "string", "format": "date-time"}),
     },
     "description": "A UiPath Orchestrator webhook payload, as Orchestrator sends it.",
 }

@@ -499,3 +499,27 @@ def test_a_405_names_every_method_its_path_takes(hub: Hub) -> None:
         if not wanted <= allowed:
             wrong.append(f"{path}: Allow {sorted(allowed)}, takes {sorted(wanted)}")
     assert not wrong, "\n".join(wrong)
+
+
+async def test_the_ingest_document_takes_null_for_an_optional_attribute(server: Running) -> None:
+    """The JSON event format writes an absent optional attribute as null, and ingest takes it
+    so (schemathesis's negative_data_rejection check sent ``"group": null`` to the Camunda
+    endpoint, ``"Timestamp": null`` to the UiPath one: both stored): the document says so."""
+    async with server.http.get(f"{server.url}/openapi.json") as r:
+        document = await r.json()
+    nulls = {"subject": None, "time": None, "datacontenttype": None, "dataschema": None}
+    event = {"specversion": "1.0", "id": "n-1", "source": "s", "type": "t", **nulls}
+    camunda = [{**event, "id": "n-2", "traceid": "t", "group": None}]
+    uipath = {"Type": "job.completed", "EventId": "n-3", "Timestamp": None}
+    sent = [
+        ("/events", "application/cloudevents+json", event),
+        ("/api/ingestion/event/batch", "application/json", camunda),
+        ("/api/ingestion/uipath/{source}", "application/json", uipath),
+    ]
+    for path, media_type, body in sent:
+        schema = document["paths"][path]["post"]["requestBody"]["content"][media_type]["schema"]
+        jsonschema_rs.validator_for({**schema, "components": document["components"]}).validate(body)
+        url = path.replace("{source}", "orchestrator")
+        headers = {**server.admin, "Content-Type": media_type}
+        async with server.http.post(server.url + url, json=body, headers=headers) as r:
+            assert r.status in (200, 204), await r.text()
