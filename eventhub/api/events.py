@@ -39,6 +39,17 @@ def or_null(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 OPTIONAL_TEXT = or_null(ATTRIBUTE_TEXT)
+# An extension attribute: named in lower-case letters and digits, a String (no control
+# characters), a Boolean or a 32-bit Integer (codec/attributes.py), or null (left out).
+EXTENSION_NAMES = {"pattern": "^([a-z0-9]+|data_base64)$"}
+EXTENSION = {
+    "anyOf": [
+        {"type": "string", "pattern": ATTRIBUTE_TEXT["pattern"]},
+        {"type": "boolean"},
+        {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1},
+        {"type": "null"},
+    ]
+}
 
 # A CloudEvent in the JSON format (structured mode), as sent and as read back.
 CloudEventJson = Annotated[
@@ -62,8 +73,13 @@ CloudEventJson = Annotated[
                 # Not "format": "uri": ingest takes any String here, and the log answers
                 # with what it took (the contract test sent "0" and read it back).
                 "dataschema": or_null({**ATTRIBUTE_TEXT, "description": "A URI, by convention."}),
+                "data": {"description": "The event's data, any JSON value."},
                 "data_base64": or_null({"type": "string", "contentEncoding": "base64"}),
             },
+            "propertyNames": EXTENSION_NAMES,
+            "additionalProperties": EXTENSION,
+            # Ingest refuses both, null or not.
+            "not": {"required": ["data", "data_base64"]},
         },
     ),
 ]

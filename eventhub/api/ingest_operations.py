@@ -10,7 +10,13 @@ from typing import Any, Literal
 import msgspec
 
 from eventhub.api import handshake, ingest
-from eventhub.api.events import ATTRIBUTE_TEXT, CloudEventJson, or_null
+from eventhub.api.events import (
+    ATTRIBUTE_TEXT,
+    EXTENSION,
+    EXTENSION_NAMES,
+    CloudEventJson,
+    or_null,
+)
 from eventhub.api.operation import PUBLIC, Content, Operation, Query
 
 
@@ -64,6 +70,9 @@ _CAMUNDA = {
             "traceid": ATTRIBUTE_TEXT,
             "group": or_null({"type": "string", "pattern": ATTRIBUTE_TEXT["pattern"]}),
         },
+        "propertyNames": EXTENSION_NAMES,
+        "additionalProperties": EXTENSION,
+        "not": {"required": ["data", "data_base64"]},
         "description": (
             "A Camunda Optimize event: a CloudEvent with traceid (and group), JSON data only;"
             " the type `camunda` is reserved."
@@ -74,8 +83,9 @@ _UIPATH = {
     "type": "object",
     "required": ["Type", "EventId"],
     "properties": {
-        "Type": {"type": "string", "minLength": 1},
-        "EventId": {"type": "string", "minLength": 1},
+        # They become the event's type and id: Strings with no control characters.
+        "Type": ATTRIBUTE_TEXT,
+        "EventId": ATTRIBUTE_TEXT,
         # Also taken without an offset (as UTC), as Orchestrator sends some.
         "Timestamp": or_null({"type": "string", "format": "date-time"}),
     },
