@@ -31,7 +31,7 @@ from eventhub.api import (
     traces,
 )
 from eventhub.api import metrics as metrics_api
-from eventhub.api.operation import PUBLIC, Content, Operation
+from eventhub.api.operation import Operation
 from eventhub.clock import Clock
 from eventhub.hub import Hub
 from eventhub.ops import logs
@@ -105,47 +105,9 @@ def operations(intake: ingest.Ingest, post_events: ingest.Endpoint) -> tuple[Ope
 
 
 def _documented(served: tuple[Operation, ...]) -> tuple[Operation, ...]:
-    """``served`` and the operations that describe them: the document and its page."""
-    docs = openapi.Docs(served)
-    page = "The page; its script and styles are /docs/{name}, from this package."
-    return (
-        *served,
-        Operation(
-            "GET",
-            "/openapi.json",
-            docs.openapi,
-            "This document",
-            PUBLIC,
-            {200: Content("application/json", {"type": "object"})},
-            name="openapi",
-            tag="docs",
-        ),
-        Operation(
-            "GET",
-            "/docs",
-            docs.page,
-            "The API's documentation, as a page (Swagger UI)",
-            PUBLIC,
-            {200: Content("text/html", {"type": "string"}, page)},
-            name="page",
-            tag="docs",
-        ),
-        Operation(
-            "GET",
-            "/docs/{name}",
-            docs.asset,
-            "A file of the documentation page",
-            PUBLIC,
-            {
-                200: (
-                    Content("text/javascript", {"type": "string"}),
-                    Content("text/css", {"type": "string"}),
-                )
-            },
-            name="asset",
-            tag="docs",
-        ),
-    )
+    """``served`` and the operations that describe them: the document and its page, which
+    the document lists too (api/openapi.py)."""
+    return (*served, *openapi.Docs(served).operations)
 
 
 def _routes(ops: tuple[Operation, ...]) -> list[Route]:

@@ -23,6 +23,34 @@ MAX_PAGE = 1000
 # The longest a long poll may hold its connection: past it, the client asks again.
 MAX_WAIT_SECONDS = 30
 
+# A String attribute as ingest takes it (codec/attributes.py): not empty, and no control
+# characters (CloudEvents spec §3.1.1).
+ATTRIBUTE_TEXT: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "pattern": r"^[^\x00-\x1F\x7F-\x9F]*$",
+}
+
+
+# An optional attribute may also be null: the JSON format's way to leave it out (ingest drops
+# it; a read-back event never holds one).
+def or_null(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+OPTIONAL_TEXT = or_null(ATTRIBUTE_TEXT)
+# An extension attribute: named in lower-case letters and digits, a String (no control
+# characters), a Boolean or a 32-bit Integer (codec/attributes.py), or null (left out).
+EXTENSION_NAMES = {"pattern": "^([a-z0-9]+|data_base64)$"}
+EXTENSION = {
+    "anyOf": [
+        {"type": "string", "pattern": ATTRIBUTE_TEXT["pattern"]},
+        {"type": "boolean"},
+        {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1},
+        {"type": "null"},
+    ]
+}
+
 # A CloudEvent in the JSON format (structured mode), as sent and as read back.
 CloudEventJson = Annotated[
     dict[str, Any],
@@ -36,15 +64,22 @@ CloudEventJson = Annotated[
             "required": ["specversion", "id", "source", "type"],
             "properties": {
                 "specversion": {"type": "string", "const": "1.0"},
-                "id": {"type": "string", "minLength": 1},
-                "source": {"type": "string", "minLength": 1},
-                "type": {"type": "string", "minLength": 1},
-                "subject": {"type": "string"},
-                "time": {"type": "string", "format": "date-time"},
-                "datacontenttype": {"type": "string"},
-                "dataschema": {"type": "string", "format": "uri"},
-                "data_base64": {"type": "string", "contentEncoding": "base64"},
+                "id": ATTRIBUTE_TEXT,
+                "source": ATTRIBUTE_TEXT,
+                "type": ATTRIBUTE_TEXT,
+                "subject": OPTIONAL_TEXT,
+                "time": or_null({"type": "string", "format": "date-time"}),
+                "datacontenttype": OPTIONAL_TEXT,
+                # Not "format": "uri": ingest takes any String here, and the log answers
+                # with what it took (the contract test sent "0" and read it back).
+                "dataschema": or_null({**ATTRIBUTE_TEXT, "description": "A URI, by convention."}),
+                "data": {"description": "The event's data, any JSON value."},
+                "data_base64": or_null({"type": "string", "contentEncoding": "base64"}),
             },
+            "propertyNames": EXTENSION_NAMES,
+            "additionalProperties": EXTENSION,
+            # Ingest refuses both, null or not.
+            "not": {"required": ["data", "data_base64"]},
         },
     ),
 ]

@@ -10,7 +10,13 @@ from typing import Any, Literal
 import msgspec
 
 from eventhub.api import handshake, ingest
-from eventhub.api.events import CloudEventJson
+from eventhub.api.events import (
+    ATTRIBUTE_TEXT,
+    EXTENSION,
+    EXTENSION_NAMES,
+    CloudEventJson,
+    or_null,
+)
 from eventhub.api.operation import PUBLIC, Content, Operation, Query
 
 
@@ -53,19 +59,35 @@ _CAMUNDA = {
         "required": ["specversion", "id", "source", "type", "traceid"],
         "properties": {
             **_EVENT["properties"],
-            "traceid": {"type": "string", "minLength": 1},
-            "group": {"type": "string"},
+            "type": {**ATTRIBUTE_TEXT, "not": {"const": "camunda"}},
+            "datacontenttype": or_null(
+                {
+                    "type": "string",
+                    # A JSON media type (codec/media.py is_json), with no control characters.
+                    "pattern": r"^[^;\x00-\x1F\x7F-\x9F]*[/+][Jj][Ss][Oo][Nn] *(;[^\x00-\x1F\x7F-\x9F]*)?$",
+                }
+            ),
+            "traceid": ATTRIBUTE_TEXT,
+            "group": or_null({"type": "string", "pattern": ATTRIBUTE_TEXT["pattern"]}),
         },
-        "description": "A Camunda Optimize event: a CloudEvent with traceid (and group).",
+        "propertyNames": EXTENSION_NAMES,
+        "additionalProperties": EXTENSION,
+        "not": {"required": ["data", "data_base64"]},
+        "description": (
+            "A Camunda Optimize event: a CloudEvent with traceid (and group), JSON data only;"
+            " the type `camunda` is reserved."
+        ),
     },
 }
 _UIPATH = {
     "type": "object",
     "required": ["Type", "EventId"],
     "properties": {
-        "Type": {"type": "string", "minLength": 1},
-        "EventId": {"type": "string", "minLength": 1},
-        "Timestamp": {"type": "string"},
+        # They become the event's type and id: Strings with no control characters.
+        "Type": ATTRIBUTE_TEXT,
+        "EventId": ATTRIBUTE_TEXT,
+        # Also taken without an offset (as UTC), as Orchestrator sends some.
+        "Timestamp": or_null({"type": "string", "format": "date-time"}),
     },
     "description": "A UiPath Orchestrator webhook payload, as Orchestrator sends it.",
 }

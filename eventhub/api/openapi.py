@@ -183,8 +183,48 @@ class Docs:
         " frame-ancestors 'none'"
     )
 
-    def __init__(self, operations: Sequence[Operation]) -> None:
-        self.body = orjson.dumps(document(operations))
+    def __init__(self, served: Sequence[Operation]) -> None:
+        """The document of ``served`` and of this object's own ``operations``, which serve
+        it and its page: a client reading the document finds these paths in it too."""
+        page = "The page; its script and styles are /docs/{name}, from this package."
+        self.operations = (
+            Operation(
+                "GET",
+                "/openapi.json",
+                self.openapi,
+                "This document",
+                PUBLIC,
+                {200: Content("application/json", {"type": "object"})},
+                name="openapi",
+                tag="docs",
+            ),
+            Operation(
+                "GET",
+                "/docs",
+                self.page,
+                "The API's documentation, as a page (Swagger UI)",
+                PUBLIC,
+                {200: Content("text/html", {"type": "string"}, page)},
+                name="page",
+                tag="docs",
+            ),
+            Operation(
+                "GET",
+                "/docs/{name}",
+                self.asset,
+                "A file of the documentation page",
+                PUBLIC,
+                {
+                    200: (
+                        Content("text/javascript", {"type": "string"}),
+                        Content("text/css", {"type": "string"}),
+                    )
+                },
+                name="asset",
+                tag="docs",
+            ),
+        )
+        self.body = orjson.dumps(document([*served, *self.operations]))
         self._static = importlib.resources.files("eventhub.api") / "static" / "docs"
         self._cache: dict[str, bytes] = {}
 
