@@ -77,9 +77,21 @@ class IntQuery(Query):
     high: int = 2**63 - 1
 
     @classmethod
-    def of(cls, name: str, description: str, default: int, low: int, high: int) -> IntQuery:
-        schema = {"type": "integer", "minimum": low, "maximum": high, "default": default}
-        return cls(name, description, schema, False, "query", default, low, high)
+    def of(
+        cls,
+        name: str,
+        description: str,
+        default: int,
+        low: int,
+        high: int,
+        *,
+        required: bool = False,
+    ) -> IntQuery:
+        """An integer parameter; ``required`` ones have no default: absent is a 400."""
+        schema: dict[str, Any] = {"type": "integer", "minimum": low, "maximum": high}
+        if not required:
+            schema["default"] = default
+        return cls(name, description, schema, required, "query", default, low, high)
 
     def read(self, request: Request) -> int:
         """The value, in ASCII digits with a leading ``-`` only: ``int()`` alone also takes
@@ -87,6 +99,8 @@ class IntQuery(Query):
         which no client means and a cache or proxy reads otherwise."""
         raw = request.query_params.get(self.name)
         if raw is None:
+            if self.required:
+                raise errors.InvalidRequest(f"query parameter {self.name!r} is required")
             return self.default
         low, high = self.low, self.high
         digits = raw[1:] if raw.startswith("-") and low < 0 else raw

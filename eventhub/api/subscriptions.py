@@ -11,7 +11,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from eventhub import errors, masking, models
+from eventhub import masking, models
 from eventhub.api._http import hub_of, read_body, require
 from eventhub.api.operation import (
     READERS,
@@ -120,16 +120,13 @@ class RotatedSecret(msgspec.Struct, rename="camel"):
 STATUS = ChoiceQuery.of("status", "Only subscriptions in this state.", [s.value for s in Status])
 TRIGGER = TextQuery.of("trigger", "Only subscriptions to this trigger id.")
 LIMIT = IntQuery.of("limit", "How many of the most recent attempts.", 50, 1, 100)
-# Required: a replay without an offset is refused. IntQuery.of makes optional ones only.
-FROM_OFFSET = IntQuery(
+FROM_OFFSET = IntQuery.of(
     "fromOffset",
     "Deliver again from this offset (the first event re-sent is the first match at or after it).",
-    {"type": "integer", "minimum": 0, "maximum": _MAX_OFFSET},
-    True,
-    "query",
-    -1,
+    0,
     0,
     _MAX_OFFSET,
+    required=True,
 )
 
 
@@ -231,10 +228,7 @@ async def resume_from_latest(request: Request) -> Response:
 
 
 async def replay(request: Request) -> Response:
-    from_offset = FROM_OFFSET.read(request)
-    if from_offset < 0:
-        raise errors.InvalidRequest("replay needs ?fromOffset=N")
-    return await _act(request, Move.REPLAY, from_offset=from_offset)
+    return await _act(request, Move.REPLAY, from_offset=FROM_OFFSET.read(request))
 
 
 async def delete(request: Request) -> Response:

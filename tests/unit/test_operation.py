@@ -153,3 +153,11 @@ def test_the_document_describes_each_operation() -> None:
     opened = doc["paths"]["/open"]["get"]
     assert opened["security"] == []
     assert opened["responses"]["200"]["content"] == {"text/plain": {"schema": {"type": "string"}}}
+
+
+def test_a_required_int_query_has_no_default_and_refuses_absence() -> None:
+    offset = IntQuery.of("fromOffset", "where", 0, 0, 10, required=True)
+    assert offset.parameter()["required"] is True and "default" not in offset.parameter()["schema"]
+    assert offset.read(request_with(b"fromOffset=0")) == 0
+    with pytest.raises(errors.InvalidRequest, match="'fromOffset' is required"):
+        offset.read(request_with(b""))
