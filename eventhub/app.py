@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, cast
 
 from starlette.applications import Starlette
 from starlette.middleware.errors import ServerErrorMiddleware
-from starlette.routing import Route
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, request_response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eventhub.api import (
@@ -31,7 +34,7 @@ from eventhub.api import (
     traces,
 )
 from eventhub.api import metrics as metrics_api
-from eventhub.api.operation import Operation
+from eventhub.api.operation import Endpoint, Operation
 from eventhub.clock import Clock
 from eventhub.hub import Hub
 from eventhub.ops import logs
@@ -110,16 +113,41 @@ def _documented(served: tuple[Operation, ...]) -> tuple[Operation, ...]:
     return (*served, *openapi.Docs(served).operations)
 
 
+class _ByMethod:
+    """The endpoints of one path, by method: one Route per path, so that a 405 names every
+    method the path takes in its ``Allow`` (a Route per method would name only its own)."""
+
+    def __init__(self, endpoints: dict[str, ASGIApp]) -> None:
+        self._endpoints = endpoints
+        if "GET" in endpoints:
+            self._endpoints.setdefault("HEAD", endpoints["GET"])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The Route let only its methods through: each has an endpoint.
+        await self._endpoints[scope["method"]](scope, receive, send)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _asgi(endpoint: Endpoint) -> ASGIApp:
+    """A request handler wrapped as Starlette's Route would wrap it; an ASGI app as it is."""
+    if inspect.isfunction(endpoint) or inspect.ismethod(endpoint):
+        return request_response(cast(Handler, endpoint))
+    return cast(ASGIApp, endpoint)
+
+
 def _routes(ops: tuple[Operation, ...]) -> list[Route]:
-    """One route per path and method. Operations that share a raw-path route (``GET
-    /api/instances/{id}`` and ``POST .../{id}/cancel``) differ in method, so each pair is
-    served by one endpoint."""
-    routes: dict[tuple[str, str], Route] = {}
+    """One route per served path, in the order the operations come. Operations that share a
+    raw-path route (``GET /api/instances/{id}`` and ``POST .../{id}/cancel``) differ in
+    method, so each method of a route has one endpoint."""
+    by_path: dict[str, dict[str, ASGIApp]] = {}
     for op in ops:
-        key = (op.route_path, op.method)
-        if key not in routes:
-            routes[key] = Route(op.route_path, op.endpoint, methods=[op.method])
-    return list(routes.values())
+        by_path.setdefault(op.route_path, {}).setdefault(op.method, _asgi(op.endpoint))
+    return [
+        Route(path, _ByMethod(endpoints), methods=list(endpoints))
+        for path, endpoints in by_path.items()
+    ]
 
 
 def build(settings: Settings, clock: Clock | None = None) -> Starlette:

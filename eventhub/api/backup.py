@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from eventhub.api._http import hub_of, require
-from eventhub.api.operation import ADMIN, Content, Operation
+from eventhub.api.operation import ADMIN, INTEGER, Answer, Content, Header, Operation
 from eventhub.backup import Snapshot
 from eventhub.log import sealing
 
@@ -55,13 +55,24 @@ OPERATIONS = (
         "A consistent copy of the database, taken now",
         ADMIN,
         {
-            200: Content(
-                MEDIA_TYPE,
-                {"type": "string", "format": "binary"},
+            200: Answer(
+                Content(MEDIA_TYPE, {"type": "string", "format": "binary"}),
                 "The SQLite database: `eventhub serve --data` on it serves every event"
-                " acknowledged before the copy began. `Eventhub-Last-Offset` is the last"
-                " offset in it; `Eventhub-Key-File` names the key file its sealed secrets"
-                " need (absent with `EVENTHUB_SECRET_KEY`).",
+                " acknowledged before the copy began.",
+                (
+                    Header("Eventhub-Last-Offset", "The last offset in the copy.", INTEGER, True),
+                    Header(
+                        "Eventhub-Key-File",
+                        "The key file the copy's sealed secrets need (absent with"
+                        " `EVENTHUB_SECRET_KEY`).",
+                    ),
+                    Header(
+                        "Content-Length",
+                        "The copy's size: a shorter stream was cut.",
+                        INTEGER,
+                        True,
+                    ),
+                ),
             )
         },
     ),

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import msgspec
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -24,6 +25,27 @@ log = logging.getLogger(__name__)
 
 # On a 410 below_retained_range: the first offset the log still holds.
 FIRST_OFFSET_HEADER = "Eventhub-First-Offset"
+
+
+class ErrorDetail(msgspec.Struct):
+    """One thing wrong with a request: what, and where when it is about one field or event."""
+
+    reason: str
+    attribute: str | None = None
+    index: int | None = None
+
+
+class ErrorInfo(msgspec.Struct):
+    code: str
+    message: str
+    details: list[ErrorDetail]
+
+
+class Error(msgspec.Struct):
+    """Every error eventhub answers: a machine-readable ``code`` and a human ``message``."""
+
+    error: ErrorInfo
+
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "invalid_request"}
 

@@ -17,7 +17,8 @@ from starlette.responses import Response
 
 from eventhub import errors
 from eventhub.api._http import hub_of, raw_segments, require
-from eventhub.api.operation import READERS, IntQuery, Operation
+from eventhub.api.errors import FIRST_OFFSET_HEADER, Error
+from eventhub.api.operation import INTEGER, READERS, Answer, Header, IntQuery, Operation
 
 MAX_PAGE = 1000
 # The longest a long poll may hold its connection: past it, the client asks again.
@@ -188,7 +189,14 @@ OPERATIONS = (
         list_events,
         "Read the log",
         READERS,
-        {200: Page},
+        {
+            200: Page,
+            410: Answer(
+                Error,
+                "`below_retained_range`: retention deleted what follows `after`.",
+                (Header(FIRST_OFFSET_HEADER, "The first offset the log holds.", INTEGER, True),),
+            ),
+        },
         query=(AFTER, LIMIT, WAIT),
         description=(
             "A page of events after `after`, oldest first. Below the retained range (retention"

@@ -17,7 +17,7 @@ from eventhub.api.events import (
     CloudEventJson,
     or_null,
 )
-from eventhub.api.operation import PUBLIC, Content, Operation, Query
+from eventhub.api.operation import PUBLIC, Answer, Content, Header, Operation, Query
 
 
 class Stored(msgspec.Struct):
@@ -110,8 +110,14 @@ _SOURCE = _header(
 _ORIGIN = _header(
     "WebHook-Request-Origin", "The sender asking for consent (the CloudEvents webhook handshake)."
 )
-_CONSENT = (
-    "`Allow`; and `WebHook-Allowed-Origin` and `WebHook-Allowed-Rate` when the origin is allowed."
+_CONSENT = Answer(
+    None,
+    "The methods the endpoint takes, and the consent when the origin asked is allowed.",
+    (
+        Header("Allow", "`OPTIONS, POST`.", required=True),
+        Header("WebHook-Allowed-Origin", "The origin asked for, or `*`: consent."),
+        Header("WebHook-Allowed-Rate", "`*`: the hub sets no rate (overload is a 429)."),
+    ),
 )
 _SENDERS = ("admin", "producer")
 _AUTH = ("accessToken", "signature")

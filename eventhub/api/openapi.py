@@ -22,7 +22,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from eventhub import __version__, errors
-from eventhub.api.operation import PUBLIC, Body, Content, Operation
+from eventhub.api.errors import Error
+from eventhub.api.operation import (
+    INTEGER,
+    PUBLIC,
+    Answer,
+    Body,
+    Content,
+    Header,
+    Operation,
+)
 
 # The security schemes: an API key as a Bearer token, or as the ``access_token`` query
 # parameter (ingest only: the CloudEvents webhook spec's alternative), or a producer's HMAC.
@@ -51,35 +60,15 @@ SCHEMES: dict[str, dict[str, Any]] = {
 }
 
 
-class ErrorDetail(msgspec.Struct):
-    """One thing wrong with a request: what, and where when it is about one field or event."""
-
-    reason: str
-    attribute: str | None = msgspec.field(default=None)
-    index: int | None = None
-
-
-class ErrorInfo(msgspec.Struct):
-    code: str
-    message: str
-    details: list[ErrorDetail]
-
-
-class Error(msgspec.Struct):
-    """Every error eventhub answers: a machine-readable ``code`` and a human ``message``."""
-
-    error: ErrorInfo
-
-
 def _ref(name: str) -> str:
     return f"#/components/schemas/{name}"
 
 
 def document(operations: Sequence[Operation]) -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``operations``."""
-    types = sorted(_types(operations), key=lambda t: t.__qualname__)
-    found, components = msgspec.json.schema_components([Error, *types], ref_template=_ref("{name}"))
-    schema_of = dict(zip([Error, *types], found, strict=True))
+    types = [Error, *sorted(_types(operations) - {Error}, key=lambda t: t.__qualname__)]
+    found, components = msgspec.json.schema_components(types, ref_template=_ref("{name}"))
+    schema_of = dict(zip(types, found, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, schema_of)
@@ -102,12 +91,16 @@ def _types(operations: Iterable[Operation]) -> set[type]:
     found: set[type] = set()
     for op in operations:
         for body in (op.body, *op.responses.values()):
+            if isinstance(body, Answer):
+                body = body.body
             if isinstance(body, type):
                 found.add(body)
     return found
 
 
-def _content(body: Body, schema_of: dict[type, Any]) -> dict[str, Any]:
+def _content(
+    body: type | Content | tuple[Content, ...], schema_of: dict[type, Any]
+) -> dict[str, Any]:
     if isinstance(body, tuple):
         return {c.media_type: {"schema": dict(c.schema)} for c in body}
     if isinstance(body, Content):
@@ -144,19 +137,40 @@ def _operation(op: Operation, schema_of: dict[type, Any]) -> dict[str, Any]:
         out["requestBody"] = {"required": True, "content": _content(op.body, schema_of)}
     responses: dict[str, Any] = {}
     for status, body in sorted(op.responses.items()):
-        if isinstance(body, str):
-            responses[str(status)] = {"description": body}
-            continue
-        described = body.description if isinstance(body, Content) and body.description else None
-        answer: dict[str, Any] = {"description": described or _PHRASES.get(status, "OK")}
-        if body is not None:
-            answer["content"] = _content(body, schema_of)
-        responses[str(status)] = answer
-    responses["default"] = {
-        "description": "An error: the status says which kind, `error.code` exactly which.",
-        "content": {"application/json": {"schema": {"$ref": _ref("Error")}}},
-    }
+        responses[str(status)] = _response(status, body, schema_of)
+    responses["default"] = _response(0, _ERROR, schema_of)
     out["responses"] = responses
+    return out
+
+
+# Any answer not listed: the one error shape, with the headers some errors carry.
+_ERROR = Answer(
+    Error,
+    "An error: the status says which kind, `error.code` exactly which.",
+    (
+        Header("WWW-Authenticate", 'On a 401: `Bearer realm="eventhub"`.'),
+        Header("Retry-After", "On a 429: seconds to wait before trying again.", INTEGER),
+    ),
+)
+
+
+def _response(status: int, body: Body, schema_of: dict[type, Any]) -> dict[str, Any]:
+    headers: tuple[Header, ...] = ()
+    described = _PHRASES.get(status, "OK")
+    if isinstance(body, Answer):
+        described, headers, body = body.description or described, body.headers, body.body
+    if isinstance(body, str):
+        described, body = body, None
+    elif isinstance(body, Content) and body.description:
+        described = body.description
+    out: dict[str, Any] = {"description": described}
+    if headers:
+        out["headers"] = {
+            h.name: {"description": h.description, "required": h.required, "schema": dict(h.schema)}
+            for h in headers
+        }
+    if body is not None:
+        out["content"] = _content(body, schema_of)
     return out
 
 

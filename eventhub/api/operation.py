@@ -42,9 +42,34 @@ class Content:
     description: str = ""
 
 
-# What a status answers with: a msgspec type (JSON), a Content (or several, by media type),
-# a description alone for a body-less answer whose headers say what it means, or None.
-Body = type | Content | tuple[Content, ...] | str | None
+INTEGER: Mapping[str, Any] = {"type": "integer"}
+
+# A body: a msgspec type (JSON), or a Content (or several, by media type).
+Payload = type | Content | tuple[Content, ...]
+
+
+@dataclass(frozen=True)
+class Header:
+    """A response header, as the document describes it."""
+
+    name: str
+    description: str
+    schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "string"})
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A response with more to say than its body: a description and the headers it carries."""
+
+    body: Payload | None
+    description: str = ""
+    headers: tuple[Header, ...] = ()
+
+
+# What a status answers with: a Payload, an Answer, a description alone for a body-less
+# answer, or None.
+Body = Payload | Answer | str | None
 
 
 @dataclass(frozen=True)
@@ -159,7 +184,7 @@ class Operation:
     summary: str
     roles: tuple[str, ...]
     responses: Mapping[int, Body]
-    body: Body = None
+    body: Payload | None = None
     query: tuple[Query, ...] = ()
     route: str | None = None
     description: str = ""

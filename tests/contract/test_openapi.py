@@ -470,10 +470,6 @@ async def test_what_ingest_takes_reads_back_in_the_documented_shape(server: Runn
     validator.validate(page)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py _routes makes one Route per method: a 405 names the first route's methods",
-)
 def test_a_405_names_every_method_its_path_takes(hub: Hub) -> None:
     """RFC 9110 §15.5.6: a 405's ``Allow`` lists the methods the resource takes.
     Schemathesis's allow_header_conformance check finds ``OPTIONS /admin/keys`` answered
