@@ -13,15 +13,20 @@ _FIRST_AFTER = (
     " {cursor} ORDER BY t.event_offset LIMIT 1"
 )
 
-# The lowest offset a live subscription still needs (NULL: nothing); per trigger, the
-# subscription furthest behind decides. (Process definitions and instances are not stored on
-# PostgreSQL yet: when they are, their needs join this, as in log/retention.py.)
+# The lowest offset anything live still needs (NULL: nothing): live subscriptions (per
+# trigger, the one furthest behind decides), process definitions' start cursors, Running
+# instances, buffered events.
 NEEDED_FROM = (
     "SELECT MIN(n) FROM ("
     f" SELECT ({_FIRST_AFTER.format(tid='g.tid', cursor='g.cursor')}) AS n FROM"
     " (SELECT tid, MIN(cursor) AS cursor FROM subscriptions"
     f" WHERE status IN ({', '.join(repr(s) for s in retention.LIVE_STATES)}) GROUP BY tid)"
-    " AS g) AS needs"
+    " AS g"
+    f" UNION ALL SELECT ({_FIRST_AFTER.format(tid='d.start_tid', cursor='d.cursor')})"
+    " FROM process_definitions AS d"
+    " UNION ALL SELECT MIN(last_offset) FROM instances WHERE state = 'Running'"
+    " UNION ALL SELECT MIN(event_offset) FROM correlations WHERE fate = 'buffered'"
+    ") AS needs"
 )
 
 # What is needed, and the head, in one statement: one snapshot (see log/retention.py).
@@ -62,5 +67,9 @@ async def delete_through(conn: Connection, upto: int) -> int:
         "DELETE FROM trigger_events AS t USING triggers AS g"
         " WHERE t.tid = g.tid AND t.event_offset <= $1",
         upto,
+    )
+    # A buffered event is needed, so never below the bound; kept all the same, should one be.
+    await conn.execute(
+        "DELETE FROM correlations WHERE event_offset <= $1 AND fate != 'buffered'", upto
     )
     return affected(await conn.execute("DELETE FROM events WHERE event_offset <= $1", upto))

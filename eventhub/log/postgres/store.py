@@ -15,13 +15,15 @@ What differs from SQLite, and why:
 - Durability is PostgreSQL's (``synchronous_commit``); a full disk (SQLSTATE 53100) fails the
   flush with ``errors.InsufficientStorage``, as on SQLite.
 - Backups are ``pg_dump``'s: ``snapshot`` refuses (``SnapshotUnsupported``).
-- Process definitions and instances (SPEC §6.2) are not stored on PostgreSQL yet.
+- ``on_instances`` and ``on_emitted`` stay local to the process that committed: the instances
+  an append woke run there (which process owns which instance is the leases' business).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -34,14 +36,26 @@ from eventhub import errors, tasks, traces
 from eventhub.clock import Clock, rfc3339
 from eventhub.events import Appended, DataKind, NewEvent, StoredEvent
 from eventhub.log import figures, retention, sealing
-from eventhub.log.instances import StepNames
+from eventhub.log.instances import Clock as CommitClock
+from eventhub.log.instances import Emit, StepNames
 from eventhub.log.postgres import append, rows, schema, wakeup
+from eventhub.log.postgres import instances as pg_instances
 from eventhub.log.postgres import retention as pg_retention
 from eventhub.log.postgres.connection import Connection, Session, affected
 from eventhub.log.store import KeyRecord, Pruned, SourceRecord
 from eventhub.log.writer import GroupCommitWriter
 from eventhub.models import Attempt, Subscription
-from eventhub.processes.instances import Woken
+from eventhub.processes import definitions
+from eventhub.processes.instances import (
+    CORRELATION_ATTRIBUTE,
+    Advanced,
+    Entry,
+    Instance,
+    Opened,
+    State,
+    Then,
+    Woken,
+)
 from eventhub.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -101,7 +115,17 @@ class _Deliveries:
         await rows.add_attempts(conn, self.attempts)
 
 
-WriteOp = Callable[[Connection], Awaitable[Any]] | _Append
+class _Emitting:
+    """A write that may append events of its own (an instance's lifecycle events) in the
+    same transaction: ``fn(connection, emit, clock)``."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[Connection, Emit, CommitClock], Awaitable[Any]]) -> None:
+        self.fn = fn
+
+
+WriteOp = Callable[[Connection], Awaitable[Any]] | _Append | _Emitting
 Matcher = Callable[[dict[str, Any]], Iterable[int]]
 
 
@@ -208,6 +232,12 @@ class PostgresStore:
         result: R = await self._writer_or_fail().submit(op)
         return result
 
+    async def transact(self, fn: Callable[[Connection, Emit, CommitClock], Awaitable[R]]) -> R:
+        """Run ``fn`` inside the next group commit, with ``emit`` to append events in the
+        same transaction; return its result once committed."""
+        result: R = await self._writer_or_fail().submit(_Emitting(fn))
+        return result
+
     async def append(self, events: Sequence[NewEvent]) -> list[Appended]:
         if not events:
             return []
@@ -220,12 +250,17 @@ class PostgresStore:
 
     async def _write(self, ops: list[WriteOp]) -> list[Any]:
         """One transaction for every queued write (runs in the writer's task): the events of
-        every append together (``append.py``), then the other writes in queue order, then
-        the notification of what the appends fired."""
+        every append together (``append.py``), those naming a process instance correlated
+        next, then the other writes in queue order, the lifecycle events they emitted, and
+        the notification of what the flush appended and fired."""
         conn = await self._writer_conn()
-        received_at = rfc3339(self._clock.now())
+        now = self._clock.now()
+        clock = CommitClock(now, rfc3339(now))
         matched: set[int] = set()
         head: int | None = None
+        correlated: pg_instances.Correlated | None = None
+        emitted: list[NewEvent] = []
+        emit = emitted.extend
         tx = conn.transaction()
         await tx.start()
         try:
@@ -233,15 +268,36 @@ class PostgresStore:
             if appends:
                 merged = [event for op in appends for event in op.events]
                 appended, last = await append.append_rows(
-                    conn, merged, received_at, self.matcher, matched
+                    conn, merged, clock.text, self.matcher, matched
                 )
                 if any(not a.duplicate for a in appended):
                     head = last
+                if self.step_names is not None and any(
+                    CORRELATION_ATTRIBUTE in e.attributes for e in merged
+                ):
+                    correlated = await pg_instances.correlate_appended(
+                        conn, emit, list(zip(merged, appended, strict=True)), self.step_names, clock
+                    )
+                    appended = [
+                        a if word is None else dataclasses.replace(a, correlation=word)
+                        for a, word in zip(appended, correlated.receipts, strict=True)
+                    ]
                 start = 0
-                for op in appends:
-                    op.result = appended[start : start + len(op.events)]
-                    start += len(op.events)
-            results = [op.result if isinstance(op, _Append) else await op(conn) for op in ops]
+                for each in appends:
+                    each.result = appended[start : start + len(each.events)]
+                    start += len(each.events)
+            results: list[Any] = []
+            for op in ops:
+                if isinstance(op, _Append):
+                    results.append(op.result)
+                elif isinstance(op, _Emitting):
+                    results.append(await op.fn(conn, emit, clock))
+                else:
+                    results.append(await op(conn))
+            if emitted:
+                _, head = await append.append_rows(
+                    conn, emitted, clock.text, self.matcher, matched, fresh=True
+                )
             if head is not None:
                 await wakeup.notify(conn, head, matched)
             await tx.commit()
@@ -256,6 +312,14 @@ class PostgresStore:
             if full is None:
                 raise
             raise full from exc
+        if emitted and self.on_emitted is not None:
+            self.on_emitted(emitted)
+        if (
+            correlated is not None
+            and (correlated.woken or correlated.earliest is not None)
+            and self.on_instances is not None
+        ):
+            self.on_instances(correlated.woken, correlated.earliest)
         return results
 
     async def _writer_conn(self) -> Session:
@@ -413,7 +477,11 @@ class PostgresStore:
             head = int(await conn.fetchval("SELECT last_offset FROM log_head WHERE id = 1"))
             size = int(await conn.fetchval(pg_retention.USED_BYTES))
             behind = await _behind(conn, wanted)
-        return figures.Figures(head, size, 0, {}, behind)
+            instances = {
+                str(r[0]): int(r[1])
+                for r in await conn.fetch("SELECT state, COUNT(*) FROM instances GROUP BY state")
+            }
+        return figures.Figures(head, size, 0, instances, behind)
 
     # -- keys and sources: rare admin statements, autocommit on the pool ---------------------
 
@@ -554,6 +622,106 @@ class PostgresStore:
 
     async def list_attempts(self, sub_id: str, limit: int) -> list[Attempt]:
         return await rows.list_attempts(self._db, sub_id, limit)
+
+    # -- process definitions and instances (SPEC §6.2; postgres/instances.py) ------------------
+
+    def _names(self) -> StepNames:
+        assert self.step_names is not None, "the process engine is not attached"
+        return self.step_names
+
+    async def load_definitions(
+        self,
+    ) -> tuple[list[definitions.Stored], list[definitions.Definition]]:
+        return await pg_instances.load_definitions(self._db, self._vault)
+
+    async def save_definition(self, stored: definitions.Stored) -> tuple[int, int]:
+        return await self.write(
+            lambda conn: pg_instances.save_definition(conn, stored, self._vault)
+        )
+
+    async def delete_definition(self, definition_id: str) -> None:
+        await self.write(lambda conn: pg_instances.delete_definition(conn, definition_id))
+
+    async def start_instances(
+        self, definition_id: str, cursor: int, started: Sequence[tuple[Instance, str | None]]
+    ) -> list[str]:
+        return await self.transact(
+            lambda conn, emit, clock: pg_instances.start(
+                conn, emit, definition_id, cursor, started, clock
+            )
+        )
+
+    async def advance_instance(
+        self,
+        instance_id: str,
+        step: int,
+        variables: dict[str, Any],
+        entries: Sequence[Entry],
+        then: Then | None = None,
+    ) -> Advanced:
+        names = self._names()
+        return await self.transact(
+            lambda conn, emit, clock: pg_instances.advance(
+                conn, emit, instance_id, step, variables, entries, names, clock, then
+            )
+        )
+
+    async def note_instance(self, instance_id: str, entries: Sequence[Entry]) -> None:
+        await self.write(lambda conn: pg_instances.note(conn, instance_id, entries))
+
+    async def open_wait(
+        self, instance_id: str, step: int, type_: str, timeout_seconds: float | None
+    ) -> Opened | None:
+        names = self._names()
+        return await self.transact(
+            lambda conn, emit, clock: pg_instances.open_wait(
+                conn, emit, instance_id, step, names, type_, timeout_seconds, clock
+            )
+        )
+
+    async def finish_instance(
+        self,
+        instance_id: str,
+        expect: Sequence[State],
+        state: State,
+        reason: str | None = None,
+        step: int | None = None,
+    ) -> Instance | None:
+        names = self._names()
+        return await self.transact(
+            lambda conn, emit, clock: pg_instances.finish(
+                conn, emit, instance_id, expect, state, names, clock, reason, step
+            )
+        )
+
+    async def expire_instances(self, limit: int) -> int:
+        names = self._names()
+        return await self.transact(
+            lambda conn, emit, clock: pg_instances.expire(conn, emit, names, clock, limit)
+        )
+
+    async def next_due(self) -> float | None:
+        return await pg_instances.next_due(self._db)
+
+    async def get_instance(self, instance_id: str) -> Instance | None:
+        return await pg_instances.get_instance(self._db, instance_id)
+
+    async def load_instance(self, instance_id: str) -> Instance | None:
+        return await pg_instances.load_instance(self._db, instance_id)
+
+    async def list_instances(
+        self, definition: str | None, state: State | None, after: int, limit: int
+    ) -> list[Instance]:
+        return await pg_instances.list_instances(self._db, definition, state, after, limit)
+
+    async def running_instances(self) -> list[Instance]:
+        return await pg_instances.running(self._db)
+
+    async def live_instances(self, definition_id: str) -> list[str]:
+        return await pg_instances.live_of(self._db, definition_id)
+
+    async def list_unrouted(self, after: int, limit: int) -> list[dict[str, Any]]:
+        return await pg_instances.list_unrouted(self._db, after, limit)
 
 
 async def _behind(
