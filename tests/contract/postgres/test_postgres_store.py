@@ -26,7 +26,7 @@ from eventhub.log import records
 from eventhub.log.postgres import PostgresStore
 from eventhub.log.postgres.store import SnapshotUnsupported
 from eventhub.log.sqlite import SqliteStore
-from eventhub.log.store import KeyRecord, SourceRecord
+from eventhub.log.store import KeyRecord, SourceRecord, Store
 from eventhub.models import Attempt, Subscription
 from eventhub.vault import Vault
 from tests.conftest import ManualClock
@@ -511,3 +511,30 @@ async def test_traces_equal_sqlites(
         assert await store.get_trace("none") == []
     finally:
         await sqlite.close()
+
+
+async def test_wake_ups_survive_a_lost_listen_connection(store: PostgresStore, pg_dsn: str) -> None:
+    """The server drops the LISTEN connection: the store listens again and wakes every
+    trigger once (a commit meanwhile may have gone unheard), then hears commits as before."""
+    tid = await store.ensure_trigger("km", "t")
+    store.matcher = lambda _attributes: [tid]
+    woken: list[set[int]] = []
+    store.on_commit = woken.append
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        killed = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+        )
+    finally:
+        await conn.close()
+    assert killed == 1
+    await until(lambda: {tid} in woken, seconds=10)  # the wake-all after reconnecting
+    woken.clear()
+    await store.append([event("after")])
+    await until(lambda: {tid} in woken)
+
+
+def _conforms(store: PostgresStore) -> Store:
+    """mypy checks here that PostgresStore implements the storage port, method for method."""
+    return store
