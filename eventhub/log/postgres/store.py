@@ -1,0 +1,757 @@
+"""``PostgresStore``: the storage port of ``SqliteStore`` (same methods, parameters, results
+and semantics) on a PostgreSQL database that several eventhub processes share (SPEC §9).
+
+Three kinds of connection, each for one job: the writer's (one connection, flushed by
+``GroupCommitWriter``: many requests, one transaction, as on SQLite), the listener's
+(``wakeup.py``: LISTEN), and a pool for reads and rare admin statements.
+
+What differs from SQLite, and why:
+
+- Offsets: the one-row ``log_head`` is locked by every append and held to its COMMIT
+  (``append.py`` says why a sequence would not do), so appends from all processes commit in
+  offset order, gap-free.
+- Wake-ups: a commit that appended notifies (``wakeup.py``); ``on_commit`` and ``on_appended``
+  are called when the notification arrives, on every process, the writer's own included.
+- Durability is PostgreSQL's (``synchronous_commit``); a full disk (SQLSTATE 53100) fails the
+  flush with ``errors.InsufficientStorage``, as on SQLite.
+- Backups are ``pg_dump``'s: ``snapshot`` refuses (``SnapshotUnsupported``).
+- ``on_instances`` and ``on_emitted`` stay local to the process that committed: the instances
+  an append woke run there (which process owns which instance is the leases' business).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import asyncpg  # type: ignore[import-untyped]
+import orjson
+
+from eventhub import errors, tasks, traces
+from eventhub.clock import Clock, rfc3339
+from eventhub.events import Appended, DataKind, NewEvent, StoredEvent
+from eventhub.log import figures, retention, sealing
+from eventhub.log.instances import Clock as CommitClock
+from eventhub.log.instances import Emit, StepNames
+from eventhub.log.postgres import append, rows, schema, wakeup
+from eventhub.log.postgres import instances as pg_instances
+from eventhub.log.postgres import retention as pg_retention
+from eventhub.log.postgres.connection import Connection, Session, affected
+from eventhub.log.store import KeyRecord, Pruned, SourceRecord
+from eventhub.log.writer import GroupCommitWriter
+from eventhub.models import Attempt, Subscription
+from eventhub.processes import definitions
+from eventhub.processes.instances import (
+    CORRELATION_ATTRIBUTE,
+    Advanced,
+    Entry,
+    Instance,
+    Opened,
+    State,
+    Then,
+    Woken,
+)
+from eventhub.vault import Vault
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+_EVENT_COLUMNS = "event_offset, revision, attributes, data, data_kind, received_at"
+_DISK_FULL = "53100"  # SQLSTATE disk_full
+
+
+class SnapshotUnsupported(errors.EventHubError):
+    """``POST /admin/backup`` on PostgreSQL: its backups are the database's own tools."""
+
+    status: ClassVar[int] = 501
+    code: ClassVar[str] = "not_implemented"
+
+
+def _storage_error(exc: BaseException) -> errors.InsufficientStorage | None:
+    if getattr(exc, "sqlstate", None) == _DISK_FULL:
+        return errors.InsufficientStorage(
+            "the database's disk is full; nothing of this request was stored, retry later"
+        )
+    return None
+
+
+def _event_from_row(row: Sequence[Any]) -> StoredEvent:
+    offset, revision, attributes, data, kind, received_at = row
+    return StoredEvent(
+        int(offset), int(revision), orjson.loads(attributes), data, DataKind(kind), received_at
+    )
+
+
+class _Append:
+    """An append waiting in the writer's queue; ``_write`` merges all of them in a flush."""
+
+    __slots__ = ("events", "result")
+
+    def __init__(self, events: Sequence[NewEvent]) -> None:
+        self.events = events
+        self.result: list[Appended] = []
+
+
+class _Deliveries:
+    """Successful deliveries waiting for the next flush: one queued write for all of them."""
+
+    __slots__ = ("attempts", "subs", "written")
+
+    def __init__(self) -> None:
+        self.subs: dict[str, Subscription] = {}
+        self.attempts: list[tuple[str, Attempt]] = []
+        self.written = False  # from now on, a new delivery starts the next batch
+
+    async def __call__(self, conn: Connection) -> None:
+        # Idempotent, so the writer may run it again alone after a failed group commit.
+        self.written = True
+        await rows.save_progress_of(conn, self.subs.values())
+        await rows.add_attempts(conn, self.attempts)
+
+
+class _Emitting:
+    """A write that may append events of its own (an instance's lifecycle events) in the
+    same transaction: ``fn(connection, emit, clock)``."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[Connection, Emit, CommitClock], Awaitable[Any]]) -> None:
+        self.fn = fn
+
+
+WriteOp = Callable[[Connection], Awaitable[Any]] | _Append | _Emitting
+Matcher = Callable[[dict[str, Any]], Iterable[int]]
+
+
+class PostgresStore:
+    def __init__(
+        self,
+        dsn: str,
+        clock: Clock,
+        *,
+        vault: Vault,
+        observe_commit: Callable[[int, float], None] | None = None,
+        pool_size: int = 8,
+    ) -> None:
+        self._dsn = dsn
+        self._clock = clock
+        self._vault = vault  # seals secrets on write, opens them at load (log/sealing.py)
+        self._observe_commit = observe_commit
+        self._pool_size = pool_size
+        self._conn: Session | None = None  # the writer's
+        self._pool: Any = None  # asyncpg.Pool: read through ``_db`` (typed)
+        self._writer: GroupCommitWriter[WriteOp, Any] | None = None
+        self._listener: tasks.Watched | None = None
+        self._deliveries: _Deliveries | None = None
+        self._seen_head = 0  # the highest head notified so far: on_appended never goes back
+        # Hooks, as on SqliteStore (log/store.py says what each is for).
+        self.matcher: Matcher | None = None
+        self.on_commit: Callable[[set[int]], None] | None = None
+        self.on_appended: Callable[[int], None] | None = None
+        self.step_names: StepNames | None = None
+        self.on_instances: Callable[[list[Woken], float | None], None] | None = None
+        self.on_emitted: Callable[[list[NewEvent]], None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def _connect(self) -> Session:
+        conn: Session = await asyncpg.connect(self._dsn)
+        return conn
+
+    async def open(self, owner: tasks.Tasks | None = None) -> None:
+        """Migrate, check the vault's key, connect, and start the writer and the listener,
+        watched by ``owner`` (the hub's) or by a private one. Returns once this process
+        listens, so no commit after ``open`` goes unheard."""
+        owner = owner or tasks.Tasks()
+        conn = await self._connect()
+        try:
+            await schema.migrate(conn)
+            await schema.check_vault(conn, self._vault)
+            self._seen_head = int(await conn.fetchval("SELECT last_offset FROM log_head"))
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._pool_size)
+        self._writer = GroupCommitWriter(self._write, "log-writer", self._observe_commit)
+        self._writer.start(owner)
+        listener = wakeup.Listener(self._connect, self._woken, self._wake_all)
+        self._listener = owner.watch("log-listener", listener.run)
+        await asyncio.wait_for(listener.ready.wait(), timeout=30)
+
+    async def close(self) -> None:
+        """Release everything, each step on its own: a failure is logged, the rest runs."""
+        writer, listener = self._writer, self._listener
+        self._writer = self._listener = None
+        with _logged("stopping the writer"):
+            if writer is not None:
+                await writer.stop()  # flushes what is queued
+        with _logged("stopping the listener"):
+            if listener is not None:
+                await listener.stop()
+        with _logged("closing the pool"):
+            if self._pool is not None:
+                await self._pool.close()
+        self._pool = None
+        with _logged("closing the writer connection"):
+            if self._conn is not None:
+                await self._conn.close()
+        self._conn = None
+
+    @property
+    def _db(self) -> Connection:
+        """The pool, for reads and autocommit statements."""
+        assert self._pool is not None, "store is not open"
+        pool: Connection = self._pool
+        return pool
+
+    def _woken(self, head: int, tids: set[int]) -> None:
+        """A commit (of any process) appended up to ``head``, firing ``tids``."""
+        if head > self._seen_head:
+            self._seen_head = head
+            if self.on_appended is not None:
+                self.on_appended(head)
+        if tids and self.on_commit is not None:
+            self.on_commit(tids)
+
+    async def _wake_all(self) -> None:
+        """After the listener reconnected: whatever it missed, every trigger wakes once."""
+        tids = {int(r[0]) for r in await self._db.fetch("SELECT tid FROM triggers")}
+        self._woken(await self.head(), tids)
+
+    # -- the group commit --------------------------------------------------------------------
+
+    async def write(self, op: Callable[[Connection], Awaitable[R]]) -> R:
+        """Run ``op`` inside the next group commit; return its result once committed."""
+        result: R = await self._writer_or_fail().submit(op)
+        return result
+
+    async def transact(self, fn: Callable[[Connection, Emit, CommitClock], Awaitable[R]]) -> R:
+        """Run ``fn`` inside the next group commit, with ``emit`` to append events in the
+        same transaction; return its result once committed."""
+        result: R = await self._writer_or_fail().submit(_Emitting(fn))
+        return result
+
+    async def append(self, events: Sequence[NewEvent]) -> list[Appended]:
+        if not events:
+            return []
+        result: list[Appended] = await self._writer_or_fail().submit(_Append(events))
+        return result
+
+    def _writer_or_fail(self) -> GroupCommitWriter[WriteOp, Any]:
+        assert self._writer is not None, "store is not open"
+        return self._writer
+
+    async def _write(self, ops: list[WriteOp]) -> list[Any]:
+        """One transaction for every queued write (runs in the writer's task): the events of
+        every append together (``append.py``), those naming a process instance correlated
+        next, then the other writes in queue order, the lifecycle events they emitted, and
+        the notification of what the flush appended and fired."""
+        conn = await self._writer_conn()
+        now = self._clock.now()
+        clock = CommitClock(now, rfc3339(now))
+        matched: set[int] = set()
+        head: int | None = None
+        correlated: pg_instances.Correlated | None = None
+        emitted: list[NewEvent] = []
+        emit = emitted.extend
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            appends = [op for op in ops if isinstance(op, _Append)]
+            if appends:
+                merged = [event for op in appends for event in op.events]
+                appended, last = await append.append_rows(
+                    conn, merged, clock.text, self.matcher, matched
+                )
+                if any(not a.duplicate for a in appended):
+                    head = last
+                if self.step_names is not None and any(
+                    CORRELATION_ATTRIBUTE in e.attributes for e in merged
+                ):
+                    correlated = await pg_instances.correlate_appended(
+                        conn, emit, list(zip(merged, appended, strict=True)), self.step_names, clock
+                    )
+                    appended = [
+                        a if word is None else dataclasses.replace(a, correlation=word)
+                        for a, word in zip(appended, correlated.receipts, strict=True)
+                    ]
+                start = 0
+                for each in appends:
+                    each.result = appended[start : start + len(each.events)]
+                    start += len(each.events)
+            results: list[Any] = []
+            for op in ops:
+                if isinstance(op, _Append):
+                    results.append(op.result)
+                elif isinstance(op, _Emitting):
+                    results.append(await op.fn(conn, emit, clock))
+                else:
+                    results.append(await op(conn))
+            if emitted:
+                _, head = await append.append_rows(
+                    conn, emitted, clock.text, self.matcher, matched, fresh=True
+                )
+            if head is not None:
+                await wakeup.notify(conn, head, matched)
+            await tx.commit()
+        except BaseException as exc:
+            for queued in ops:
+                if isinstance(queued, _Deliveries):
+                    queued.written = True  # later deliveries start a batch that is queued
+            with _logged("rolling back a failed flush"):
+                if not conn.is_closed():
+                    await tx.rollback()
+            full = _storage_error(exc)
+            if full is None:
+                raise
+            raise full from exc
+        if emitted and self.on_emitted is not None:
+            self.on_emitted(emitted)
+        if (
+            correlated is not None
+            and (correlated.woken or correlated.earliest is not None)
+            and self.on_instances is not None
+        ):
+            self.on_instances(correlated.woken, correlated.earliest)
+        return results
+
+    async def _writer_conn(self) -> Session:
+        """The writer's connection, connected again if it was lost (a restarted server)."""
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await self._connect()
+        return self._conn
+
+    async def check_writable(self) -> None:
+        """Raise unless a real write commits now (``/readyz``): the transaction takes a
+        transaction id, so its COMMIT writes and flushes a WAL record."""
+        await self.write(lambda conn: conn.fetchval("SELECT txid_current()"))
+
+    # -- the log -----------------------------------------------------------------------------
+
+    async def read_after(self, offset: int, limit: int) -> list[StoredEvent]:
+        found = await self._db.fetch(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_offset > $1"
+            " ORDER BY event_offset LIMIT $2",
+            offset,
+            limit,
+        )
+        return [_event_from_row(row) for row in found]
+
+    async def get_latest(self, source: str, id: str) -> StoredEvent | None:
+        row = await self._db.fetchrow(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_offset ="
+            " (SELECT latest_offset FROM event_ids WHERE source = $1 AND id = $2)",
+            source,
+            id,
+        )
+        return None if row is None else _event_from_row(row)
+
+    async def read_event(self, offset: int) -> StoredEvent | None:
+        """The event at ``offset``, if the log still holds it."""
+        found = await self.read_after(offset - 1, 1)
+        return found[0] if found and found[0].offset == offset else None
+
+    async def head(self) -> int:
+        """The highest offset ever handed out, whatever retention deleted."""
+        return int(await self._db.fetchval("SELECT last_offset FROM log_head WHERE id = 1"))
+
+    async def list_traces(self, after: int, limit: int) -> list[traces.TraceSummary]:
+        if after <= 0:
+            found = await self._db.fetch(
+                "SELECT trace_id, events, first_time, last_time, activity FROM traces"
+                " ORDER BY activity DESC LIMIT $1",
+                limit,
+            )
+        else:
+            found = await self._db.fetch(
+                "SELECT trace_id, events, first_time, last_time, activity FROM traces"
+                " WHERE activity < $1 ORDER BY activity DESC LIMIT $2",
+                after,
+                limit,
+            )
+        return [traces.TraceSummary(r[0], int(r[1]), r[2], r[3], int(r[4])) for r in found]
+
+    async def get_trace(self, trace_id: str) -> list[traces.TraceMember]:
+        found = await self._db.fetch(
+            "SELECT e.event_offset, e.source, e.id, e.type, m.time, e.attributes, e.revision,"
+            " e.data, e.data_kind FROM trace_members AS m"
+            " JOIN events AS e ON e.event_offset = m.event_offset"
+            " WHERE m.trace_id = $1 ORDER BY m.time_key, m.event_offset",
+            trace_id,
+        )
+        out = []
+        for offset, source, id_, type_, time, attributes, revision, data, kind in found:
+            group = orjson.loads(attributes).get("group")
+            out.append(
+                traces.TraceMember(
+                    int(offset),
+                    source,
+                    id_,
+                    type_,
+                    time,
+                    group if isinstance(group, str) else None,
+                    int(revision),
+                    data,
+                    DataKind(kind),
+                )
+            )
+        return out
+
+    # -- the trigger index -------------------------------------------------------------------
+
+    async def read_trigger_after(self, tid: int, offset: int, limit: int) -> list[StoredEvent]:
+        """The next events of one trigger after ``offset``, in offset order."""
+        found = await self._db.fetch(
+            "SELECT e.event_offset, e.revision, e.attributes, e.data, e.data_kind, e.received_at"
+            " FROM trigger_events t JOIN events e ON e.event_offset = t.event_offset"
+            " WHERE t.tid = $1 AND t.event_offset > $2 ORDER BY t.event_offset LIMIT $3",
+            tid,
+            offset,
+            limit,
+        )
+        return [_event_from_row(row) for row in found]
+
+    async def trigger_head(self, tid: int) -> int:
+        return await rows.trigger_head(self._db, tid)
+
+    async def count_between(self, tid: int, after: int, upto: int) -> int:
+        return await rows.count_between(self._db, tid, after, upto)
+
+    async def event_types(self) -> list[dict[str, Any]]:
+        return await rows.event_types(self._db)
+
+    # -- retention, backup, figures ----------------------------------------------------------
+
+    async def first_offset(self) -> int:
+        return int(await self._db.fetchval(pg_retention.FIRST_OFFSET))
+
+    async def prune(self, older_than: str | None, max_bytes: int | None, limit: int) -> Pruned:
+        """As ``SqliteStore.prune``: what may go is read on the pool, off the commit path;
+        only the DELETEs of one batch join a group commit."""
+        db = self._db
+        needed, head = await db.fetchrow(pg_retention.NEEDED_AND_HEAD)
+        oversize = max_bytes is not None and int(await db.fetchval(pg_retention.USED_BYTES)) > (
+            max_bytes
+        )
+        bound = int(head) + 1 if needed is None else int(needed)
+        oldest = [
+            (int(r[0]), str(r[1])) for r in await db.fetch(pg_retention.OLDEST_BELOW, bound, limit)
+        ]
+        upto = retention.deletable(oldest, older_than, oversize)
+        deleted = 0
+        if upto is not None:
+            through = upto
+            deleted = await self.write(lambda conn: pg_retention.delete_through(conn, through))
+        held = None
+        if needed is not None and len(oldest) < limit and (upto is None or upto == oldest[-1][0]):
+            received = await db.fetchval(
+                "SELECT received_at FROM events WHERE event_offset = $1", bound
+            )
+            if received is not None and (
+                oversize or (older_than is not None and received < older_than)
+            ):
+                held = bound
+        return Pruned(deleted, await self.first_offset(), held)
+
+    async def snapshot(self, target: Path) -> None:
+        raise SnapshotUnsupported(
+            "backups of a PostgreSQL hub are the database's own: use pg_dump (or your"
+            " provider's backups) instead of POST /admin/backup"
+        )
+
+    async def read_figures(self, positions: Iterable[figures.Position]) -> figures.Figures:
+        """What ``/metrics`` reads, in one read-only snapshot. ``wal_bytes`` is 0: the WAL
+        is the server's, shared by every database on it, not this hub's."""
+        wanted = set(positions)
+        async with (
+            self._pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            head = int(await conn.fetchval("SELECT last_offset FROM log_head WHERE id = 1"))
+            size = int(await conn.fetchval(pg_retention.USED_BYTES))
+            behind = await _behind(conn, wanted)
+            instances = {
+                str(r[0]): int(r[1])
+                for r in await conn.fetch("SELECT state, COUNT(*) FROM instances GROUP BY state")
+            }
+        return figures.Figures(head, size, 0, instances, behind)
+
+    # -- keys and sources: rare admin statements, autocommit on the pool ---------------------
+
+    async def put_key(self, key: KeyRecord) -> None:
+        await self._db.execute(
+            "INSERT INTO api_keys (key_id, hash, name, role, sources, created_at, revoked_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key_id) DO UPDATE SET"
+            " hash = excluded.hash, name = excluded.name, role = excluded.role,"
+            " sources = excluded.sources, created_at = excluded.created_at,"
+            " revoked_at = excluded.revoked_at",
+            key.key_id,
+            key.hash,
+            key.name,
+            key.role,
+            None if key.sources is None else orjson.dumps(list(key.sources)).decode(),
+            key.created_at,
+            key.revoked_at,
+        )
+
+    async def revoke_key(self, key_id: str, at: str) -> bool:
+        status = await self._db.execute(
+            "UPDATE api_keys SET revoked_at = $1 WHERE key_id = $2 AND revoked_at IS NULL",
+            at,
+            key_id,
+        )
+        return affected(status) > 0
+
+    async def list_keys(self) -> list[KeyRecord]:
+        found = await self._db.fetch(
+            "SELECT key_id, hash, name, role, sources, created_at, revoked_at FROM api_keys"
+            " ORDER BY created_at, key_id"
+        )
+        return [
+            KeyRecord(
+                r[0],
+                bytes(r[1]),
+                r[2],
+                r[3],
+                None if r[4] is None else tuple(orjson.loads(r[4])),
+                r[5],
+                r[6],
+            )
+            for r in found
+        ]
+
+    async def put_source(self, source: SourceRecord) -> None:
+        await self._db.execute(
+            "INSERT INTO sources (name, secret, require_signature, created_at, max_body_bytes)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET"
+            " secret = excluded.secret, require_signature = excluded.require_signature,"
+            " created_at = excluded.created_at, max_body_bytes = excluded.max_body_bytes",
+            source.name,
+            self._vault.seal(source.secret, sealing.source_secret(source.name)),
+            source.require_signature,
+            source.created_at,
+            source.max_body_bytes,
+        )
+
+    async def delete_source(self, name: str) -> bool:
+        return affected(await self._db.execute("DELETE FROM sources WHERE name = $1", name)) > 0
+
+    async def list_sources(self) -> list[SourceRecord]:
+        found = await self._db.fetch(
+            "SELECT name, secret, require_signature, created_at, max_body_bytes FROM sources"
+            " ORDER BY name"
+        )
+        return [
+            SourceRecord(
+                r[0],
+                self._vault.unseal(r[1], sealing.source_secret(r[0])),
+                bool(r[2]),
+                r[3],
+                None if r[4] is None else int(r[4]),
+            )
+            for r in found
+        ]
+
+    # -- knowledge models and triggers ---------------------------------------------------------
+
+    async def load_models(self) -> list[tuple[str, dict[str, Any], int]]:
+        return await rows.load_models(self._db)
+
+    async def load_published(self) -> list[dict[str, Any]]:
+        return await rows.load_published(self._db)
+
+    async def save_draft(self, km: str, draft: dict[str, Any], now: str) -> None:
+        await self.write(lambda conn: rows.save_draft(conn, km, draft, now))
+
+    async def publish(
+        self, km: str, snapshot: dict[str, Any], now: str
+    ) -> dict[tuple[str, str], int]:
+        async def op(conn: Connection) -> dict[tuple[str, str], int]:
+            await rows.publish(conn, km, snapshot, now)
+            return await rows.trigger_ids(conn)
+
+        return await self.write(op)
+
+    async def delete_model(self, km: str) -> None:
+        await self.write(lambda conn: rows.delete_model(conn, km))
+
+    async def trigger_ids(self) -> dict[tuple[str, str], int]:
+        return await rows.trigger_ids(self._db)
+
+    async def ensure_trigger(self, km: str, trigger: str) -> int:
+        return await self.write(lambda conn: rows.ensure_trigger(conn, km, trigger))
+
+    # -- subscriptions and attempts ------------------------------------------------------------
+
+    async def save_subscription(self, sub: Subscription) -> None:
+        await self.write(lambda conn: rows.save_subscription(conn, sub, self._vault))
+
+    async def save_delivery(self, sub: Subscription, attempt: Attempt | None) -> None:
+        """The subscription's new cursor and counters, and the attempt that moved them."""
+
+        async def op(conn: Connection) -> None:
+            await rows.save_progress_of(conn, [sub])
+            if attempt is not None:
+                await rows.add_attempts(conn, [(sub.id, attempt)])
+
+        await self.write(op)
+
+    def record_delivery(self, sub: Subscription, attempt: Attempt | None) -> None:
+        """``save_delivery`` without waiting for the commit; the records that arrive before
+        the next flush share one queued write."""
+        batch = self._deliveries
+        if batch is None or batch.written:
+            batch = self._deliveries = _Deliveries()
+            self._writer_or_fail().enqueue(batch)
+        batch.subs[sub.id] = sub
+        if attempt is not None:
+            batch.attempts.append((sub.id, attempt))
+
+    async def delete_subscription(self, sub_id: str) -> None:
+        await self.write(lambda conn: rows.delete_subscription(conn, sub_id))
+
+    async def load_subscriptions(self) -> list[Subscription]:
+        return await rows.load_subscriptions(self._db, self._vault)
+
+    async def list_attempts(self, sub_id: str, limit: int) -> list[Attempt]:
+        return await rows.list_attempts(self._db, sub_id, limit)
+
+    # -- process definitions and instances (SPEC §6.2; postgres/instances.py) ------------------
+
+    def _names(self) -> StepNames:
+        assert self.step_names is not None, "the process engine is not attached"
+        return self.step_names
+
+    async def load_definitions(
+        self,
+    ) -> tuple[list[definitions.Stored], list[definitions.Definition]]:
+        return await pg_instances.load_definitions(self._db, self._vault)
+
+    async def save_definition(self, stored: definitions.Stored) -> tuple[int, int]:
+        return await self.write(
+            lambda conn: pg_instances.save_definition(conn, stored, self._vault)
+        )
+
+    async def delete_definition(self, definition_id: str) -> None:
+        await self.write(lambda conn: pg_instances.delete_definition(conn, definition_id))
+
+    async def start_instances(
+        self, definition_id: str, cursor: int, started: Sequence[tuple[Instance, str | None]]
+    ) -> list[str]:
+        return await self.transact(
+            lambda conn, emit, clock: pg_instances.start(
+                conn, emit, definition_id, cursor, started, clock
+            )
+        )
+
+    async def advance_instance(
+        self,
+        instance_id: str,
+        step: int,
+        variables: dict[str, Any],
+        entries: Sequence[Entry],
+        then: Then | None = None,
+    ) -> Advanced:
+        names = self._names()
+        return await self.transact(
+            lambda conn, emit, clock: pg_instances.advance(
+                conn, emit, instance_id, step, variables, entries, names, clock, then
+            )
+        )
+
+    async def note_instance(self, instance_id: str, entries: Sequence[Entry]) -> None:
+        await self.write(lambda conn: pg_instances.note(conn, instance_id, entries))
+
+    async def open_wait(
+        self, instance_id: str, step: int, type_: str, timeout_seconds: float | None
+    ) -> Opened | None:
+        names = self._names()
+        return await self.transact(
+            lambda conn, emit, clock: pg_instances.open_wait(
+                conn, emit, instance_id, step, names, type_, timeout_seconds, clock
+            )
+        )
+
+    async def finish_instance(
+        self,
+        instance_id: str,
+        expect: Sequence[State],
+        state: State,
+        reason: str | None = None,
+        step: int | None = None,
+    ) -> Instance | None:
+        names = self._names()
+        return await self.transact(
+            lambda conn, emit, clock: pg_instances.finish(
+                conn, emit, instance_id, expect, state, names, clock, reason, step
+            )
+        )
+
+    async def expire_instances(self, limit: int) -> int:
+        names = self._names()
+        return await self.transact(
+            lambda conn, emit, clock: pg_instances.expire(conn, emit, names, clock, limit)
+        )
+
+    async def next_due(self) -> float | None:
+        return await pg_instances.next_due(self._db)
+
+    async def get_instance(self, instance_id: str) -> Instance | None:
+        return await pg_instances.get_instance(self._db, instance_id)
+
+    async def load_instance(self, instance_id: str) -> Instance | None:
+        return await pg_instances.load_instance(self._db, instance_id)
+
+    async def list_instances(
+        self, definition: str | None, state: State | None, after: int, limit: int
+    ) -> list[Instance]:
+        return await pg_instances.list_instances(self._db, definition, state, after, limit)
+
+    async def running_instances(self) -> list[Instance]:
+        return await pg_instances.running(self._db)
+
+    async def live_instances(self, definition_id: str) -> list[str]:
+        return await pg_instances.live_of(self._db, definition_id)
+
+    async def list_unrouted(self, after: int, limit: int) -> list[dict[str, Any]]:
+        return await pg_instances.list_unrouted(self._db, after, limit)
+
+
+async def _behind(
+    conn: Connection, positions: set[figures.Position]
+) -> dict[figures.Position, figures.Behind]:
+    """As ``log/figures.py``'s: how far each position is behind its trigger's head."""
+    heads: dict[int, int] = {}
+    out: dict[figures.Position, figures.Behind] = {}
+    for tid, cursor in positions:
+        if tid not in heads:
+            heads[tid] = await rows.trigger_head(conn, tid)
+        if cursor >= heads[tid]:
+            continue
+        count, first = await conn.fetchrow(
+            "SELECT COUNT(*), MIN(event_offset) FROM trigger_events"
+            " WHERE tid = $1 AND event_offset > $2",
+            tid,
+            cursor,
+        )
+        received = await conn.fetchval(
+            "SELECT received_at FROM events WHERE event_offset = $1", first
+        )
+        out[(tid, cursor)] = figures.Behind(int(count), None if received is None else received)
+    return out
+
+
+@contextlib.contextmanager
+def _logged(step: str) -> Iterator[None]:
+    """Run one step of a shutdown; a failure is logged and the next step runs anyway."""
+    try:
+        yield
+    except Exception:
+        log.exception("%s failed", step)

@@ -1,0 +1,93 @@
+"""Wake-ups by ``LISTEN/NOTIFY`` (SPEC §9): a commit that appended events sends, inside its
+transaction, ``NOTIFY eventhub_commit`` with the new head and the triggers it fired;
+PostgreSQL delivers it at the COMMIT, to every listening process, the writer's own included.
+So a commit on one process wakes supervisors and long polls on all of them within
+milliseconds, and every process wakes the same way (no separate local path to keep alike).
+
+A notification lost while the listening connection was down is made good on reconnecting:
+every trigger is woken once (a supervisor that wakes with nothing new reads one empty page).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from eventhub.log.postgres.connection import Connection, Session
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "eventhub_commit"
+# NOTIFY payloads must stay under 8000 bytes: tids are cut into payloads of this size.
+_PAYLOAD_CHARS = 7000
+
+
+def payloads(head: int, tids: set[int]) -> list[str]:
+    """``"<head> <tid>,<tid>,..."``: as many as the triggers need (at least one)."""
+    out: list[str] = []
+    chunk: list[str] = []
+    size = 0
+    for tid in sorted(tids):
+        text = str(tid)
+        if chunk and size + len(text) + 1 > _PAYLOAD_CHARS:
+            out.append(f"{head} {','.join(chunk)}")
+            chunk, size = [], 0
+        chunk.append(text)
+        size += len(text) + 1
+    out.append(f"{head} {','.join(chunk)}")
+    return out
+
+
+def parse(payload: str) -> tuple[int, set[int]]:
+    head, _, tids = payload.partition(" ")
+    return int(head), {int(t) for t in tids.split(",") if t}
+
+
+async def notify(conn: Connection, head: int, tids: set[int]) -> None:
+    """Inside the commit's transaction: PostgreSQL sends it when (and only if) it commits."""
+    for payload in payloads(head, tids):
+        await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+
+
+class Listener:
+    """Holds one connection that LISTENs, and hands each notification to ``deliver``.
+    ``run`` is a watched task (``tasks.Tasks``): it returns never, raises when the connection
+    is lost (the watcher restarts it, with backoff), and wakes everything on a reconnect."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[Session]],
+        deliver: Callable[[int, set[int]], None],
+        wake_all: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._connect = connect
+        self._deliver = deliver
+        self._wake_all = wake_all
+        self._connected_before = False
+        self.ready = asyncio.Event()  # set once the first LISTEN is in place
+
+    async def run(self) -> None:
+        conn: Any = await self._connect()
+        lost = asyncio.Event()
+        try:
+            conn.add_termination_listener(lambda _conn: lost.set())
+            await conn.add_listener(CHANNEL, self._on_notification)
+            if self._connected_before:
+                await self._wake_all()  # what was committed while we were not listening
+            self._connected_before = True
+            self.ready.set()
+            await lost.wait()
+            raise ConnectionError("the LISTEN connection to PostgreSQL was lost")
+        finally:
+            if not conn.is_closed():
+                await asyncio.shield(conn.close(timeout=2))
+
+    def _on_notification(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            head, tids = parse(payload)
+        except ValueError:
+            log.warning("ignored a malformed %s notification: %r", CHANNEL, payload)
+            return
+        self._deliver(head, tids)
