@@ -17,7 +17,7 @@ from eventhub.processes.instances import Advanced, Entry, Instance, Opened, Stat
 from eventhub.traces import TraceMember, TraceSummary
 
 if TYPE_CHECKING:
-    from eventhub.log.instances import StepNames
+    from eventhub.log.sqlite.instances import StepNames
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ Three kinds of work, each owned and watched (``eventhub.tasks``):
   A wait step takes a buffered event or puts the instance to sleep; a sleeping (*Waiting*)
   instance is a row and nothing else: no task, no timer.
 - **Waking and timing out**: the store correlates an ingested event that names an instance
-  inside the commit that appends it (``eventhub.log.instances.correlate_appended``) and
+  inside the commit that appends it (``eventhub.log.sqlite.instances.correlate_appended``) and
   tells the engine which instances it woke (``on_instances``): each gets a task again. One
   timer task sleeps until the earliest timeout or buffer expiry (an index lookup) and lets
   the store time out and unroute what is due.

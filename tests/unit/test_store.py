@@ -11,8 +11,7 @@ import pytest
 from eventhub.codec import parse
 from eventhub.delivery.states import Status
 from eventhub.events import DataKind, NewEvent
-from eventhub.log import records
-from eventhub.log.sqlite import SqliteStore, migrate
+from eventhub.log.sqlite import SqliteStore, migrate, records
 from eventhub.models import Attempt, Subscription
 from eventhub.vault import Vault
 from tests.conftest import ManualClock
