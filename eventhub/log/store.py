@@ -4,13 +4,13 @@ backend (PostgreSQL) implements this Protocol and nothing above it changes."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from eventhub import tasks
 from eventhub.events import Appended, NewEvent, StoredEvent
 from eventhub.log.figures import Figures, Position
+from eventhub.log.records import KeyRecord, Pruned, SourceRecord
 from eventhub.models import Attempt, Subscription
 from eventhub.processes.definitions import Definition, Stored
 from eventhub.processes.instances import Advanced, Entry, Instance, Opened, State, Then, Woken
@@ -18,39 +18,6 @@ from eventhub.traces import TraceMember, TraceSummary
 
 if TYPE_CHECKING:
     from eventhub.log.sqlite.instances import StepNames
-
-
-@dataclass(frozen=True, slots=True)
-class KeyRecord:
-    key_id: str
-    hash: bytes
-    name: str
-    role: str
-    sources: tuple[str, ...] | None
-    created_at: str
-    revoked_at: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SourceRecord:
-    name: str
-    secret: str
-    require_signature: bool
-    created_at: str
-    # The most a request without an API key may send for this source; None: the hub's
-    # ``max_unauthenticated_body_bytes``.
-    max_body_bytes: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Pruned:
-    """What one retention batch did (``Store.prune``)."""
-
-    deleted: int
-    first_offset: int  # the first offset the log holds now
-    # The offset something live still needs, when it stopped a deletion that age or size
-    # asked for (None: nothing held retention back).
-    held_at: int | None = None
 
 
 class Store(Protocol):

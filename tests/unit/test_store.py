@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 
 from eventhub.codec import parse
-from eventhub.delivery.states import Status
 from eventhub.events import DataKind, NewEvent
 from eventhub.log.sqlite import SqliteStore, migrate, records
-from eventhub.models import Attempt, Subscription
+from eventhub.models import Attempt, Status, Subscription
 from eventhub.vault import Vault
 from tests.conftest import ManualClock
 

@@ -8,7 +8,7 @@ import sqlite3
 import orjson
 
 from eventhub.log import sealing
-from eventhub.log.store import KeyRecord, SourceRecord
+from eventhub.log.records import KeyRecord, SourceRecord
 from eventhub.vault import Vault
 
 

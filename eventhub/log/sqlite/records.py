@@ -10,9 +10,8 @@ from typing import Any
 
 import orjson
 
-from eventhub.delivery.states import Status
 from eventhub.log import sealing
-from eventhub.models import Attempt, Subscription
+from eventhub.models import Attempt, Status, Subscription
 from eventhub.vault import Vault
 
 ATTEMPTS_KEPT = 100  # at least; pruned every _PRUNE_EVERY attempts, not on every one

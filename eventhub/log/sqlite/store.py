@@ -36,6 +36,7 @@ from eventhub import files, tasks, traces
 from eventhub.clock import Clock, rfc3339
 from eventhub.events import Appended, NewEvent, StoredEvent
 from eventhub.log import figures, retention, sealing
+from eventhub.log.records import KeyRecord, Pruned, SourceRecord
 from eventhub.log.sqlite import admin, instances, reads, records
 from eventhub.log.sqlite.append import Append, Emitting, Matcher, WriteOp, append_rows
 from eventhub.log.sqlite.checkpointer import Checkpointer
@@ -49,7 +50,6 @@ from eventhub.log.sqlite.connections import (
 )
 from eventhub.log.sqlite.deliveries import Deliveries, save_delivery
 from eventhub.log.sqlite.schema import migrate
-from eventhub.log.store import KeyRecord, Pruned, SourceRecord
 from eventhub.log.writer import GroupCommitWriter
 from eventhub.models import Attempt, Subscription
 from eventhub.processes import definitions
