@@ -24,9 +24,9 @@ from eventhub.delivery.states import Move
 from eventhub.delivery.supervisor import Deps
 from eventhub.headwatch import HeadWatch
 from eventhub.log import sealing
+from eventhub.log.base import Store
 from eventhub.log.records import KeyRecord, SourceRecord
 from eventhub.log.sqlite import SqliteStore
-from eventhub.log.store import Store
 from eventhub.models import Subscription
 from eventhub.ops import logs
 from eventhub.ops.metrics import Metrics

@@ -13,7 +13,7 @@ from eventhub import errors, tomlfile
 from eventhub.catalog import filters
 from eventhub.catalog.shapes import FileModel, ModelSpec, TriggerSpec
 from eventhub.clock import Clock, rfc3339
-from eventhub.log.store import Store
+from eventhub.log.base import Catalogue
 from eventhub.models import ModelVersion, Trigger
 
 
@@ -23,7 +23,7 @@ def _check_id(kind: str, value: str) -> None:
 
 
 class Catalog:
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Catalogue, clock: Clock) -> None:
         self._store = store
         self._clock = clock
         self.drafts: dict[str, dict[str, Any]] = {}

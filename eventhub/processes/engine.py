@@ -45,7 +45,7 @@ from eventhub.delivery.owners import PerOwner
 from eventhub.delivery.policy import RetryPolicy, Verdict
 from eventhub.delivery.sender import Sender
 from eventhub.events import StoredEvent
-from eventhub.log.store import Store
+from eventhub.log.base import Store
 from eventhub.processes import definitions, lifecycle
 from eventhub.processes.definitions import Call, Definition, Stored, Wait
 from eventhub.processes.instances import (

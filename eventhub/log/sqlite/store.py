@@ -36,6 +36,7 @@ from eventhub import files, tasks, traces
 from eventhub.clock import Clock, rfc3339
 from eventhub.events import Appended, NewEvent, StoredEvent
 from eventhub.log import figures, retention, sealing
+from eventhub.log.base import StepNames
 from eventhub.log.records import KeyRecord, Pruned, SourceRecord
 from eventhub.log.sqlite import admin, instances, reads, records
 from eventhub.log.sqlite.append import Append, Emitting, Matcher, WriteOp, append_rows
@@ -103,7 +104,7 @@ class SqliteStore:
         self.on_commit: Callable[[set[int]], None] | None = None
         # Set by the process engine: step ids for history lines, and who to tell after a
         # commit that woke instances or buffered events for them (earliest new expiry).
-        self.step_names: instances.StepNames | None = None
+        self.step_names: StepNames | None = None
         self.on_instances: Callable[[list[Woken], float | None], None] | None = None
         # Set by the hub: the log's new head after every commit that appended (long polls).
         self.on_appended: Callable[[int], None] | None = None
@@ -547,7 +548,7 @@ class SqliteStore:
 
     # -- process definitions and instances (SPEC §6.2; log/sqlite/instances.py) ---------------------
 
-    def _names(self) -> instances.StepNames:
+    def _names(self) -> StepNames:
         assert self.step_names is not None, "the process engine is not attached"
         return self.step_names
 
