@@ -64,6 +64,10 @@ class Hooks:
     on_emitted: Callable[[list[NewEvent]], None] | None = None
 
 
+# A store that calls nothing back: a tool's, or a test's that needs no hub.
+NO_HOOKS = Hooks()
+
+
 class TriggerIndex(Protocol):
     """Which events fired which trigger, in offset order: what consumers page through."""
 
@@ -237,13 +241,6 @@ class ProcessStore(Instances, TriggerIndex, Protocol):
 
 class Store(EventLog, Catalogue, SubscriptionStore, Credentials, Instances, Protocol):
     """Everything the storage layer offers: what the hub owns and hands out, narrowed."""
-
-    matcher: Matcher | None
-    on_commit: Callable[[set[int]], None] | None
-    on_appended: Callable[[int], None] | None
-    step_names: StepNames | None
-    on_instances: Callable[[list[Woken], float | None], None] | None
-    on_emitted: Callable[[list[NewEvent]], None] | None
 
     async def open(self, owner: tasks.Tasks | None = None) -> None:
         """Open, with the store's background tasks watched by ``owner``."""

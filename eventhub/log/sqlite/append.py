@@ -12,6 +12,7 @@ import orjson
 
 from eventhub import traces
 from eventhub.events import Appended, NewEvent
+from eventhub.log.base import Matcher
 from eventhub.log.sqlite import instances
 
 _UPSERT_ID = (
@@ -120,7 +121,6 @@ class Emitting:
 
 # A write: runs inside the group commit's transaction, on the writer's cursor.
 WriteOp = Callable[[sqlite3.Cursor], Any] | Append | Emitting
-Matcher = Callable[[dict[str, Any]], Iterable[int]]
 
 
 def append_rows(

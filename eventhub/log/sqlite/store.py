@@ -36,10 +36,10 @@ from eventhub import files, tasks, traces
 from eventhub.clock import Clock, rfc3339
 from eventhub.events import Appended, NewEvent, StoredEvent
 from eventhub.log import figures, retention, sealing
-from eventhub.log.base import StepNames
+from eventhub.log.base import NO_HOOKS, Hooks, StepNames
 from eventhub.log.records import KeyRecord, Pruned, SourceRecord
 from eventhub.log.sqlite import admin, instances, reads, records
-from eventhub.log.sqlite.append import Append, Emitting, Matcher, WriteOp, append_rows
+from eventhub.log.sqlite.append import Append, Emitting, WriteOp, append_rows
 from eventhub.log.sqlite.checkpointer import Checkpointer
 from eventhub.log.sqlite.connections import (
     logged,
@@ -62,7 +62,6 @@ from eventhub.processes.instances import (
     Opened,
     State,
     Then,
-    Woken,
 )
 from eventhub.vault import Vault
 
@@ -87,6 +86,7 @@ class SqliteStore:
         *,
         vault: Vault,
         observe_commit: Callable[[int, float], None] | None = None,
+        hooks: Hooks = NO_HOOKS,
     ) -> None:
         self._path = path
         self._observe_commit = observe_commit  # the group commit's sizes and times: metrics
@@ -99,17 +99,7 @@ class SqliteStore:
         self._reader: aiosqlite.Connection | None = None
         self._checkpoints = Checkpointer(path, self._synchronous, checkpoint_interval)
         self._writer: GroupCommitWriter[WriteOp, Any] | None = None
-        # Set by the hub: which triggers an event matches, and who to tell after a commit.
-        self.matcher: Matcher | None = None
-        self.on_commit: Callable[[set[int]], None] | None = None
-        # Set by the process engine: step ids for history lines, and who to tell after a
-        # commit that woke instances or buffered events for them (earliest new expiry).
-        self.step_names: StepNames | None = None
-        self.on_instances: Callable[[list[Woken], float | None], None] | None = None
-        # Set by the hub: the log's new head after every commit that appended (long polls).
-        self.on_appended: Callable[[int], None] | None = None
-        # Set by the hub: the lifecycle events a commit made, once committed (ops/logs.py).
-        self.on_emitted: Callable[[list[NewEvent]], None] | None = None
+        self._hooks = hooks  # what the store calls: which triggers fire, who to tell
         self._deliveries: Deliveries | None = None  # the batch record_delivery fills
         self._last_offset = 0
         self._committer: concurrent.futures.ThreadPoolExecutor | None = None
@@ -212,6 +202,7 @@ class SqliteStore:
         what became of them); then the other writes run, in the order they were queued."""
         assert self._conn is not None
         cur = self._conn.cursor()
+        hooks = self._hooks
         last_offset = self._last_offset
         matched: set[int] = set()
         appends = [op for op in ops if isinstance(op, Append)]
@@ -231,16 +222,16 @@ class SqliteStore:
                 if appends:
                     merged = [event for op in appends for event in op.events]
                     appended, self._last_offset = append_rows(
-                        cur, merged, clock.text, matched, self._last_offset, self.matcher
+                        cur, merged, clock.text, matched, self._last_offset, hooks.matcher
                     )
-                    if self.step_names is not None and any(
+                    if hooks.step_names is not None and any(
                         CORRELATION_ATTRIBUTE in e.attributes for e in merged
                     ):
                         correlated = instances.correlate_appended(
                             cur,
                             emit,
                             list(zip(merged, appended, strict=True)),
-                            self.step_names,
+                            hooks.step_names,
                             clock,
                         )
                         appended = [
@@ -261,7 +252,7 @@ class SqliteStore:
                 ]
                 if emitted:
                     _, self._last_offset = append_rows(
-                        cur, emitted, clock.text, matched, self._last_offset, self.matcher, True
+                        cur, emitted, clock.text, matched, self._last_offset, hooks.matcher, True
                     )
                 if self._durable_commit:
                     await self._commit()
@@ -285,18 +276,18 @@ class SqliteStore:
         finally:
             self._quiet.set()
         self._checkpoints.dirty = True
-        if self._last_offset > last_offset and self.on_appended is not None:
-            self.on_appended(self._last_offset)
-        if emitted and self.on_emitted is not None:
-            self.on_emitted(emitted)
-        if matched and self.on_commit is not None:
-            self.on_commit(matched)
+        if self._last_offset > last_offset and hooks.on_appended is not None:
+            hooks.on_appended(self._last_offset)
+        if emitted and hooks.on_emitted is not None:
+            hooks.on_emitted(emitted)
+        if matched and hooks.on_commit is not None:
+            hooks.on_commit(matched)
         if (
             correlated is not None
             and (correlated.woken or correlated.earliest is not None)
-            and self.on_instances is not None
+            and hooks.on_instances is not None
         ):
-            self.on_instances(correlated.woken, correlated.earliest)
+            hooks.on_instances(correlated.woken, correlated.earliest)
         return results
 
     def _roll_back(self) -> None:
@@ -549,8 +540,8 @@ class SqliteStore:
     # -- process definitions and instances (SPEC §6.2; log/sqlite/instances.py) ---------------------
 
     def _names(self) -> StepNames:
-        assert self.step_names is not None, "the process engine is not attached"
-        return self.step_names
+        assert self._hooks.step_names is not None, "no process engine: no step_names hook"
+        return self._hooks.step_names
 
     async def load_definitions(
         self,
