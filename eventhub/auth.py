@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from eventhub import errors
-from eventhub.log.store import KeyRecord, SourceRecord
+from eventhub.log.records import KeyRecord, SourceRecord
 
 
 class Role(StrEnum):

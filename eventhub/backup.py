@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from eventhub import files
-from eventhub.log.store import Store
+from eventhub.log.base import EventLog
 
 PREFIX = ".backup-"
 
@@ -62,7 +62,7 @@ class Backups:
     """The hub's backups of its database ``db``: one snapshot at a time (each takes the room
     of a database), while any number of finished ones stream."""
 
-    def __init__(self, store: Store, db: Path) -> None:
+    def __init__(self, store: EventLog, db: Path) -> None:
         self._store = store
         self._db = db
         self._one = asyncio.Lock()

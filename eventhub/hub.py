@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from eventhub import auth, backup, errors, notifications, retention, tasks
+from eventhub.catalog.filters import TriggerIndex
 from eventhub.catalog.service import Catalog
 from eventhub.clock import Clock, SystemClock, rfc3339
 from eventhub.delivery import egress, supervisor
@@ -22,16 +23,19 @@ from eventhub.delivery.policy import RetryPolicy
 from eventhub.delivery.sender import Sender
 from eventhub.delivery.states import Move
 from eventhub.delivery.supervisor import Deps
+from eventhub.events import NewEvent
 from eventhub.headwatch import HeadWatch
 from eventhub.log import sealing
+from eventhub.log.base import Hooks, Store
+from eventhub.log.records import KeyRecord, SourceRecord
 from eventhub.log.sqlite import SqliteStore
-from eventhub.log.store import KeyRecord, SourceRecord, Store
 from eventhub.models import Subscription
 from eventhub.ops import logs
 from eventhub.ops.metrics import Metrics
 from eventhub.ops.rates import Rates
 from eventhub.processes import definition_file, engine, lifecycle
 from eventhub.processes.engine import Engine
+from eventhub.processes.instances import Woken
 from eventhub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,6 +75,12 @@ class Hub:
         self.clock: Clock = clock or SystemClock()
         self.started = False
         self.metrics = Metrics(settings.metrics_per_subscription)
+        self.head = HeadWatch()  # GET /events?wait= long polls wait on it
+        # The store is built first (every part below needs it) with its hooks fixed: the
+        # match index the catalogue fills, the head watch, and the hub's own methods, which
+        # reach the parts built after the store (subscriptions, engine) when called.
+        index = TriggerIndex()
+        self._wired = False  # on_commit and on_emitted reach the parts: set by _start
         self.store: Store = SqliteStore(
             settings.data,
             self.clock,
@@ -78,16 +88,23 @@ class Hub:
             settings.checkpoint_interval,
             vault=sealing.vault_for(settings.data, settings.secret_key),
             observe_commit=self.metrics.committed,
+            hooks=Hooks(
+                matcher=index.match,
+                on_commit=self._on_commit,
+                on_appended=self.head.moved,
+                step_names=self._step_name,
+                on_instances=self._on_instances,
+                on_emitted=self._on_emitted,
+            ),
         )
         self.keyring = auth.Keyring(())
-        self.head = HeadWatch()  # GET /events?wait= long polls wait on it
         self.sources: dict[str, SourceRecord] = {}
         self._ingests_in_flight = 0
         self._keyless_in_flight = 0
         self.tasks = tasks.Tasks()
         self._writable: tuple[float, errors.Problem | None] | None = None  # (when, verdict)
         self._probing = asyncio.Lock()
-        self.catalog = Catalog(self.store, self.clock)
+        self.catalog = Catalog(self.store, self.clock, index)
         self.sender = Sender(
             settings.delivery_connections,
             settings.delivery_connect_timeout,
@@ -160,7 +177,6 @@ class Hub:
         await self.catalog.ensure(notifications.builtin_model(lifecycle.builtin_triggers()))
         if self.settings.catalog_file is not None:
             await self.catalog.load_file(self.settings.catalog_file)
-        self.store.matcher = self.catalog.match
         await self.sender.start(self.tasks)
         await self.subscriptions.start()
         await self.processes.start()
@@ -175,26 +191,36 @@ class Hub:
             )
             if changed:
                 log.info("process definitions from %s: %s", self.settings.catalog_file, changed)
-        self.store.on_commit = self._on_commit
+        self._wired = True
         self.head.head = await self.store.head()
-        self.store.on_appended = self.head.moved
-        self.store.on_emitted = logs.instance_transitions
         # Last: the subscriptions and processes it must not outrun are loaded.
         self.retention.start(self.tasks)
         self.rates.start(self.tasks)
 
     def _on_commit(self, tids: set[int]) -> None:
-        """After a commit that appended events of these triggers: wake their consumers."""
-        self.subscriptions.on_commit(tids)
-        self.processes.on_commit(tuple(tids))
+        """After a commit that appended events of these triggers: wake their consumers (once
+        every part has loaded what is stored, until the hub stops)."""
+        if self._wired:
+            self.subscriptions.on_commit(tids)
+            self.processes.on_commit(tuple(tids))
+
+    def _on_emitted(self, events: list[NewEvent]) -> None:
+        """The lifecycle events a commit made: their log lines (from start to stop)."""
+        if self._wired:
+            logs.instance_transitions(events)
+
+    def _step_name(self, definition_id: str, version: int, index: int) -> str | None:
+        return self.processes.step_id(definition_id, version, index)
+
+    def _on_instances(self, woken: list[Woken], earliest: float | None) -> None:
+        self.processes.woken(woken, earliest)  # the engine ignores it outside start..stop
 
     async def stop(self) -> None:
         """Supervisors first (an in-flight delivery is abandoned; its cursor did not move, so
         it is delivered again after the restart), then the HTTP client, then the log, then
         any task still running. Each step runs whatever failed before it: a shutdown after a
         full disk or a crash still releases everything."""
-        self.store.on_commit = None
-        self.store.on_emitted = None
+        self._wired = False
         steps = (
             ("retention", self.retention.stop),
             ("rates", self.rates.stop),

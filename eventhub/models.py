@@ -7,7 +7,20 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventhub.delivery.states import Status
+
+# The state machine over it is delivery/states.py; the enum lives here, in a leaf, because the
+# stored records (and so the log) need it too.
+class Status(enum.StrEnum):
+    """A subscription's state: Active delivers; Failed (transient errors, retries spent) probes
+    its callback to recover; Rejected (the receiver refused, retries spent) waits for an
+    update or replay; Paused waits for resume; Suspended (``suspend_after`` in Failed, 8 h by
+    default) lost its backlog and waits for an update."""
+
+    ACTIVE = "Active"
+    FAILED = "Failed"
+    REJECTED = "Rejected"
+    PAUSED = "Paused"
+    SUSPENDED = "Suspended"
 
 
 class Format(enum.StrEnum):

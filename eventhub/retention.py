@@ -20,7 +20,7 @@ import logging
 
 from eventhub import errors, tasks
 from eventhub.clock import Clock, rfc3339
-from eventhub.log.store import Store
+from eventhub.log.base import EventLog
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Retention:
 
     def __init__(
         self,
-        store: Store,
+        store: EventLog,
         clock: Clock,
         days: float,
         max_bytes: int,

@@ -12,7 +12,7 @@ from eventhub import auth, errors
 from eventhub.api._http import hub_of, raw_segments, read_body, require
 from eventhub.api.operation import ADMIN, Operation, decode, respond
 from eventhub.hub import KEEP, Keep, SourceChanges
-from eventhub.log.store import KeyRecord, SourceRecord
+from eventhub.log.records import KeyRecord, SourceRecord
 
 _BODY_LIMIT = 64 * 1024
 SourceName = Annotated[str, msgspec.Meta(min_length=1)]

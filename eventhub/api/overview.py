@@ -16,7 +16,7 @@ from starlette.responses import Response
 from eventhub.api._http import hub_of, require
 from eventhub.api.operation import READERS, IntQuery, Operation, respond
 from eventhub.clock import rfc3339
-from eventhub.delivery.states import Status
+from eventhub.models import Status
 from eventhub.ops import metrics
 from eventhub.processes.instances import State
 

@@ -13,7 +13,7 @@ from eventhub import errors, tomlfile
 from eventhub.catalog import filters
 from eventhub.catalog.shapes import FileModel, ModelSpec, TriggerSpec
 from eventhub.clock import Clock, rfc3339
-from eventhub.log.store import Store
+from eventhub.log.base import Catalogue
 from eventhub.models import ModelVersion, Trigger
 
 
@@ -23,13 +23,17 @@ def _check_id(kind: str, value: str) -> None:
 
 
 class Catalog:
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(
+        self, store: Catalogue, clock: Clock, index: filters.TriggerIndex | None = None
+    ) -> None:
+        """``index``: the match index to fill, when its ``match`` was handed out before
+        (the hub gives it to the store, which is built first, as its matcher)."""
         self._store = store
         self._clock = clock
         self.drafts: dict[str, dict[str, Any]] = {}
         self.published: dict[str, ModelVersion] = {}
         self._tids: dict[tuple[str, str], int] = {}
-        self.index = filters.TriggerIndex()
+        self.index = filters.TriggerIndex() if index is None else index
 
     async def load(self) -> None:
         self.drafts = {km: draft for km, draft, _ in await self._store.load_models()}

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
 from eventhub.events import StoredEvent
-from eventhub.log.store import Store
+from eventhub.log.base import TriggerIndex
 
 # ~1-2 KB an event: a few MB. A fan-out needs one page; drifting cursors need a few more.
 MAX_EVENTS = 4096
@@ -28,7 +28,7 @@ _Key = tuple[int, int, int]  # (trigger, after offset, limit)
 
 
 class Pages:
-    def __init__(self, store: Store, max_events: int = MAX_EVENTS) -> None:
+    def __init__(self, store: TriggerIndex, max_events: int = MAX_EVENTS) -> None:
         self._store = store
         self._max = max_events
         self._pages: OrderedDict[_Key, tuple[StoredEvent, ...]] = OrderedDict()

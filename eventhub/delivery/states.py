@@ -20,18 +20,8 @@ from __future__ import annotations
 
 import enum
 
-
-class Status(enum.StrEnum):
-    """A subscription's state: Active delivers; Failed (transient errors, retries spent) probes
-    its callback to recover; Rejected (the receiver refused, retries spent) waits for an
-    update or replay; Paused waits for resume; Suspended (``suspend_after`` in Failed, 8 h by
-    default) lost its backlog and waits for an update."""
-
-    ACTIVE = "Active"
-    FAILED = "Failed"
-    REJECTED = "Rejected"
-    PAUSED = "Paused"
-    SUSPENDED = "Suspended"
+# Status lives in models.py (a leaf the log imports too); re-exported for the table below.
+from eventhub.models import Status as Status
 
 
 class Move(enum.StrEnum):

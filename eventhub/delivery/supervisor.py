@@ -32,7 +32,7 @@ from eventhub.delivery.policy import RetryPolicy, Verdict
 from eventhub.delivery.sender import Answer, Sender
 from eventhub.delivery.states import Move, Status, next_status
 from eventhub.events import StoredEvent
-from eventhub.log.store import Store
+from eventhub.log.base import DeliveryStore
 from eventhub.models import Attempt, Subscription
 from eventhub.ops.metrics import Metrics
 
@@ -49,7 +49,7 @@ NotifyLimit = Callable[[Principal, int], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class Deps:
-    store: Store
+    store: DeliveryStore
     sender: Sender
     clock: Clock
     policy: RetryPolicy

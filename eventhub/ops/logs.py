@@ -211,7 +211,7 @@ def subscription_transition(
 
 
 def instance_transitions(emitted: Iterable[NewEvent]) -> None:
-    """The lines of the instance lifecycle events a commit made durable (``log/instances.py``
+    """The lines of the instance lifecycle events a commit made durable (``log/sqlite/instances.py``
     makes them inside the transaction; they are logged only once it committed)."""
     if not TRANSITIONS.isEnabledFor(logging.INFO):
         return

@@ -35,9 +35,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from eventhub.delivery.states import Status
 from eventhub.log.figures import Figures, Position
-from eventhub.models import Subscription
+from eventhub.models import Status, Subscription
 from eventhub.processes.instances import State
 
 # Request and commit latencies: a commit with fsync takes milliseconds, a slow disk seconds.

@@ -13,7 +13,7 @@ Three kinds of work, each owned and watched (``eventhub.tasks``):
   A wait step takes a buffered event or puts the instance to sleep; a sleeping (*Waiting*)
   instance is a row and nothing else: no task, no timer.
 - **Waking and timing out**: the store correlates an ingested event that names an instance
-  inside the commit that appends it (``eventhub.log.instances.correlate_appended``) and
+  inside the commit that appends it (``eventhub.log.sqlite.instances.correlate_appended``) and
   tells the engine which instances it woke (``on_instances``): each gets a task again. One
   timer task sleeps until the earliest timeout or buffer expiry (an index lookup) and lets
   the store time out and unroute what is due.
@@ -45,7 +45,7 @@ from eventhub.delivery.owners import PerOwner
 from eventhub.delivery.policy import RetryPolicy, Verdict
 from eventhub.delivery.sender import Sender
 from eventhub.events import StoredEvent
-from eventhub.log.store import Store
+from eventhub.log.base import ProcessStore
 from eventhub.processes import definitions, lifecycle
 from eventhub.processes.definitions import Call, Definition, Stored, Wait
 from eventhub.processes.instances import (
@@ -80,7 +80,7 @@ PRIVATE_MODEL = "process/"  # the match-index name of a definition's own start f
 class Engine:
     def __init__(
         self,
-        store: Store,
+        store: ProcessStore,
         catalog: Catalog,
         sender: Sender,
         clock: Clock,
@@ -110,6 +110,7 @@ class Engine:
         self._timer_wake = asyncio.Event()
         self._planned: float | None = None  # when the timer means to wake next
         self._closed = False
+        self._listening = False  # start() .. stop(): woken() drives instances
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -118,8 +119,7 @@ class Engine:
         current, versions = await store.load_definitions()
         for version in versions:
             self._versions[(version.id, version.version)] = version
-        store.step_names = self.step_id
-        store.on_instances = self._woken
+        self._listening = True  # from here on, a commit's wake-ups drive instances
         for stored in current:
             self._install(stored)
         for instance in await store.running_instances():
@@ -128,7 +128,7 @@ class Engine:
 
     async def stop(self) -> None:
         self._closed = True
-        self._store.on_instances = None
+        self._listening = False
         running = [w for _, w in self._starters.values()] + list(self._runners.values())
         if self._timer is not None:
             running.append(self._timer)
@@ -328,9 +328,13 @@ class Engine:
         log.info("instance %s cancelled: %s", instance_id, reason)
         return ended
 
-    def _woken(self, woken: list[Woken], earliest: float | None) -> None:
-        """The store's word after a commit: these instances woke (as they are now, with the
-        event that woke them); something is buffered until ``earliest``."""
+    def woken(self, woken: list[Woken], earliest: float | None) -> None:
+        """The store's word after a commit (its ``on_instances`` hook, through the hub): these
+        instances woke (as they are now, with the event that woke them); something is
+        buffered until ``earliest``. Ignored before ``start`` (which drives every running
+        instance it reads) and after ``stop``."""
+        if not self._listening:
+            return
         for found in woken:
             self._drive(found.instance.id, (found.instance, found.cause))
         if earliest is not None:

@@ -158,7 +158,7 @@ def correlate(named: Named | None, type_: str) -> tuple[Fate, str | None]:
     return Fate.BUFFERED, None
 
 
-# -- what the store hands back (eventhub/log/instances.py) ----------------------------------
+# -- what the store hands back (eventhub/log/sqlite/instances.py) ----------------------------------
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,7 +119,9 @@ async def test_retention_by_size_never_deletes_an_event_appended_while_it_plans(
         if "pragma_page_count" in statement and not appended:
             appended.extend(asyncio.run_coroutine_threadsafe(send(server, 1), loop).result(10))
 
-    planner = store._checkpoint_conn  # the connection retention plans on (log/sqlite.py)
+    planner = (
+        store._checkpoints.conn
+    )  # the connection retention plans on (log/sqlite/checkpointer.py)
     assert planner is not None
     await planner.set_trace_callback(between_the_reads)
     try:

@@ -14,7 +14,7 @@ import pytest
 
 from eventhub import masking
 from eventhub.api import subscriptions as api
-from eventhub.delivery.states import Status
+from eventhub.models import Status
 from tests.conftest import Running
 from tests.e2e.delivery_helpers import KM, SUBS, publish_trigger, send, subscribe
 from tests.e2e.receiver import Receiver

@@ -25,8 +25,9 @@ import pytest
 from eventhub import errors
 from eventhub.log.sqlite import SqliteStore
 from tests.conftest import ManualClock, Running
+from tests.contract.store.conftest import VAULT
+from tests.contract.store.samples import event, subscription
 from tests.e2e.helpers import BATCH, ServerProcess, bearer, custom_server, error_of, read_log
-from tests.unit.test_store import VAULT, event, subscription
 
 PAYLOAD = "x" * 2000  # ~2 KB an event: the disk fills in a few requests
 

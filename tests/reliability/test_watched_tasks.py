@@ -113,7 +113,7 @@ async def test_the_checkpointer_crashing_once_is_restarted(
     async with custom_server(tmp_path, checkpoint_interval=0.05) as server:
         store = server.hub.store
         assert isinstance(store, SqliteStore)
-        conn = store._checkpoint_conn
+        conn = store._checkpoints.conn
         assert conn is not None
         real_execute = conn.execute
         calls: list[str] = []
@@ -143,7 +143,7 @@ async def test_a_failed_checkpoint_is_retried_not_fatal(
     async with custom_server(tmp_path, checkpoint_interval=0.05) as server:
         store = server.hub.store
         assert isinstance(store, SqliteStore)
-        conn = store._checkpoint_conn
+        conn = store._checkpoints.conn
         assert conn is not None
         real_execute = conn.execute
         calls: list[str] = []
@@ -211,7 +211,7 @@ async def test_stop_releases_everything_after_failures(tmp_path: Path, receiver:
     for conn in (writer, pages):
         with pytest.raises(sqlite3.ProgrammingError):
             conn.execute("SELECT 1")
-    assert store._reader is None and store._checkpoint_conn is None
+    assert store._reader is None and store._checkpoints.conn is None
 
 
 async def test_a_failed_start_leaves_nothing_running(tmp_path: Path) -> None:

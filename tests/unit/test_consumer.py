@@ -18,6 +18,7 @@ from eventhub.consume.pages import Pages
 from eventhub.consume.permit import Permit
 from eventhub.delivery.owners import PerOwner
 from eventhub.events import NewEvent, StoredEvent
+from eventhub.log.base import Hooks
 from eventhub.log.sqlite import SqliteStore
 from eventhub.vault import Vault
 from tests.conftest import ManualClock
@@ -88,18 +89,38 @@ class Engine:
         return not self.semaphore.locked() and self.semaphore._value == 2 and not len(self.shares)
 
 
+class Relay:
+    """The store's on-commit hook, bound late: the store is built before the engine that
+    listens (as the hub's hooks call its parts through the hub)."""
+
+    def __init__(self) -> None:
+        self.to: Callable[[set[int]], None] | None = None
+
+    def __call__(self, tids: set[int]) -> None:
+        if self.to is not None:
+            self.to(tids)
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "log.db", ManualClock(), vault=Vault(b"k" * 32))
+def relay() -> Relay:
+    return Relay()
+
+
+@pytest.fixture
+async def store(tmp_path: Path, relay: Relay) -> AsyncIterator[SqliteStore]:
+    hooks = Hooks(
+        matcher=lambda attributes: [TID] if attributes["type"] == "match" else [TID + 1],
+        on_commit=relay,
+    )
+    s = SqliteStore(tmp_path / "log.db", ManualClock(), vault=Vault(b"k" * 32), hooks=hooks)
     await s.open()
-    s.matcher = lambda attributes: [TID] if attributes["type"] == "match" else [TID + 1]
     yield s
     await s.close()
 
 
-def engine_on(store: SqliteStore, page_size: int = 1) -> Engine:
+def engine_on(store: SqliteStore, relay: Relay, page_size: int = 1) -> Engine:
     engine = Engine(store, ManualClock(), page_size)
-    store.on_commit = engine.on_commit
+    relay.to = engine.on_commit
     return engine
 
 
@@ -124,8 +145,10 @@ async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
-async def test_a_commit_of_the_trigger_wakes_it_and_nothing_else_does(store: SqliteStore) -> None:
-    engine = engine_on(store)
+async def test_a_commit_of_the_trigger_wakes_it_and_nothing_else_does(
+    store: SqliteStore, relay: Relay
+) -> None:
+    engine = engine_on(store, relay)
     reads = count_reads(store)
     run = asyncio.create_task(engine.consumer.run())
     try:
@@ -142,13 +165,13 @@ async def test_a_commit_of_the_trigger_wakes_it_and_nothing_else_does(store: Sql
 
 
 async def test_pages_come_in_offset_order_across_page_and_read_boundaries(
-    store: SqliteStore,
+    store: SqliteStore, relay: Relay
 ) -> None:
     # 13 events of the trigger among others': pages of 3 from reads of 5.
     await store.append([event(n, "match" if n % 4 else "other") for n in range(1, 18)])
     mine = [e.offset for e in await store.read_trigger_after(TID, 0, 100)]
     assert len(mine) == 13
-    engine = engine_on(store, page_size=3)
+    engine = engine_on(store, relay, page_size=3)
     run = asyncio.create_task(engine.consumer.run())
     try:
         await until(lambda: engine.cursor == mine[-1])
@@ -163,9 +186,9 @@ async def test_pages_come_in_offset_order_across_page_and_read_boundaries(
         await asyncio.gather(run, return_exceptions=True)
 
 
-async def test_the_cursor_moves_only_on_a_commit(store: SqliteStore) -> None:
+async def test_the_cursor_moves_only_on_a_commit(store: SqliteStore, relay: Relay) -> None:
     await store.append([event(n) for n in (1, 2, 3)])
-    engine = engine_on(store)
+    engine = engine_on(store, relay)
     clock = engine.clock
     engine.answers = [Retry(30.0), Outcome.COMMIT, Outcome.MOVED, Outcome.STOP]
     run = asyncio.create_task(engine.consumer.run())
@@ -182,10 +205,10 @@ async def test_the_cursor_moves_only_on_a_commit(store: SqliteStore) -> None:
 
 
 async def test_a_crash_in_the_handler_restarts_from_the_in_memory_cursor(
-    store: SqliteStore,
+    store: SqliteStore, relay: Relay
 ) -> None:
     await store.append([event(n) for n in range(1, 7)])
-    engine = engine_on(store, page_size=2)
+    engine = engine_on(store, relay, page_size=2)
     engine.answers = [Outcome.COMMIT, RuntimeError("handler bug")]
     crashes: list[str] = []
     owner = tasks.Tasks()
@@ -204,10 +227,10 @@ async def test_a_crash_in_the_handler_restarts_from_the_in_memory_cursor(
 
 
 async def test_a_stop_during_a_page_leaves_the_cursor_and_releases_the_permit(
-    store: SqliteStore,
+    store: SqliteStore, relay: Relay
 ) -> None:
     await store.append([event(n) for n in (1, 2)])
-    engine = engine_on(store)
+    engine = engine_on(store, relay)
     engine.gate = asyncio.Event()  # the handler never finishes its page
     owner = tasks.Tasks()
     watched = owner.watch("consumer", engine.consumer.run)

@@ -7,7 +7,7 @@ from typing import cast
 
 from eventhub.consume.pages import Pages
 from eventhub.events import DataKind, StoredEvent
-from eventhub.log.store import Store
+from eventhub.log.base import TriggerIndex
 
 
 class FakeLog:
@@ -30,7 +30,7 @@ class FakeLog:
 
 
 def pages_of(log: FakeLog, max_events: int = 4096) -> Pages:
-    return Pages(cast(Store, log), max_events)
+    return Pages(cast(TriggerIndex, log), max_events)
 
 
 def offsets(page: object) -> list[int]:

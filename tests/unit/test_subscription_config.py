@@ -11,8 +11,7 @@ import pytest
 from eventhub import errors
 from eventhub.delivery import egress
 from eventhub.delivery.config import NewSubscription, SubscriptionUpdate, parse_config
-from eventhub.delivery.states import Status
-from eventhub.models import Subscription
+from eventhub.models import Status, Subscription
 
 LOOPBACK = egress.Rules.from_settings(["127.0.0.0/8"], only=True)
 HOOK = "http://127.0.0.1:9/hook"

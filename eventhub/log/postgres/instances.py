@@ -21,8 +21,9 @@ from eventhub import notifications, traces
 from eventhub.codec import jsontext
 from eventhub.events import Appended, DataKind, NewEvent, StoredEvent
 from eventhub.log import sealing
-from eventhub.log.instances import Clock, Emit, StepNames
+from eventhub.log.base import StepNames
 from eventhub.log.postgres.connection import Connection, affected
+from eventhub.log.sqlite.instances import Clock, Emit
 from eventhub.processes import definitions, lifecycle
 from eventhub.processes.instances import (
     BUFFERED,

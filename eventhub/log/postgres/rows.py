@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from eventhub.log import records
 from eventhub.log.postgres.connection import Connection
+from eventhub.log.sqlite import records
 from eventhub.models import Attempt, Subscription
 from eventhub.vault import Vault
 

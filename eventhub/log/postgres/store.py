@@ -36,12 +36,13 @@ from eventhub import errors, tasks, traces
 from eventhub.clock import Clock, rfc3339
 from eventhub.events import Appended, DataKind, NewEvent, StoredEvent
 from eventhub.log import figures, retention, sealing
-from eventhub.log.instances import Clock as CommitClock
-from eventhub.log.instances import Emit, StepNames
+from eventhub.log.base import NO_HOOKS, Hooks, StepNames
 from eventhub.log.postgres import append, rows, schema, wakeup
 from eventhub.log.postgres import instances as pg_instances
 from eventhub.log.postgres import retention as pg_retention
 from eventhub.log.postgres.connection import Connection, Session, affected
+from eventhub.log.sqlite.instances import Clock as CommitClock
+from eventhub.log.sqlite.instances import Emit
 from eventhub.log.store import KeyRecord, Pruned, SourceRecord
 from eventhub.log.writer import GroupCommitWriter
 from eventhub.models import Attempt, Subscription
@@ -54,7 +55,6 @@ from eventhub.processes.instances import (
     Opened,
     State,
     Then,
-    Woken,
 )
 from eventhub.vault import Vault
 
@@ -138,6 +138,7 @@ class PostgresStore:
         vault: Vault,
         observe_commit: Callable[[int, float], None] | None = None,
         pool_size: int = 8,
+        hooks: Hooks = NO_HOOKS,
     ) -> None:
         self._dsn = dsn
         self._clock = clock
@@ -150,13 +151,7 @@ class PostgresStore:
         self._listener: tasks.Watched | None = None
         self._deliveries: _Deliveries | None = None
         self._seen_head = 0  # the highest head notified so far: on_appended never goes back
-        # Hooks, as on SqliteStore (log/store.py says what each is for).
-        self.matcher: Matcher | None = None
-        self.on_commit: Callable[[set[int]], None] | None = None
-        self.on_appended: Callable[[int], None] | None = None
-        self.step_names: StepNames | None = None
-        self.on_instances: Callable[[list[Woken], float | None], None] | None = None
-        self.on_emitted: Callable[[list[NewEvent]], None] | None = None
+        self._hooks = hooks  # what the store calls, as on SqliteStore (log/base.py)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -215,10 +210,10 @@ class PostgresStore:
         """A commit (of any process) appended up to ``head``, firing ``tids``."""
         if head > self._seen_head:
             self._seen_head = head
-            if self.on_appended is not None:
-                self.on_appended(head)
-        if tids and self.on_commit is not None:
-            self.on_commit(tids)
+            if self._hooks.on_appended is not None:
+                self._hooks.on_appended(head)
+        if tids and self._hooks.on_commit is not None:
+            self._hooks.on_commit(tids)
 
     async def _wake_all(self) -> None:
         """After the listener reconnected: whatever it missed, every trigger wakes once."""
@@ -268,15 +263,19 @@ class PostgresStore:
             if appends:
                 merged = [event for op in appends for event in op.events]
                 appended, last = await append.append_rows(
-                    conn, merged, clock.text, self.matcher, matched
+                    conn, merged, clock.text, self._hooks.matcher, matched
                 )
                 if any(not a.duplicate for a in appended):
                     head = last
-                if self.step_names is not None and any(
+                if self._hooks.step_names is not None and any(
                     CORRELATION_ATTRIBUTE in e.attributes for e in merged
                 ):
                     correlated = await pg_instances.correlate_appended(
-                        conn, emit, list(zip(merged, appended, strict=True)), self.step_names, clock
+                        conn,
+                        emit,
+                        list(zip(merged, appended, strict=True)),
+                        self._hooks.step_names,
+                        clock,
                     )
                     appended = [
                         a if word is None else dataclasses.replace(a, correlation=word)
@@ -296,7 +295,7 @@ class PostgresStore:
                     results.append(await op(conn))
             if emitted:
                 _, head = await append.append_rows(
-                    conn, emitted, clock.text, self.matcher, matched, fresh=True
+                    conn, emitted, clock.text, self._hooks.matcher, matched, fresh=True
                 )
             if head is not None:
                 await wakeup.notify(conn, head, matched)
@@ -312,14 +311,14 @@ class PostgresStore:
             if full is None:
                 raise
             raise full from exc
-        if emitted and self.on_emitted is not None:
-            self.on_emitted(emitted)
+        if emitted and self._hooks.on_emitted is not None:
+            self._hooks.on_emitted(emitted)
         if (
             correlated is not None
             and (correlated.woken or correlated.earliest is not None)
-            and self.on_instances is not None
+            and self._hooks.on_instances is not None
         ):
-            self.on_instances(correlated.woken, correlated.earliest)
+            self._hooks.on_instances(correlated.woken, correlated.earliest)
         return results
 
     async def _writer_conn(self) -> Session:
@@ -626,8 +625,8 @@ class PostgresStore:
     # -- process definitions and instances (SPEC §6.2; postgres/instances.py) ------------------
 
     def _names(self) -> StepNames:
-        assert self.step_names is not None, "the process engine is not attached"
-        return self.step_names
+        assert self._hooks.step_names is not None, "the process engine is not attached"
+        return self._hooks.step_names
 
     async def load_definitions(
         self,

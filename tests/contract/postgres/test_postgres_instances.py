@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from eventhub.events import NewEvent
+from eventhub.log.base import Hooks
 from eventhub.log.postgres import PostgresStore
 from eventhub.log.sqlite import SqliteStore
 from eventhub.processes.definitions import Call, Definition, Start, Step, Stored, Wait
@@ -81,14 +82,26 @@ def without_times(value: Any) -> Any:
     return value
 
 
-async def scenario(store: Any, clock: ManualClock) -> list[Any]:
+class Heard:
+    """What a store's hooks heard: instances woken (with the earliest expiry) and events
+    emitted."""
+
+    def __init__(self) -> None:
+        self.woke: list[Any] = []
+        self.emitted: list[str] = []
+
+    def hooks(self) -> Hooks:
+        return Hooks(
+            step_names=names,
+            on_instances=lambda woken, earliest: self.woke.append((woken, earliest)),
+            on_emitted=lambda events: self.emitted.extend(e.type for e in events),
+        )
+
+
+async def scenario(store: Any, clock: ManualClock, heard: Heard) -> list[Any]:
     """Everything the engine asks of a store, in the order it would; returns the answers."""
     out: list[Any] = []
-    woke: list[Any] = []
-    emitted: list[str] = []
-    store.step_names = names
-    store.on_instances = lambda woken, earliest: woke.append((woken, earliest))
-    store.on_emitted = lambda events: emitted.extend(e.type for e in events)
+    woke, emitted = heard.woke, heard.emitted
     tid = await store.ensure_trigger("km", "created")
     out.append(await store.save_definition(Stored(DEFINITION, "k1", "whsec_x", tid, 0, "c", "u")))
     out.append(await store.save_definition(Stored(DEFINITION, "k1", "whsec_x", tid, 0, "c", "u")))
@@ -141,13 +154,14 @@ async def scenario(store: Any, clock: ManualClock) -> list[Any]:
 
 async def test_instances_behave_as_on_sqlite(pg_dsn: str, tmp_path: Path) -> None:
     sqlite_clock, pg_clock = ManualClock(T0), ManualClock(T0)
-    sqlite = SqliteStore(tmp_path / "log.db", sqlite_clock, vault=VAULT)
-    postgres = PostgresStore(pg_dsn, pg_clock, vault=VAULT)
+    sqlite_heard, pg_heard = Heard(), Heard()
+    sqlite = SqliteStore(tmp_path / "log.db", sqlite_clock, vault=VAULT, hooks=sqlite_heard.hooks())
+    postgres = PostgresStore(pg_dsn, pg_clock, vault=VAULT, hooks=pg_heard.hooks())
     await sqlite.open()
     await postgres.open()
     try:
-        expected = await scenario(sqlite, sqlite_clock)
-        got = await scenario(postgres, pg_clock)
+        expected = await scenario(sqlite, sqlite_clock, sqlite_heard)
+        got = await scenario(postgres, pg_clock, pg_heard)
     finally:
         await sqlite.close()
         await postgres.close()
@@ -172,13 +186,11 @@ async def test_instances_behave_as_on_sqlite(pg_dsn: str, tmp_path: Path) -> Non
 
 async def test_a_wait_is_taken_once_when_two_processes_race(pg_dsn: str) -> None:
     """Two processes finishing one instance at once: exactly one wins (row locks)."""
-    one = PostgresStore(pg_dsn, ManualClock(T0), vault=VAULT)
-    two = PostgresStore(pg_dsn, ManualClock(T0), vault=VAULT)
+    one = PostgresStore(pg_dsn, ManualClock(T0), vault=VAULT, hooks=Hooks(step_names=names))
+    two = PostgresStore(pg_dsn, ManualClock(T0), vault=VAULT, hooks=Hooks(step_names=names))
     await one.open()
     await two.open()
     try:
-        for s in (one, two):
-            s.step_names = names
         tid = await one.ensure_trigger("km", "created")
         await one.save_definition(Stored(DEFINITION, "k1", "whsec_x", tid, 0, "c", "u"))
         await one.append([event(f"e{i}", type_="created") for i in range(20)])

@@ -22,10 +22,10 @@ from eventhub.clock import rfc3339
 from eventhub.codec import parse
 from eventhub.delivery.states import Status
 from eventhub.events import DataKind, NewEvent, digest_of
-from eventhub.log import records
+from eventhub.log.base import Hooks
 from eventhub.log.postgres import PostgresStore
 from eventhub.log.postgres.store import SnapshotUnsupported
-from eventhub.log.sqlite import SqliteStore
+from eventhub.log.sqlite import SqliteStore, records
 from eventhub.log.store import KeyRecord, SourceRecord, Store
 from eventhub.models import Attempt, Subscription
 from eventhub.vault import Vault
@@ -82,9 +82,31 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
+class Wiring:
+    """Hooks a test sets after the store is built (a store takes its hooks at construction):
+    each forwards to the attribute of the same name, when set."""
+
+    def __init__(self) -> None:
+        self.matcher: Callable[[dict[str, Any]], Iterable[int]] | None = None
+        self.on_commit: Callable[[set[int]], None] | None = None
+        self.on_appended: Callable[[int], None] | None = None
+
+    def hooks(self) -> Hooks:
+        return Hooks(
+            matcher=lambda attributes: self.matcher(attributes) if self.matcher else [],
+            on_commit=lambda tids: self.on_commit(tids) if self.on_commit else None,
+            on_appended=lambda head: self.on_appended(head) if self.on_appended else None,
+        )
+
+
 @pytest.fixture
-async def store(pg_dsn: str, clock: ManualClock) -> AsyncIterator[PostgresStore]:
-    s = PostgresStore(pg_dsn, clock, vault=VAULT)
+def wiring() -> Wiring:
+    return Wiring()
+
+
+@pytest.fixture
+async def store(pg_dsn: str, clock: ManualClock, wiring: Wiring) -> AsyncIterator[PostgresStore]:
+    s = PostgresStore(pg_dsn, clock, vault=VAULT, hooks=wiring.hooks())
     await s.open()
     yield s
     await s.close()
@@ -182,15 +204,15 @@ def by_type(tids: dict[str, int]) -> Callable[[dict[str, Any]], Iterable[int]]:
     return lambda attributes: [tids[attributes["type"]]] if attributes["type"] in tids else []
 
 
-async def test_trigger_index_and_notify_wake_ups(store: PostgresStore) -> None:
+async def test_trigger_index_and_notify_wake_ups(store: PostgresStore, wiring: Wiring) -> None:
     a = await store.ensure_trigger("km", "a")
     b = await store.ensure_trigger("km", "b")
     assert await store.ensure_trigger("km", "a") == a and a != b
-    store.matcher = by_type({"ta": a, "tb": b})
+    wiring.matcher = by_type({"ta": a, "tb": b})
     woken: list[set[int]] = []
     heads: list[int] = []
-    store.on_commit = woken.append
-    store.on_appended = heads.append
+    wiring.on_commit = woken.append
+    wiring.on_appended = heads.append
     await store.append([event("1", type_="ta"), event("2", type_="tb"), event("3", type_="x")])
     await store.append([event("4", type_="ta")])
     await until(lambda: bool(heads) and heads[-1] == 4)
@@ -225,16 +247,17 @@ async def test_event_types_count_classes(store: PostgresStore, clock: ManualCloc
 async def test_two_processes_appending_at_once_get_gap_free_offsets_and_wake_each_other(
     pg_dsn: str,
 ) -> None:
-    one = PostgresStore(pg_dsn, ManualClock(), vault=VAULT)
-    two = PostgresStore(pg_dsn, ManualClock(), vault=VAULT)
+    wirings = Wiring(), Wiring()
+    one = PostgresStore(pg_dsn, ManualClock(), vault=VAULT, hooks=wirings[0].hooks())
+    two = PostgresStore(pg_dsn, ManualClock(), vault=VAULT, hooks=wirings[1].hooks())
     await one.open()
     await two.open()
     try:
         tid = await one.ensure_trigger("km", "all")
-        for s in (one, two):
-            s.matcher = lambda _attributes: [tid]
+        for w in wirings:
+            w.matcher = lambda _attributes: [tid]
         heard_by_two: list[set[int]] = []
-        two.on_commit = heard_by_two.append
+        wirings[1].on_commit = heard_by_two.append
         # Two processes, each with many concurrent requests (one group commit each flush).
         sent = await asyncio.gather(
             *(
@@ -412,10 +435,10 @@ async def test_delivery_records_share_one_write_and_keep_every_attempt(
 
 
 async def test_prune_deletes_the_oldest_until_a_live_subscription_needs_one(
-    store: PostgresStore, clock: ManualClock
+    store: PostgresStore, clock: ManualClock, wiring: Wiring
 ) -> None:
     tid = await store.ensure_trigger("km", "t")
-    store.matcher = lambda _attributes: [tid]
+    wiring.matcher = lambda _attributes: [tid]
     await store.append([event(f"old{i}") for i in range(5)])  # 1..5
     clock.advance(2 * DAY)
     await store.append([event(f"new{i}") for i in range(2)])  # 6..7
@@ -455,9 +478,11 @@ async def test_snapshot_says_use_pg_dump(store: PostgresStore, tmp_path: Path) -
         await store.snapshot(tmp_path / "copy.db")
 
 
-async def test_figures_report_head_size_and_who_is_behind(store: PostgresStore) -> None:
+async def test_figures_report_head_size_and_who_is_behind(
+    store: PostgresStore, wiring: Wiring
+) -> None:
     tid = await store.ensure_trigger("km", "t")
-    store.matcher = lambda _attributes: [tid]
+    wiring.matcher = lambda _attributes: [tid]
     await store.append([event(str(i)) for i in range(4)])
     found = await store.read_figures([(tid, 1), (tid, 4)])
     assert found.head == 4 and found.database_bytes > 0
@@ -513,13 +538,15 @@ async def test_traces_equal_sqlites(
         await sqlite.close()
 
 
-async def test_wake_ups_survive_a_lost_listen_connection(store: PostgresStore, pg_dsn: str) -> None:
+async def test_wake_ups_survive_a_lost_listen_connection(
+    store: PostgresStore, pg_dsn: str, wiring: Wiring
+) -> None:
     """The server drops the LISTEN connection: the store listens again and wakes every
     trigger once (a commit meanwhile may have gone unheard), then hears commits as before."""
     tid = await store.ensure_trigger("km", "t")
-    store.matcher = lambda _attributes: [tid]
+    wiring.matcher = lambda _attributes: [tid]
     woken: list[set[int]] = []
-    store.on_commit = woken.append
+    wiring.on_commit = woken.append
     conn = await asyncpg.connect(pg_dsn)
     try:
         killed = await conn.fetchval(

@@ -25,7 +25,7 @@ CREATE TABLE traces (
 ) WITHOUT ROWID;
 CREATE INDEX traces_by_activity ON traces (activity);
 
--- Joining is counted by the store, one upsert per trace a flush (log/sqlite.py
+-- Joining is counted by the store, one upsert per trace a flush (log/sqlite/append.py
 -- _write_members): it writes only new members, each with the highest offset so far. Leaving
 -- (a new revision of a member is first deleted, then joins again if it has a traceid)
 -- recomputes the trace's bounds here, from the indexes above: a few B-tree probes, never a

@@ -22,6 +22,7 @@ from eventhub import notifications, traces
 from eventhub.codec import jsontext
 from eventhub.events import Appended, DataKind, NewEvent, StoredEvent
 from eventhub.log import sealing
+from eventhub.log.base import StepNames
 from eventhub.processes import definitions, lifecycle
 from eventhub.processes.instances import (
     BUFFERED,
@@ -47,8 +48,6 @@ from eventhub.vault import Vault
 # Appends lifecycle events inside the running transaction (the store gathers those of a
 # flush and appends them together, after every write of the flush).
 Emit = Callable[[Sequence[NewEvent]], None]
-# (definition id, version, step index) -> the step's id, None past the last step
-StepNames = Callable[[str, int, int], str | None]
 
 _COLUMNS = (
     "seq, id, definition_id, version, state, step, variables, waiting_for, due, buffer_for,"
