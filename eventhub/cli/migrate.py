@@ -22,6 +22,7 @@ from eventhub.log import migrate
 from eventhub.vault import Vault
 
 _KEY_ENV = "EVENTHUB_SECRET_KEY"
+_DATABASE_ENV = "EVENTHUB_DATABASE"
 
 
 def add(commands: Commands) -> None:
@@ -34,7 +35,13 @@ def add(commands: Commands) -> None:
         " re-sealed with EVENTHUB_SECRET_KEY, which the PostgreSQL hubs then run with.",
     )
     p.add_argument("--from", dest="source", type=Path, required=True, help="the SQLite database")
-    p.add_argument("--to", dest="target", required=True, help="postgresql://… of an empty database")
+    p.add_argument(
+        "--to",
+        dest="target",
+        default=os.environ.get(_DATABASE_ENV),
+        help=f"postgresql://… of an empty database (default: {_DATABASE_ENV}, which keeps a"
+        " password out of ps)",
+    )
     p.add_argument(
         "--from-key-file",
         type=Path,
@@ -61,6 +68,8 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _keys(args: argparse.Namespace) -> tuple[Vault, Vault]:
     """The SQLite hub's vault (it must open its secrets) and the target's."""
+    if not args.target:
+        raise migrate.Refused(f"give the target database: --to postgresql://… or {_DATABASE_ENV}")
     if args.batch < 1:
         raise migrate.Refused("--batch must be at least 1")
     secret_key = os.environ.get(_KEY_ENV)

@@ -36,8 +36,11 @@ ROOT = Path(__file__).resolve().parents[3]
 NEW_KEY = vault.encode_key(b"n" * 32)
 
 
-def run_migrate(*args: str, key: str | None = NEW_KEY) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "EVENTHUB_SECRET_KEY"}
+def run_migrate(
+    *args: str, key: str | None = NEW_KEY, **extra_env: str
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTHUB_")}
+    env.update(extra_env)
     env["PYTHONPATH"] = str(ROOT)
     if key is not None:
         env["EVENTHUB_SECRET_KEY"] = key
@@ -262,6 +265,9 @@ async def test_an_unreachable_target_is_refused(tmp_path: Path) -> None:
     dsn = "postgresql://eventhub:pw@127.0.0.1:1/eventhub"
     line = refusal(run_migrate("--from", str(db), "--to", dsn))
     assert "cannot connect" in line and "pw" not in line
+    line = refusal(run_migrate("--from", str(db), EVENTHUB_DATABASE=dsn))  # --to from the env
+    assert "cannot connect" in line and "pw" not in line
+    assert "EVENTHUB_DATABASE" in refusal(run_migrate("--from", str(db)))
 
 
 async def test_a_source_table_the_copy_does_not_know_is_refused(
