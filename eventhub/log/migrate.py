@@ -18,7 +18,9 @@ migrations say so), so each row is copied as it is, with three adjustments:
 
 The source is read in one read transaction (one snapshot) that also holds SQLite's write
 lock, so a hub started meanwhile cannot write (it fails to start, busy). A hub that holds the
-database open is detected before anything is read (``held_by_another``).
+database open is detected before anything is read (``held_by_another``). SQLite is read on
+the event loop, blocking: the command runs nothing else meanwhile, and each batch is read
+while the previous one is already in PostgreSQL.
 """
 
 from __future__ import annotations
