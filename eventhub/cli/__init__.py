@@ -13,6 +13,7 @@ from eventhub.cli import (
     events,
     instances,
     keys,
+    migrate,
     models,
     processes,
     serve,
@@ -36,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
         processes,
         instances,
         backup,
+        migrate,
     ):
         group.add(commands)
     return top
