@@ -20,7 +20,7 @@ def uses_postgres(settings: Settings) -> bool:
     return bool(settings.database)
 
 
-def open_store(
+def store_for(
     settings: Settings,
     clock: Clock,
     hooks: Hooks,
