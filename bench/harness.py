@@ -219,6 +219,7 @@ class Hub:
     run: str  # this run's id: in every event (benchrun) and the trigger's filter
     proc: Process | None = None  # None: an eventhub this benchmark did not start
     created: list[str] = field(default_factory=list)  # subscriptions, to delete on --url
+    dsn: str | None = None  # a local hub's PostgreSQL database (None: SQLite, on its --data)
 
     @property
     def auth(self) -> dict[str, str]:
@@ -255,7 +256,7 @@ def start_local(tmp: Path, data: Path, run: str, dsn: str | None = None) -> Hub:
             **database_env(dsn),
         },
     )
-    return Hub(f"http://127.0.0.1:{port}", ADMIN_KEY, run, proc)
+    return Hub(f"http://127.0.0.1:{port}", ADMIN_KEY, run, proc, dsn=dsn)
 
 
 @contextlib.contextmanager
@@ -272,6 +273,11 @@ def served(tmp: Path, data: Path, external: Hub | None, dsn: str | None = None) 
         return
     hub = start_local(tmp, data, new_run_id(), dsn)
     try:
+        if dsn is not None:
+            import pg  # beside this file; asyncpg is needed only for PostgreSQL runs
+
+            asyncio.run(wait_http(hub.url + "/readyz", timeout=60))
+            pg.check_migrated(dsn)
         yield hub
     finally:
         assert hub.proc is not None

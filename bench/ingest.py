@@ -316,24 +316,6 @@ def measure_aiohttp(
     return result
 
 
-async def _migrated(dsn: str) -> bool:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return bool(await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL"))
-    finally:
-        await conn.close()
-
-
-def check_on_postgres(dsn: str) -> None:
-    """A hub that ignored EVENTHUB_DATABASE would run on SQLite and measure the wrong store:
-    a hub that answers /healthz on PostgreSQL has migrated its database."""
-    if not asyncio.run(_migrated(dsn)):
-        raise RuntimeError(
-            "the hub started but left its PostgreSQL database empty: does this eventhub "
-            "take EVENTHUB_DATABASE (eventhub serve on PostgreSQL)?"
-        )
-
-
 async def _count_pg(dsn: str) -> int:
     conn = await asyncpg.connect(dsn)
     try:
@@ -373,7 +355,7 @@ def run_one(
     measure = measure_wrk if generator == "wrk" else measure_aiohttp
     try:
         if dsn is not None:
-            check_on_postgres(dsn)
+            pg.check_migrated(dsn)
         result = measure(children, server, scenario, url, pool, opts, profile_to)
     finally:
         load_after = os.getloadavg()

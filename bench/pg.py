@@ -64,3 +64,22 @@ async def settings(conn: Any) -> dict[str, str]:
     for name in ("fsync", "synchronous_commit", "wal_sync_method", "shared_buffers"):
         out[name] = str(await conn.fetchval(f"SHOW {name}"))
     return out
+
+
+async def _migrated(dsn: str) -> bool:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return bool(await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL"))
+    finally:
+        await conn.close()
+
+
+def check_migrated(dsn: str) -> None:
+    """Raises RuntimeError unless a hub has migrated ``dsn``. A hub that ignored
+    EVENTHUB_DATABASE would run on SQLite, and the bench would report SQLite's figures under
+    PostgreSQL's name; a hub that answers on PostgreSQL has migrated its database first."""
+    if not asyncio.run(_migrated(dsn)):
+        raise RuntimeError(
+            "the hub started but left its PostgreSQL database empty: does this eventhub "
+            "take EVENTHUB_DATABASE (eventhub serve on PostgreSQL)?"
+        )
