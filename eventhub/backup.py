@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from eventhub import files
+from eventhub import errors, files
 from eventhub.log.base import EventLog
 
 PREFIX = ".backup-"
@@ -62,7 +62,8 @@ class Backups:
     """The hub's backups of its database ``db``: one snapshot at a time (each takes the room
     of a database), while any number of finished ones stream."""
 
-    def __init__(self, store: EventLog, db: Path) -> None:
+    def __init__(self, store: EventLog, db: Path | None) -> None:
+        """``db``: the SQLite file; None on PostgreSQL, where ``take`` refuses."""
         self._store = store
         self._db = db
         self._one = asyncio.Lock()
@@ -70,6 +71,8 @@ class Backups:
     async def take(self) -> Snapshot:
         """A snapshot of the database now; the caller closes it."""
         db = self._db
+        if db is None:
+            raise errors.SnapshotUnsupported(errors.SnapshotUnsupported.ADVICE)
         async with self._one:
             for stale in db.parent.glob(db.name + PREFIX + "*"):
                 _remove(stale)  # a crash mid-snapshot left it: none other is being made

@@ -173,6 +173,23 @@ class VaultError(EventHubError):
     ``eventhub serve`` prints it as one line and exits 2."""
 
 
+class DatabaseUnavailable(EventHubError):
+    """The database cannot be reached or opened at start (PostgreSQL: refused, unknown host
+    or database, bad credentials). ``eventhub serve`` prints it as one line and exits 2; the
+    message names the database masked (``log/dsn.py``), never its password."""
+
+
+class SnapshotUnsupported(EventHubError):
+    """``GET /admin/backup`` on PostgreSQL: its backups are the database's own (``pg_dump``)."""
+
+    status = 501
+    code = "not_implemented"
+    ADVICE: ClassVar[str] = (
+        "this hub runs on PostgreSQL: back it up with pg_dump (or your provider's backups),"
+        " not GET /admin/backup or eventhub backup"
+    )
+
+
 # The patterns the schemas use, in words: "matching regex '\\S'" says little to a person.
 _PATTERNS = {
     r"\S": "that is not blank",

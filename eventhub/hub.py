@@ -25,10 +25,9 @@ from eventhub.delivery.states import Move
 from eventhub.delivery.supervisor import Deps
 from eventhub.events import NewEvent
 from eventhub.headwatch import HeadWatch
-from eventhub.log import sealing
+from eventhub.log import backend
 from eventhub.log.base import Hooks, Store
 from eventhub.log.records import KeyRecord, SourceRecord
-from eventhub.log.sqlite import SqliteStore
 from eventhub.models import Subscription
 from eventhub.ops import logs
 from eventhub.ops.metrics import Metrics
@@ -81,14 +80,10 @@ class Hub:
         # reach the parts built after the store (subscriptions, engine) when called.
         index = TriggerIndex()
         self._wired = False  # on_commit and on_emitted reach the parts: set by _start
-        self.store: Store = SqliteStore(
-            settings.data,
+        self.store: Store = backend.open_store(
+            settings,
             self.clock,
-            settings.synchronous,
-            settings.checkpoint_interval,
-            vault=sealing.vault_for(settings.data, settings.secret_key),
-            observe_commit=self.metrics.committed,
-            hooks=Hooks(
+            Hooks(
                 matcher=index.match,
                 on_commit=self._on_commit,
                 on_appended=self.head.moved,
@@ -96,6 +91,7 @@ class Hub:
                 on_instances=self._on_instances,
                 on_emitted=self._on_emitted,
             ),
+            observe_commit=self.metrics.committed,
         )
         self.keyring = auth.Keyring(())
         self.sources: dict[str, SourceRecord] = {}
@@ -151,7 +147,10 @@ class Hub:
             settings.retention_bytes,
             settings.retention_interval,
         )
-        self.backups = backup.Backups(self.store, settings.data)
+        # On PostgreSQL there is no file to copy: backups are pg_dump's (SnapshotUnsupported).
+        self.backups = backup.Backups(
+            self.store, None if backend.uses_postgres(settings) else settings.data
+        )
         # The console's rate chart: samples of the counters above, never the ingest path.
         self.rates = Rates(self.metrics, self.clock)
 

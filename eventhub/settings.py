@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from eventhub import errors, tomlfile, vault
+from eventhub.log import dsn
 
 
 def default_data_path() -> Path:
@@ -25,6 +26,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     data: Path = dataclasses.field(default_factory=default_data_path)
+    # PostgreSQL (SPEC §9): a postgresql:// URL; None or empty: the SQLite file at ``data``.
+    # It may hold a password: never shown (repr, logs, errors show log/dsn.py's masked form).
+    database: str | None = dataclasses.field(default=None, repr=False)
     admin_key: str | None = dataclasses.field(default=None, repr=False)
     max_body_bytes: int = 10 * 1024 * 1024
     max_batch_events: int = 10_000
@@ -355,6 +359,20 @@ def validate(settings: Settings) -> None:
         raise errors.InvalidRequest(
             f"setting 'metrics_token' must be at least {MIN_TOKEN_LENGTH} characters"
         )
+    if settings.database:
+        if not dsn.is_postgres(settings.database):
+            raise errors.InvalidRequest(
+                f"setting 'database' (EVENTHUB_DATABASE): {dsn.masked(settings.database)!r} is"
+                " not a postgresql:// or postgres:// URL (leave it empty for SQLite at 'data')"
+            )
+        if settings.secret_key is None:
+            # Several processes must share the key, and there is no place beside a DSN for a
+            # key file; a key kept in the database would be in every dump of it.
+            raise errors.InvalidRequest(
+                "setting 'secret_key' (EVENTHUB_SECRET_KEY) is required with a PostgreSQL"
+                " database: every process sharing it needs the same key"
+                " (openssl rand -base64 32)"
+            )
     if settings.secret_key is not None:
         # Malformed is refused here, at the edge; whether the key fits the database is
         # checked when the hub is built (log/sealing.py).

@@ -16,12 +16,15 @@ def add(commands: Commands) -> None:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8080)")
     serve.add_argument("--data", type=Path, help="SQLite database file")
+    serve.add_argument(
+        "--database", help="a postgresql:// URL to serve from PostgreSQL (default: SQLite)"
+    )
     serve.add_argument("--config", type=Path, help="TOML settings file")
     serve.set_defaults(func=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    flags = {"host": args.host, "port": args.port, "data": args.data}
+    flags = {"host": args.host, "port": args.port, "data": args.data, "database": args.database}
     try:
         built = settings.load(flags, config_file=args.config)
     except (errors.EventHubError, OSError) as exc:

@@ -14,7 +14,7 @@ from eventhub import settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 HEADER = "| setting | flag / variable | default | allowed | meaning |"
-FLAGS = {"host", "port", "data"}  # the settings `eventhub serve` takes as flags too
+FLAGS = {"host", "port", "data", "database"}  # the settings `eventhub serve` takes as flags too
 
 
 def reference() -> dict[str, list[str]]:

@@ -27,15 +27,16 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 import orjson
 
 from eventhub import errors, tasks, traces
 from eventhub.clock import Clock, rfc3339
+from eventhub.errors import DatabaseUnavailable, SnapshotUnsupported
 from eventhub.events import Appended, DataKind, NewEvent, StoredEvent
-from eventhub.log import figures, retention, sealing
+from eventhub.log import dsn, figures, retention, sealing
 from eventhub.log.base import NO_HOOKS, Hooks, StepNames
 from eventhub.log.postgres import append, rows, schema, wakeup
 from eventhub.log.postgres import instances as pg_instances
@@ -64,13 +65,6 @@ R = TypeVar("R")
 
 _EVENT_COLUMNS = "event_offset, revision, attributes, data, data_kind, received_at"
 _DISK_FULL = "53100"  # SQLSTATE disk_full
-
-
-class SnapshotUnsupported(errors.EventHubError):
-    """``POST /admin/backup`` on PostgreSQL: its backups are the database's own tools."""
-
-    status: ClassVar[int] = 501
-    code: ClassVar[str] = "not_implemented"
 
 
 def _storage_error(exc: BaseException) -> errors.InsufficientStorage | None:
@@ -164,11 +158,25 @@ class PostgresStore:
         watched by ``owner`` (the hub's) or by a private one. Returns once this process
         listens, so no commit after ``open`` goes unheard."""
         owner = owner or tasks.Tasks()
-        conn = await self._connect()
+        try:
+            conn = await self._connect()
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # At start: one line naming host and database, never the password (log/dsn.py).
+            reason = dsn.scrub(str(exc) or type(exc).__name__, self._dsn)
+            raise DatabaseUnavailable(
+                f"setting 'database': cannot connect to {dsn.where(self._dsn)}: {reason}"
+            ) from None
         try:
             await schema.migrate(conn)
             await schema.check_vault(conn, self._vault)
             self._seen_head = int(await conn.fetchval("SELECT last_offset FROM log_head"))
+        except asyncpg.PostgresError as exc:
+            # E.g. no right to create the tables: one line at start, as for a failed connect.
+            await conn.close()
+            reason = dsn.scrub(str(exc) or type(exc).__name__, self._dsn)
+            raise DatabaseUnavailable(
+                f"setting 'database': {dsn.where(self._dsn)}: {reason}"
+            ) from None
         except BaseException:
             await conn.close()
             raise
@@ -460,10 +468,7 @@ class PostgresStore:
         return Pruned(deleted, await self.first_offset(), held)
 
     async def snapshot(self, target: Path) -> None:
-        raise SnapshotUnsupported(
-            "backups of a PostgreSQL hub are the database's own: use pg_dump (or your"
-            " provider's backups) instead of POST /admin/backup"
-        )
+        raise SnapshotUnsupported(SnapshotUnsupported.ADVICE)
 
     async def read_figures(self, positions: Iterable[figures.Position]) -> figures.Figures:
         """What ``/metrics`` reads, in one read-only snapshot. ``wal_bytes`` is 0: the WAL

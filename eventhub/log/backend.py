@@ -1,0 +1,50 @@
+"""Which store a hub runs on, from its settings: ``database`` empty, the SQLite file at
+``data`` (the embedded default); a PostgreSQL URL, ``PostgresStore`` on it (SPEC §9). The
+one place that chooses; everything above sees the ``Store`` port only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from eventhub import vault
+from eventhub.clock import Clock
+from eventhub.log import sealing
+from eventhub.log.base import Hooks, Store
+from eventhub.settings import Settings
+
+
+def uses_postgres(settings: Settings) -> bool:
+    return bool(settings.database)
+
+
+def open_store(
+    settings: Settings,
+    clock: Clock,
+    hooks: Hooks,
+    observe_commit: Callable[[int, float], None] | None = None,
+) -> Store:
+    """The hub's store, built (not yet opened: ``Store.open`` connects). On SQLite the vault
+    is checked against the file now; on PostgreSQL, when the store opens (the key is
+    ``secret_key``, which settings require with a PostgreSQL database)."""
+    if settings.database:
+        # Imported here: asyncpg is only loaded by hubs that use it.
+        from eventhub.log.postgres import PostgresStore
+
+        assert settings.secret_key is not None  # settings.validate requires it
+        sealer = vault.Vault(
+            vault.parse_key(settings.secret_key, "setting 'secret_key' (EVENTHUB_SECRET_KEY)")
+        )
+        return PostgresStore(
+            settings.database, clock, vault=sealer, observe_commit=observe_commit, hooks=hooks
+        )
+    from eventhub.log.sqlite import SqliteStore
+
+    return SqliteStore(
+        settings.data,
+        clock,
+        settings.synchronous,
+        settings.checkpoint_interval,
+        vault=sealing.vault_for(settings.data, settings.secret_key),
+        observe_commit=observe_commit,
+        hooks=hooks,
+    )
