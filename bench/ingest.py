@@ -590,7 +590,8 @@ def markdown(summary: dict[str, Any]) -> str:
         lines.append(
             f"- PostgreSQL ceiling (raw asyncpg, this run): {ceiling['rows_per_s']:,.0f} rows/s "
             f"in {ceiling['batch']}-row commits, {ceiling['single_rows_per_s']:,.0f} rows/s in "
-            "single-row commits"
+            f"single-row commits over {ceiling['connections']} connections "
+            f"({ceiling['single_rows_one_connection_per_s']:,.0f} over one)"
         )
     for generator, r in summary.get("postgres", {}).items():
         for name, label in (("binary", "(b)"), ("structured", "(b')"), ("batch", "(c)")):
@@ -726,7 +727,7 @@ def main(argv: list[str] | None = None) -> int:
                     pg.fresh_database(pg_uri, "ceiling"),
                     args.pg_ceiling_seconds,
                     b"x" * 1000,
-                    (args.batch, 1),
+                    args.batch,
                 )
             code = export_rev(args.rev, Path(tmp) / "src") if args.rev else describe_tree(REPO)
             print(f"eventhub under test: {args.url or code}", file=sys.stderr)

@@ -3,7 +3,10 @@ and ``event_ids``, in eventhub's own schema: its migrations) on a throwaway serv
 (``pg.py``: pgserver, a Unix socket), with no HTTP, parsing or validation. What eventhub's
 ingest on PostgreSQL is compared with.
 
-Each method runs with 100-row commits and single-row commits, over one connection:
+Each method runs with 100-row commits over one connection, and with single-row commits over
+one connection and over ``--connections`` at once (16: concurrent producers, whose commits
+the server's WAL flushes group, as eventhub's own group commit does for single-event
+requests; that is the ceiling single-event ingest is compared with):
 
     copy        ``copy_records_to_table`` into each table (COPY, binary)
     executemany ``executemany`` of a parameterised INSERT into each table
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import itertools
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -88,41 +92,55 @@ WRITERS: dict[str, Writer] = {"copy": _copy, "executemany": _executemany, "unnes
 
 
 async def measure_one(
-    dsn: str, method: str, batch: int, seconds: float, body: bytes, first: int
+    dsn: str,
+    method: str,
+    batch: int,
+    seconds: float,
+    body: bytes,
+    first: int,
+    connections: int = 1,
 ) -> dict[str, Any]:
-    """Appends ``batch`` rows a commit with ``method`` for ``seconds``; offsets from
-    ``first`` (each measurement its own range, so one database serves them all)."""
+    """Appends ``batch`` rows a commit with ``method`` for ``seconds``, from ``connections``
+    connections at once; offsets from ``first`` (each measurement its own range, so one
+    database serves them all)."""
     write = WRITERS[method]
     attributes = orjson.dumps({"specversion": "1.0", "source": "/bench", "type": "job.created"})
-    conn = await asyncpg.connect(dsn)
-    try:
-        rows, offset = 0, first
-        started = time.perf_counter()
-        deadline = started + seconds
-        commits = 0
-        while time.perf_counter() < deadline and commits < 10_000_000:
+    offsets = itertools.count(first + 1)  # shared: one event loop, so no lock needed
+    counts = {"rows": 0, "commits": 0}
+    conns = [await asyncpg.connect(dsn) for _ in range(connections)]
+
+    async def worker(conn: Any, deadline: float) -> None:
+        while time.perf_counter() < deadline and counts["commits"] < 10_000_000:
             events: Rows = []
             ids: Rows = []
             for _ in range(batch):
-                offset += 1
+                offset = next(offsets)
                 key = f"e{offset}"
                 events.append((offset, "/bench", key, 1, "job.created", attributes, body, 1, "t"))
                 digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
                 ids.append(("/bench", key, offset, 1, digest))
             async with conn.transaction():
                 await write(conn, events, ids)
-            rows += batch
-            commits += 1
+            counts["rows"] += batch
+            counts["commits"] += 1
+
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(c, started + seconds) for c in conns))
         elapsed = time.perf_counter() - started
     finally:
-        await conn.close()
+        for conn in conns:
+            await conn.close()
+    rows, commits = counts["rows"], counts["commits"]
     return {
         "method": method,
         "batch": batch,
+        "connections": connections,
         "rows": rows,
+        "last_offset": next(offsets),
         "seconds": elapsed,
         "rows_per_s": rows / elapsed,
-        "commit_ms": elapsed / commits * 1e3 if commits else None,
+        "commit_ms": elapsed / commits * 1e3 * connections if commits else None,
     }
 
 
@@ -135,32 +153,38 @@ async def _prepare(dsn: str) -> dict[str, str]:
         await conn.close()
 
 
-def measure(dsn: str, seconds: float, body: bytes, batches: tuple[int, ...]) -> dict[str, Any]:
-    """Every method at every batch size on the database ``dsn``; the best of each size is the
-    ceiling (``rows_per_s``: 100-row commits, ``single_rows_per_s``: single-row commits)."""
+def measure(
+    dsn: str, seconds: float, body: bytes, batch: int = 100, connections: int = 16
+) -> dict[str, Any]:
+    """Every method on the database ``dsn``: ``batch``-row commits over one connection,
+    single-row commits over one and over ``connections``. The ceilings are the best method
+    of each: ``rows_per_s`` (batches), ``single_rows_per_s`` (single rows, concurrent)."""
     server = asyncio.run(_prepare(dsn))
     results: list[dict[str, Any]] = []
-    first = 0
-    for batch in batches:
+    last = 0
+    for size, width in ((batch, 1), (1, 1), (1, connections)):
         for method in METHODS:
-            one = asyncio.run(measure_one(dsn, method, batch, seconds, body, first))
-            first += one["rows"] + 1
+            one = asyncio.run(measure_one(dsn, method, size, seconds, body, last, width))
+            last = one["last_offset"]
             results.append(one)
             print(
-                f"  pg {method:>11} x{batch:<4} {one['rows_per_s']:>10,.0f} rows/s",
+                f"  pg {method:>11} x{size:<4} {width:>3} conn {one['rows_per_s']:>10,.0f} rows/s",
                 file=sys.stderr,
                 flush=True,
             )
 
-    def best(batch: int) -> float | None:
-        found = [r["rows_per_s"] for r in results if r["batch"] == batch]
-        return max(found) if found else None
+    def best(size: int, width: int) -> float:
+        return max(
+            r["rows_per_s"] for r in results if (r["batch"], r["connections"]) == (size, width)
+        )
 
     return {
         "results": results,
-        "rows_per_s": best(max(batches)),
-        "single_rows_per_s": best(1),
-        "batch": max(batches),
+        "rows_per_s": best(batch, 1),
+        "single_rows_per_s": best(1, connections),
+        "single_rows_one_connection_per_s": best(1, 1),
+        "batch": batch,
+        "connections": connections,
         "row_bytes": len(body),
         "server": server,
     }
@@ -171,15 +195,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="per method and batch size")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--body-bytes", type=int, default=1000)
+    parser.add_argument("--connections", type=int, default=16, help="for single-row commits")
     parser.add_argument("--dsn", help="a PostgreSQL of yours instead of a throwaway one")
     args = parser.parse_args()
     body = b"x" * args.body_bytes
-    batches = (args.batch, 1)
     if args.dsn:
-        result = measure(args.dsn, args.seconds, body, batches)
+        result = measure(args.dsn, args.seconds, body, args.batch, args.connections)
     else:
         with pg.server() as uri:
-            result = measure(pg.fresh_database(uri, "ceiling"), args.seconds, body, batches)
+            dsn = pg.fresh_database(uri, "ceiling")
+            result = measure(dsn, args.seconds, body, args.batch, args.connections)
     print(orjson.dumps(result).decode())
 
 
