@@ -80,7 +80,7 @@ class Hub:
         # reach the parts built after the store (subscriptions, engine) when called.
         index = TriggerIndex()
         self._wired = False  # on_commit and on_emitted reach the parts: set by _start
-        self.store: Store = backend.open_store(
+        self.store: Store = backend.store_for(
             settings,
             self.clock,
             Hooks(

@@ -19,8 +19,14 @@ from eventhub import app as app_module
 from eventhub import server as eventhub_server
 from eventhub.hub import Hub
 from eventhub.settings import Settings
+from tests.postgres import pg_dsn, pg_server  # noqa: F401  (fixtures of the whole suite)
 
 ADMIN_KEY = "test-admin-key-0123456789"
+# The backends a test parameterised over them runs on:
+# ``pytestmark = pytest.mark.parametrize("backend", BACKENDS)`` in its module.
+BACKENDS = ("sqlite", "postgres")
+# A PostgreSQL hub needs EVENTHUB_SECRET_KEY (settings.py): the tests' one (32 bytes).
+TEST_SECRET_KEY = "ZXZlbnRodWItdGVzdC1zZWNyZXQta2V5LTAxMjM0NTY="
 
 
 def free_port() -> int:
@@ -132,8 +138,34 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def server(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Running]:
-    settings = settings_for(tmp_path)
+def backend() -> str:
+    """The store the test's hubs run on: SQLite, unless the module parameterises it
+    (``BACKENDS``)."""
+    return "sqlite"
+
+
+@pytest.fixture
+def backend_settings(backend: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The settings that put a hub on ``backend``: none for SQLite (its file in the test's
+    folder); for PostgreSQL a fresh database of the session's server, and the secret key."""
+    if backend == "sqlite":
+        return {}
+    assert backend == "postgres", backend
+    dsn: str = request.getfixturevalue("pg_dsn")
+    return {"database": dsn, "secret_key": TEST_SECRET_KEY}
+
+
+@pytest.fixture
+def backend_env(backend_settings: dict[str, Any]) -> dict[str, str]:
+    """``backend_settings`` as a child ``eventhub serve``'s environment."""
+    return {f"EVENTHUB_{name.upper()}": str(value) for name, value in backend_settings.items()}
+
+
+@pytest.fixture
+async def server(
+    tmp_path: Path, clock: ManualClock, backend_settings: dict[str, Any]
+) -> AsyncIterator[Running]:
+    settings = settings_for(tmp_path, **backend_settings)
     uv, task = await start(settings, clock)
     hub = hub_of(uv)
     async with aiohttp.ClientSession() as http:

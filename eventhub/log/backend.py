@@ -4,20 +4,23 @@ one place that chooses; everything above sees the ``Store`` port only."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from eventhub import vault
 from eventhub.clock import Clock
-from eventhub.log import sealing
+from eventhub.log import dsn, sealing
 from eventhub.log.base import Hooks, Store
 from eventhub.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def uses_postgres(settings: Settings) -> bool:
     return bool(settings.database)
 
 
-def open_store(
+def store_for(
     settings: Settings,
     clock: Clock,
     hooks: Hooks,
@@ -30,6 +33,7 @@ def open_store(
         # Imported here: asyncpg is only loaded by hubs that use it.
         from eventhub.log.postgres import PostgresStore
 
+        log.info("database: PostgreSQL at %s (one process)", dsn.masked(settings.database))
         assert settings.secret_key is not None  # settings.validate requires it
         sealer = vault.Vault(
             vault.parse_key(settings.secret_key, "setting 'secret_key' (EVENTHUB_SECRET_KEY)")

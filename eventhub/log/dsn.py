@@ -29,9 +29,9 @@ def masked(database: str) -> str:
             netloc = f"{name}:{_HIDDEN}@{host}" if sep else f"{name}@{host}"
         query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
         shown = [(k, _HIDDEN if k.lower() == "password" else v) for k, v in query]
-        return urllib.parse.urlunsplit(
-            (parts.scheme, netloc, parts.path, urllib.parse.urlencode(shown, safe="/*"), "")
-        )
+        # Not urlunsplit: it drops the "//" of an empty host (a Unix socket's URL).
+        query_text = urllib.parse.urlencode(shown, safe="/*")
+        return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query_text}" if query_text else "")
     except ValueError:
         scheme, sep, _ = database.partition("://")
         return f"{scheme}://{_HIDDEN}" if sep else _HIDDEN
@@ -61,6 +61,7 @@ def scrub(text: str, database: str) -> str:
     except ValueError:
         return text
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, _HIDDEN)
+        # As written, and percent-decoded as the driver uses it.
+        for form in {secret, urllib.parse.unquote(secret)} if secret else ():
+            text = text.replace(form, _HIDDEN)
     return text

@@ -6,13 +6,14 @@ import asyncio
 import random
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 import standardwebhooks.webhooks
 import svix.webhooks
 
-from tests.conftest import ManualClock, Running, hub_of
+from tests.conftest import BACKENDS, ManualClock, Running, hub_of
 from tests.e2e.delivery_helpers import (
     SUBS,
     auto_clock,
@@ -26,6 +27,9 @@ from tests.e2e.delivery_helpers import (
 )
 from tests.e2e.helpers import custom_server
 from tests.e2e.receiver import Receiver, reset, status
+
+# Every test here on SQLite and on PostgreSQL (issue 12): the same guarantees on both.
+pytestmark = pytest.mark.parametrize("backend", BACKENDS)
 
 
 async def test_events_arrive_in_order_in_the_envelope_format(
@@ -336,13 +340,13 @@ async def test_random_failures_lose_nothing_and_keep_order(
 
 
 async def test_a_stalled_receiver_does_not_delay_another_subscription(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: Receiver, backend_settings: dict[str, Any]
 ) -> None:
     slow = await Receiver().start()
     slow.default = status(200)
     slow.default.stall = 3.0
     try:
-        async with custom_server(tmp_path, delivery_timeout=5.0) as running:
+        async with custom_server(tmp_path, delivery_timeout=5.0, **backend_settings) as running:
             await publish_trigger(running)
             await subscribe(running, slow.url)
             await subscribe(running, receiver.url)
@@ -356,12 +360,14 @@ async def test_a_stalled_receiver_does_not_delay_another_subscription(
         await slow.stop()
 
 
-async def test_subscriptions_resume_after_a_restart(tmp_path: Path, receiver: Receiver) -> None:
+async def test_subscriptions_resume_after_a_restart(
+    tmp_path: Path, receiver: Receiver, backend_settings: dict[str, Any]
+) -> None:
     import aiohttp
 
     from tests.conftest import ADMIN_KEY, settings_for, start
 
-    settings = settings_for(tmp_path)
+    settings = settings_for(tmp_path, **backend_settings)
     async with aiohttp.ClientSession() as http:
         uv, task = await start(settings)
         running = Running(
@@ -390,9 +396,9 @@ async def test_subscriptions_resume_after_a_restart(tmp_path: Path, receiver: Re
 
 
 async def test_the_subscription_limit_is_clear_and_notified(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: Receiver, backend_settings: dict[str, Any]
 ) -> None:
-    async with custom_server(tmp_path, max_subscriptions=2) as running:
+    async with custom_server(tmp_path, max_subscriptions=2, **backend_settings) as running:
         await publish_trigger(running)
         operator = await subscribe(
             running, receiver.url, km="eventhub", trigger="subscriptions-limit-reached"
@@ -481,14 +487,14 @@ async def test_a_backlog_drains_a_page_at_a_time(server: Running, receiver: Rece
 
 
 async def test_subscriptions_in_backoff_leave_room_for_the_others(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: Receiver, backend_settings: dict[str, Any]
 ) -> None:
     # One connection and two page permits for the whole hub: three failing subscriptions
     # waiting out their backoff must not hold them.
     failing = await Receiver().start()
     failing.default = status(503)
     try:
-        async with custom_server(tmp_path, delivery_connections=1) as running:
+        async with custom_server(tmp_path, delivery_connections=1, **backend_settings) as running:
             await publish_trigger(running)
             for _ in range(3):
                 await subscribe(running, failing.url, maxRetries=5)

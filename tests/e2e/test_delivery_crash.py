@@ -9,18 +9,23 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import pytest
 
-from tests.conftest import ADMIN_KEY, Running
+from tests.conftest import ADMIN_KEY, BACKENDS, Running
 from tests.e2e.delivery_helpers import publish_trigger, subscribe
 from tests.e2e.helpers import ServerProcess
 from tests.e2e.receiver import Receiver
 
+pytestmark = pytest.mark.parametrize("backend", BACKENDS)
 
-async def test_sigkill_mid_delivery_resumes_without_skipping(tmp_path: Path) -> None:
+
+async def test_sigkill_mid_delivery_resumes_without_skipping(
+    tmp_path: Path, backend_env: dict[str, str]
+) -> None:
     receiver = await Receiver().start()
     receiver.default.stall = 0.002  # slow enough that the kill lands mid-backlog
     data = tmp_path / "eventhub.db"
-    first = ServerProcess(data, tmp_path / "first.log")
+    first = ServerProcess(data, tmp_path / "first.log", backend_env)
     second: ServerProcess | None = None
     try:
         async with aiohttp.ClientSession() as http:
@@ -51,8 +56,9 @@ async def test_sigkill_mid_delivery_resumes_without_skipping(tmp_path: Path) -> 
             before = len(receiver.seen)
             assert before < 300, "the kill should land mid-backlog"
 
-            second = ServerProcess(data, tmp_path / "second.log")
+            second = ServerProcess(data, tmp_path / "second.log", backend_env)
             await second.ready(http)
+            assert data.exists() == ("EVENTHUB_DATABASE" not in backend_env)
             async with asyncio.timeout(30):
                 while {o for o in _offsets(receiver)} != set(offsets):
                     await asyncio.sleep(0.05)

@@ -13,8 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
+from tests.conftest import BACKENDS
 from tests.e2e.helpers import BATCH, ServerProcess, bearer, read_log
+
+# kill -9 and a graceful stop on SQLite and on PostgreSQL (issue 12).
+pytestmark = pytest.mark.parametrize("backend", BACKENDS)
 
 WORKERS = 20
 BATCH_SIZE = 5
@@ -97,11 +102,11 @@ async def _produce(
 
 
 async def _run_and_interrupt(
-    tmp_path: Path, interrupt: Callable[[ServerProcess], Awaitable[int]]
+    tmp_path: Path, interrupt: Callable[[ServerProcess], Awaitable[int]], env: dict[str, str]
 ) -> tuple[Ledger, int, list[dict[str, Any]]]:
     data = tmp_path / "durable.db"
     ledger = Ledger()
-    first = ServerProcess(data, tmp_path / "first.log")
+    first = ServerProcess(data, tmp_path / "first.log", env)
     second: ServerProcess | None = None
     try:
         timeout = aiohttp.ClientTimeout(total=20)
@@ -115,9 +120,11 @@ async def _run_and_interrupt(
                 await asyncio.sleep(1.0)
                 stopping.set()
                 code = await interrupt(first)
-        second = ServerProcess(data, tmp_path / "second.log")
+        second = ServerProcess(data, tmp_path / "second.log", env)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             await second.ready(http)
+            # On PostgreSQL nothing is written at 'data': the hub really ran on the server.
+            assert data.exists() == ("EVENTHUB_DATABASE" not in env)
             log = await read_log(http, second.url)
             # The restarted hub goes on appending after what it recovered.
             body, headers = _single("/after", "restart", 0)
@@ -162,17 +169,21 @@ def _check_log(ledger: Ledger, log: list[dict[str, Any]]) -> None:
         assert all(found) or not any(found), batch
 
 
-async def test_acknowledged_events_survive_kill_9(tmp_path: Path) -> None:
+async def test_acknowledged_events_survive_kill_9(
+    tmp_path: Path, backend_env: dict[str, str]
+) -> None:
     async def kill(process: ServerProcess) -> int:
         process.signal(signal.SIGKILL)
         return await process.exited()
 
-    ledger, code, log = await _run_and_interrupt(tmp_path, kill)
+    ledger, code, log = await _run_and_interrupt(tmp_path, kill, backend_env)
     assert code == -signal.SIGKILL
     _check_log(ledger, log)
 
 
-async def test_graceful_stop_under_load_keeps_everything(tmp_path: Path) -> None:
+async def test_graceful_stop_under_load_keeps_everything(
+    tmp_path: Path, backend_env: dict[str, str]
+) -> None:
     async def terminate(process: ServerProcess) -> int:
         process.signal(signal.SIGTERM)
         code = await process.exited()
@@ -182,7 +193,7 @@ async def test_graceful_stop_under_load_keeps_everything(tmp_path: Path) -> None
         assert "Traceback" not in process.output() and "ERROR" not in process.output()
         return code
 
-    ledger, code, log = await _run_and_interrupt(tmp_path, terminate)
+    ledger, code, log = await _run_and_interrupt(tmp_path, terminate, backend_env)
     assert code == 0, f"a graceful stop exits 0, got {code}"
     _check_log(ledger, log)
     produced = [e for e in log if e["event"]["source"].startswith("/load/")]

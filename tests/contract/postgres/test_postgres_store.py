@@ -21,10 +21,10 @@ from eventhub import errors
 from eventhub.clock import rfc3339
 from eventhub.codec import parse
 from eventhub.delivery.states import Status
+from eventhub.errors import SnapshotUnsupported
 from eventhub.events import DataKind, NewEvent, digest_of
 from eventhub.log.base import Hooks
 from eventhub.log.postgres import PostgresStore
-from eventhub.log.postgres.store import SnapshotUnsupported
 from eventhub.log.sqlite import SqliteStore, records
 from eventhub.log.store import KeyRecord, SourceRecord, Store
 from eventhub.models import Attempt, Subscription
