@@ -3,7 +3,8 @@
 Runs, each in its own processes: the SQLite ceiling (``sqlite_ceiling.py``), ingest against a
 bare Starlette endpoint (``ingest.py``), delivery against a raw aiohttp client
 (``deliver.py``), a 1-million-event log with 10,000 subscriptions (``scale.py``), and 10,000
-waiting process instances woken at 1,000 events/s (``processes.py``). Writes
+waiting process instances woken at 1,000 events/s (``processes.py``), and the hub on
+PostgreSQL against the hub on SQLite with PostgreSQL's own ceiling (``postgres.py``). Writes
 one JSON file with every figure and its ratio to its ceiling, a Markdown summary and PNG plots
 (``plots.py``) beside it.
 
@@ -11,12 +12,14 @@ one JSON file with every figure and its ratio to its ceiling, a Markdown summary
     .venv/bin/python -m bench --quick      # a few minutes
     .venv/bin/python -m bench --tiny       # a minute: the test suite's smoke run
     .venv/bin/python -m bench --only ingest,sqlite
+    .venv/bin/python -m bench --only postgres
     .venv/bin/python -m bench --url https://hub.example --key "$ADMIN_KEY"   # your eventhub
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import subprocess
 import sys
 import tempfile
@@ -28,7 +31,7 @@ from typing import Any
 import orjson
 
 BENCH = Path(__file__).resolve().parent
-PARTS = ("sqlite", "ingest", "deliver", "scale", "processes")
+PARTS = ("sqlite", "ingest", "deliver", "scale", "processes", "postgres")
 
 
 def _run(args: list[str]) -> None:
@@ -123,6 +126,18 @@ def processes_part(size: str, out: Path, opts: argparse.Namespace) -> dict[str, 
     return result
 
 
+def postgres_part(size: str, out: Path, opts: argparse.Namespace) -> dict[str, Any]:
+    if opts.url:
+        return {"skipped": "starts hubs on a throwaway PostgreSQL of its own"}
+    missing = [m for m in ("pgserver", "asyncpg") if importlib.util.find_spec(m) is None]
+    if missing:
+        # pgserver is in the test extra, not the bench one: a bench-only install skips this.
+        return {"skipped": f"needs {' and '.join(missing)} (pip install -e '.[test]')"}
+    _run([str(BENCH / "postgres.py"), "--size", size, "--out", str(out)])
+    result: dict[str, Any] = orjson.loads(out.read_bytes())
+    return result
+
+
 def ratios(report: dict[str, Any]) -> dict[str, Any]:
     """Every figure against its ceiling, in one place."""
     out: dict[str, Any] = {}
@@ -138,6 +153,9 @@ def ratios(report: dict[str, Any]) -> dict[str, Any]:
     if throughput:
         out["delivery_over_raw_client"] = throughput["ratio_to_raw_client"]
         out["delivery_over_own_client"] = throughput.get("ratio_to_own_client")
+    for name, value in report.get("postgres", {}).get("summary", {}).items():
+        if "_over_" in name:
+            out[f"postgres_{name}"] = value
     processes = report.get("processes", {})
     # Latency over its ceiling: how many times the machine's bare path eventhub takes.
     for name in ("p50_over_direct", "p99_over_direct", "p50_over_relay", "p99_over_relay"):
@@ -209,6 +227,10 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"RSS of {n:,} waiting instances above an empty hub, MB", above, "< 100", above < 100)
         again = p["restart"]["readyz_seconds"]
         add(f"restart with {n:,} waiting instances, s", again, "< 2", again < 2)
+    if (pg := report.get("postgres")) and "summary" in pg:
+        ratio = pg["summary"]["ingest_binary_pg_over_sqlite"]
+        met = pg["summary"]["ingest_binary_pg_target_met"]
+        add("single-event ingest, PostgreSQL / SQLite (one hub process)", ratio, "≥ 0.50", met)
     return rows
 
 
@@ -267,6 +289,9 @@ def markdown(report: dict[str, Any]) -> str:
     scale = report.get("scale")
     if scale and "markdown" in scale:
         lines += ["## Scale", "", scale["markdown"], ""]
+    postgres = report.get("postgres")
+    if postgres and "markdown" in postgres:
+        lines += ["## PostgreSQL (issue 12)", "", postgres["markdown"], ""]
     processes = report.get("processes")
     if processes and "markdown" in processes:
         lines += ["## Process instances (issue 9)", "", processes["markdown"], ""]
@@ -324,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         "deliver": deliver_part,
         "scale": scale_part,
         "processes": processes_part,
+        "postgres": postgres_part,
     }
     with tempfile.TemporaryDirectory(prefix="eventhub-suite-") as folder:
         for part in chosen:

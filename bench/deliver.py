@@ -16,9 +16,14 @@ producer (this process). Scenarios:
     rates        end-to-end latency percentiles at 500, 1k, 2k and 5k events/s (open loop)
     recovery     kill -9 under load: restart, time until delivery resumes, lost, repeated
 
+``--database postgres`` runs every local hub on a fresh database of a throwaway PostgreSQL
+(``pg.py``: pgserver, a Unix socket), one hub process; the same scenarios without it run on
+SQLite, so two invocations compare the stores (``python -m bench --only postgres`` does).
+
     .venv/bin/python bench/deliver.py                 # every scenario
     .venv/bin/python bench/deliver.py --quick         # small sizes, a smoke run
     .venv/bin/python bench/deliver.py --only latency
+    .venv/bin/python bench/deliver.py --database postgres --only throughput --only rates
     .venv/bin/python bench/deliver.py --url https://hub.example --key "$ADMIN_KEY" \\
         --receiver-host 0.0.0.0 --advertise 10.0.0.5   # an eventhub already running
 
@@ -48,6 +53,7 @@ from typing import Any
 import aiohttp
 import harness
 import orjson
+import pg
 import uvloop
 
 # -- the raw client ceiling --------------------------------------------------------------------
@@ -112,6 +118,12 @@ def profile(opts: argparse.Namespace, name: str) -> Path | None:
     return opts.py_spy / f"{name}.txt" if opts.py_spy else None
 
 
+def database(opts: argparse.Namespace) -> str | None:
+    """A fresh database of the throwaway PostgreSQL for one local hub (``--database
+    postgres``); None: the hub runs on SQLite."""
+    return pg.fresh_database(opts.pg_uri, "deliver") if opts.pg_uri else None
+
+
 def raw_ceiling(
     tmp: Path, opts: argparse.Namespace, body_bytes: int, client: str = "aiohttp"
 ) -> dict[str, Any]:
@@ -140,7 +152,7 @@ def scenario_throughput(tmp: Path, opts: argparse.Namespace, pool: harness.Pool)
 
     with (
         harness.receiver(tmp, opts.net) as (rlocal, rhub),
-        harness.served(tmp, tmp / "throughput.db", opts.external) as hub,
+        harness.served(tmp, tmp / "throughput.db", opts.external, database(opts)) as hub,
     ):
 
         async def run() -> dict[str, Any]:
@@ -205,7 +217,9 @@ def scenario_latency(
     rate, seconds, subs = rate or opts.rate, opts.latency_seconds, 10
     with (
         harness.receiver(tmp, opts.net, latency=True) as (rlocal, rhub),
-        harness.served(tmp, tmp / f"latency-{rate}-{producer}.db", opts.external) as hub,
+        harness.served(
+            tmp, tmp / f"latency-{rate}-{producer}.db", opts.external, database(opts)
+        ) as hub,
     ):
 
         async def run() -> dict[str, Any]:
@@ -288,7 +302,7 @@ def scenario_fanout(tmp: Path, opts: argparse.Namespace, pool: harness.Pool) -> 
     subs = opts.fanout
     data = tmp / "fanout.db"
     with harness.receiver(tmp, opts.net) as (rlocal, rhub):
-        with harness.served(tmp, data, opts.external) as hub:
+        with harness.served(tmp, data, opts.external, database(opts)) as hub:
 
             async def run() -> dict[str, Any]:
                 async with aiohttp.ClientSession() as http:
@@ -320,7 +334,7 @@ def scenario_fanout(tmp: Path, opts: argparse.Namespace, pool: harness.Pool) -> 
             result["skipped"] = "idle RSS and restart: the hub's process is not ours (--url)"
             result["target_met"] = result["fanout_seconds"] < 2.0
             return result
-        again = harness.start_local(tmp, data, hub.run)
+        again = harness.start_local(tmp, data, hub.run, hub.dsn)
         try:
             result["restart_seconds"] = asyncio.run(
                 harness.wait_http(again.url + "/readyz", timeout=120)
@@ -345,7 +359,7 @@ def _matrix_cell(
     batch_size = 100 if fmt == "batch" else 1
     with (
         harness.receiver(tmp, opts.net) as (rlocal, rhub),
-        harness.served(tmp, tmp / f"matrix-{count}-{fmt}.db", opts.external) as hub,
+        harness.served(tmp, tmp / f"matrix-{count}-{fmt}.db", opts.external, database(opts)) as hub,
     ):
 
         async def run() -> dict[str, Any]:
@@ -423,7 +437,7 @@ def scenario_recovery(tmp: Path, opts: argparse.Namespace, pool: harness.Pool) -
     data = tmp / "recovery.db"
     with (
         harness.receiver(tmp, opts.net, record=True) as (rlocal, rhub),
-        harness.served(tmp, data, None) as first,
+        harness.served(tmp, data, None, database(opts)) as first,
     ):
         hubs = [first]
 
@@ -472,7 +486,7 @@ def scenario_recovery(tmp: Path, opts: argparse.Namespace, pool: harness.Pool) -
                         hub.proc.proc.wait()  # type: ignore[union-attr]
                         killed_at = time.perf_counter()
                         before = (await harness.receiver_stats(http, rlocal))["requests"]
-                        hub = harness.start_local(tmp, data, hub.run)
+                        hub = harness.start_local(tmp, data, hub.run, hub.dsn)
                         hubs.append(hub)
                         result["restart_seconds"] = await harness.wait_http(hub.url + "/readyz", 60)
                         watcher = asyncio.create_task(resumed(before, killed_at))
@@ -639,6 +653,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--recovery-seconds", type=float, default=6.0)
     p.add_argument("--out", type=Path)
     p.add_argument(
+        "--database",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="postgres: each local hub on a fresh database of a throwaway PostgreSQL",
+    )
+    p.add_argument(
         "--py-spy",
         type=Path,
         metavar="DIR",
@@ -653,6 +673,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         return args
     if args.url and not args.key:
         p.error("--url needs --key (an admin key: the run makes a model and subscriptions)")
+    if args.url and args.database == "postgres":
+        p.error("--database postgres starts hubs of its own: not with --url")
+    args.pg_uri = None  # set in main() while the throwaway server runs
     args.external = harness.Hub(args.url.rstrip("/"), args.key, "") if args.url else None
     args.net = harness.Network(args.receiver_host, args.advertise or args.receiver_host)
     if args.quick:
@@ -681,9 +704,12 @@ def main(argv: list[str] | None = None) -> int:
         "machine": harness.machine(),
         "quick": args.quick,
         "target": args.url or "a fresh local eventhub for each scenario",
+        "database": args.database,
     }
-    with tempfile.TemporaryDirectory(prefix="eventhub-deliver-") as folder:
-        tmp = Path(folder)
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eventhub-deliver-")))
+        if args.database == "postgres":
+            args.pg_uri = stack.enter_context(pg.server())
         for name in chosen:
             run = {
                 "throughput": scenario_throughput,

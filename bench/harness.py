@@ -42,6 +42,17 @@ LOOPBACK_CALLBACKS = {
     "EVENTHUB_CALLBACK_NETWORKS_ONLY": "true",
 }
 TRIGGER = "jobs"
+# A hub on PostgreSQL needs EVENTHUB_SECRET_KEY (no key file beside a shared database). A fixed
+# key is fine here: every bench database is a throwaway one.
+BENCH_SECRET_KEY = "YmVuY2gta2V5LWZvci10aHJvd2F3YXktZGF0YWJhc2U"
+
+
+def database_env(dsn: str | None) -> dict[str, str]:
+    """The environment that puts a hub on the PostgreSQL database ``dsn`` (none: SQLite)."""
+    if dsn is None:
+        return {}
+    return {"EVENTHUB_DATABASE": dsn, "EVENTHUB_SECRET_KEY": BENCH_SECRET_KEY}
+
 
 Pool = list[tuple[str, str, str, bytes]]  # (type, source, time, JSON body): payloads.py
 
@@ -208,6 +219,7 @@ class Hub:
     run: str  # this run's id: in every event (benchrun) and the trigger's filter
     proc: Process | None = None  # None: an eventhub this benchmark did not start
     created: list[str] = field(default_factory=list)  # subscriptions, to delete on --url
+    dsn: str | None = None  # a local hub's PostgreSQL database (None: SQLite, on its --data)
 
     @property
     def auth(self) -> dict[str, str]:
@@ -231,20 +243,27 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def start_local(tmp: Path, data: Path, run: str) -> Hub:
+def start_local(tmp: Path, data: Path, run: str, dsn: str | None = None) -> Hub:
+    """A hub on ``data`` (SQLite), or with ``dsn`` on that PostgreSQL database."""
     port = free_port()
     proc = Process(
         [sys.executable, "-m", "eventhub", "serve", "--port", str(port), "--data", str(data)],
         tmp / f"hub-{port}.log",
-        {"EVENTHUB_ADMIN_KEY": ADMIN_KEY, "EVENTHUB_LOG_LEVEL": "warning", **LOOPBACK_CALLBACKS},
+        {
+            "EVENTHUB_ADMIN_KEY": ADMIN_KEY,
+            "EVENTHUB_LOG_LEVEL": "warning",
+            **LOOPBACK_CALLBACKS,
+            **database_env(dsn),
+        },
     )
-    return Hub(f"http://127.0.0.1:{port}", ADMIN_KEY, run, proc)
+    return Hub(f"http://127.0.0.1:{port}", ADMIN_KEY, run, proc, dsn=dsn)
 
 
 @contextlib.contextmanager
-def served(tmp: Path, data: Path, external: Hub | None) -> Iterator[Hub]:
-    """A fresh local hub on ``data``, stopped afterwards; or, with ``external``, that running
-    eventhub with a run of its own, whose subscriptions and model are deleted afterwards."""
+def served(tmp: Path, data: Path, external: Hub | None, dsn: str | None = None) -> Iterator[Hub]:
+    """A fresh local hub on ``data`` (or on the PostgreSQL database ``dsn``), stopped
+    afterwards; or, with ``external``, that running eventhub with a run of its own, whose
+    subscriptions and model are deleted afterwards."""
     if external is not None:
         hub = Hub(external.url, external.key, new_run_id())
         try:
@@ -252,8 +271,13 @@ def served(tmp: Path, data: Path, external: Hub | None) -> Iterator[Hub]:
         finally:
             asyncio.run(clean_up(hub))
         return
-    hub = start_local(tmp, data, new_run_id())
+    hub = start_local(tmp, data, new_run_id(), dsn)
     try:
+        if dsn is not None:
+            import pg  # beside this file; asyncpg is needed only for PostgreSQL runs
+
+            asyncio.run(wait_http(hub.url + "/readyz", timeout=60))
+            pg.check_migrated(dsn)
         yield hub
     finally:
         assert hub.proc is not None

@@ -10,6 +10,12 @@ database in a temporary directory), driven by a separate load-generator process:
                 (application/cloudevents+json)
     batch       eventhub, 100 events a request (application/cloudevents-batch+json)
 
+Each eventhub scenario has a ``-pg`` twin (``binary-pg``, ``structured-pg``, ``batch-pg``):
+the same hub on a fresh database of a throwaway PostgreSQL (``pg.py``: pgserver, a Unix
+socket). When one is chosen, the PostgreSQL ceiling (``pg_ceiling.py``: raw asyncpg appends
+of the same rows) is measured on that server in the same run, and the summary gives the
+PostgreSQL figures as ratios to it and to the SQLite figures of the same run.
+
 With ``--url`` (and ``--key``) the eventhub scenarios go to an already running eventhub instead
 of a fresh local one; the bare endpoint still runs here, as this machine's ceiling.
 
@@ -21,11 +27,13 @@ writes everything measured to bench/results/ingest-<date>.json.
     .venv/bin/python bench/ingest.py --runs 3        # medians of 3 rounds
     .venv/bin/python bench/ingest.py --quick         # 3 s a scenario, a smoke run
     .venv/bin/python bench/ingest.py --url https://hub.example --key "$KEY" --scenarios binary
+    .venv/bin/python bench/ingest.py --scenarios binary,binary-pg,batch,batch-pg
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import atexit
 import contextlib
 import io
@@ -46,10 +54,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import harness
 import loadgen
 import orjson
 import payloads
+import pg
+import pg_ceiling
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -58,6 +69,7 @@ ADMIN_KEY = "bench-admin-key-" + "x" * 24
 
 TARGET_RATIO = 0.60  # (b) binary (and (b') structured) events/s over (a) bare requests/s
 TARGET_BATCH = 50_000  # (c) batch events/s
+TARGET_PG_OVER_SQLITE = 0.50  # (b) on PostgreSQL over (b) on SQLite, same run (issue 12)
 SATURATED = 0.9  # a process using this share of a core is taken to be the bottleneck
 
 
@@ -67,6 +79,7 @@ class Scenario:
     title: str
     server: str  # "bare" or "eventhub"
     mode: str  # "binary", "structured" or "batch"
+    database: str = "sqlite"  # "sqlite" or "postgres" (a fresh database of a throwaway server)
 
 
 SCENARIOS = {
@@ -77,6 +90,11 @@ SCENARIOS = {
     ),
     "batch": Scenario("batch", "(c) eventhub batch, 100 events/request", "eventhub", "batch"),
 }
+for _name in ("binary", "structured", "batch"):
+    _plain = SCENARIOS[_name]
+    SCENARIOS[f"{_name}-pg"] = Scenario(
+        f"{_name}-pg", f"{_plain.title}, PostgreSQL", "eventhub", _plain.mode, "postgres"
+    )
 
 
 # -- child processes -------------------------------------------------------------------------
@@ -160,10 +178,25 @@ class Options:
     eventhub_dir: Path  # holds the eventhub package the server runs
     key: str  # the API key the generators publish with
     external_url: str | None  # an already running eventhub, instead of a fresh local one
+    pg_uri: str | None = None  # the throwaway PostgreSQL, for the ``-pg`` scenarios
+
+
+def scenario_database(scenario: Scenario, opts: Options) -> str | None:
+    """A fresh PostgreSQL database for a ``-pg`` scenario's hub; None for SQLite."""
+    if scenario.database != "postgres" or scenario.server != "eventhub" or opts.external_url:
+        return None
+    if opts.pg_uri is None:
+        raise RuntimeError(f"{scenario.name} needs the throwaway PostgreSQL server")
+    return pg.fresh_database(opts.pg_uri, "ingest")
 
 
 def start_server(
-    children: Children, scenario: Scenario, workdir: Path, port: int, opts: Options
+    children: Children,
+    scenario: Scenario,
+    workdir: Path,
+    port: int,
+    opts: Options,
+    dsn: str | None = None,
 ) -> subprocess.Popen[bytes]:
     log = workdir / "server.log"
     env = dict(os.environ)
@@ -180,6 +213,7 @@ def start_server(
         )
         if opts.synchronous:
             env["EVENTHUB_SYNCHRONOUS"] = opts.synchronous
+        env.update(harness.database_env(dsn))
     with log.open("wb") as out:
         proc = children.start(
             argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=opts.eventhub_dir
@@ -282,7 +316,17 @@ def measure_aiohttp(
     return result
 
 
-def count_stored(db: Path) -> int | None:
+async def _count_pg(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM events"))
+    finally:
+        await conn.close()
+
+
+def count_stored(db: Path, dsn: str | None = None) -> int | None:
+    if dsn is not None:
+        return asyncio.run(_count_pg(dsn))
     if not db.exists():
         return None
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
@@ -302,13 +346,16 @@ def run_one(
     port = harness.free_port()
     load_before = os.getloadavg()
     external = opts.external_url if scenario.server == "eventhub" else None
-    server = None if external else start_server(children, scenario, workdir, port, opts)
+    dsn = scenario_database(scenario, opts)
+    server = None if external else start_server(children, scenario, workdir, port, opts, dsn)
     url = f"{external}/events" if external else f"http://127.0.0.1:{port}/events"
     profile_to = None
     if opts.py_spy is not None:
         profile_to = opts.py_spy / f"{workdir.name}.txt"
     measure = measure_wrk if generator == "wrk" else measure_aiohttp
     try:
+        if dsn is not None:
+            pg.check_migrated(dsn)
         result = measure(children, server, scenario, url, pool, opts, profile_to)
     finally:
         load_after = os.getloadavg()
@@ -326,7 +373,7 @@ def run_one(
         cpu / result["events"] * 1e6 if cpu and result["events"] else None
     )
     if scenario.server == "eventhub" and not external:
-        result["stored_events"] = count_stored(workdir / "eventhub.db")
+        result["stored_events"] = count_stored(workdir / "eventhub.db", dsn)
     if profile_to is not None:
         result["profile"] = str(profile_to)
     return result
@@ -383,7 +430,53 @@ def _bound_by(server: float | None, generator: float | None) -> str:
     return "-"
 
 
-def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def _per_round(runs: list[dict[str, Any]], generator: str, top: str, bottom: str) -> list[float]:
+    """events/s of scenario ``top`` over ``bottom``, one ratio a round that has both."""
+    out = []
+    for round_no in sorted({r["round"] for r in runs}):
+        by = {
+            r["scenario"]: r for r in runs if r["generator"] == generator and r["round"] == round_no
+        }
+        if top in by and bottom in by and by[bottom]["events_per_s"]:
+            out.append(by[top]["events_per_s"] / by[bottom]["events_per_s"])
+    return out
+
+
+def postgres_ratios(
+    runs: list[dict[str, Any]], rows: list[dict[str, Any]], ceiling: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Per generator: each ``-pg`` scenario over its SQLite twin (within each round, then the
+    median) and over the PostgreSQL ceiling of this run (single-event scenarios over
+    single-row commits, batches over 100-row commits)."""
+    out: dict[str, Any] = {}
+    for generator in dict.fromkeys(r["generator"] for r in runs):
+        mine: dict[str, Any] = {}
+        for name in ("binary", "structured", "batch"):
+            row = next(
+                (r for r in rows if r["generator"] == generator and r["scenario"] == f"{name}-pg"),
+                None,
+            )
+            if row is None:
+                continue
+            per_round = _per_round(runs, generator, f"{name}-pg", name)
+            mine[f"{name}_pg_events_per_s"] = row["events_per_s"]
+            mine[f"{name}_pg_over_sqlite"] = _median(list(per_round))
+            mine[f"{name}_pg_over_sqlite_per_round"] = per_round
+            if ceiling:
+                key = "rows_per_s" if name == "batch" else "single_rows_per_s"
+                mine[f"{name}_pg_over_pg_ceiling"] = (
+                    row["events_per_s"] / ceiling[key] if ceiling.get(key) else None
+                )
+        ratio = mine.get("binary_pg_over_sqlite")
+        mine["binary_pg_target_met"] = None if ratio is None else ratio >= TARGET_PG_OVER_SQLITE
+        if mine:
+            out[generator] = mine
+    return out
+
+
+def summarize(
+    runs: list[dict[str, Any]], pg_ceiling: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Medians per (generator, scenario), and the ratio (b)/(a) taken within each round."""
     rows = []
     for generator in dict.fromkeys(r["generator"] for r in runs):
@@ -442,7 +535,11 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "batch_events_per_s": batch["events_per_s"] if batch else None,
             "batch_target_met": None if not batch else batch["events_per_s"] >= TARGET_BATCH,
         }
-    return {"rows": rows, "ratios": ratios}
+    summary: dict[str, Any] = {"rows": rows, "ratios": ratios}
+    if any(SCENARIOS[r["scenario"]].database == "postgres" for r in runs):
+        summary["postgres"] = postgres_ratios(runs, rows, pg_ceiling)
+        summary["pg_ceiling"] = pg_ceiling
+    return summary
 
 
 def _fmt(value: float | None, pattern: str) -> str:
@@ -488,6 +585,28 @@ def markdown(summary: dict[str, Any]) -> str:
                 f"- {generator}: (c) = {r['batch_events_per_s']:,.0f} events/s "
                 f"(target ≥ {TARGET_BATCH:,}: {verdict})"
             )
+    ceiling = summary.get("pg_ceiling")
+    if ceiling:
+        lines.append(
+            f"- PostgreSQL ceiling (raw asyncpg, this run): {ceiling['rows_per_s']:,.0f} rows/s "
+            f"in {ceiling['batch']}-row commits, {ceiling['single_rows_per_s']:,.0f} rows/s in "
+            f"single-row commits over {ceiling['connections']} connections "
+            f"({ceiling['single_rows_one_connection_per_s']:,.0f} over one)"
+        )
+    for generator, r in summary.get("postgres", {}).items():
+        for name, label in (("binary", "(b)"), ("structured", "(b')"), ("batch", "(c)")):
+            if f"{name}_pg_events_per_s" not in r:
+                continue
+            over = r.get(f"{name}_pg_over_pg_ceiling")
+            text = (
+                f"- {generator}: {label} on PostgreSQL = {r[f'{name}_pg_events_per_s']:,.0f} "
+                f"events/s: {_fmt(r[f'{name}_pg_over_sqlite'], '.2f')} of SQLite's, "
+                f"{_fmt(over, '.2f')} of the PostgreSQL ceiling"
+            )
+            if name == "binary" and r["binary_pg_target_met"] is not None:
+                verdict = "met" if r["binary_pg_target_met"] else "MISSED"
+                text += f" (target ≥ {TARGET_PG_OVER_SQLITE:.2f} of SQLite: {verdict})"
+            lines.append(text)
     return "\n".join(lines)
 
 
@@ -540,6 +659,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "not the working tree",
     )
     parser.add_argument("--output", type=Path, help="results file (default bench/results/...)")
+    parser.add_argument(
+        "--pg-ceiling-seconds",
+        type=float,
+        default=3.0,
+        help="with -pg scenarios: seconds of each PostgreSQL ceiling measurement",
+    )
     parser.add_argument("--quick", action="store_true", help="3 s a scenario, 1 s warm-up, 1 round")
     parser.add_argument(
         "--url", help="an already running eventhub (e.g. https://hub.example:8080) to measure"
@@ -555,6 +680,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.scenario_list = [SCENARIOS[n] for n in names]
     if args.url and not args.key:
         parser.error("--url needs --key: the API key to publish with")
+    args.postgres = any(s.database == "postgres" for s in args.scenario_list)
+    if args.url and args.postgres:
+        parser.error("the -pg scenarios start a hub on a throwaway PostgreSQL: not with --url")
     if args.url and (args.rev or args.synchronous or args.py_spy):
         parser.error("--rev, --synchronous and --py-spy act on a local server, not on --url")
     args.url = args.url.rstrip("/") if args.url else None
@@ -588,8 +716,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.connections} connections; load average {os.getloadavg()[0]:.2f}",
         file=sys.stderr,
     )
+    pg_ceiling_result: dict[str, Any] | None = None
     try:
-        with tempfile.TemporaryDirectory(prefix="eventhub-bench-") as tmp:
+        with contextlib.ExitStack() as stack:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="eventhub-bench-"))
+            pg_uri = stack.enter_context(pg.server()) if args.postgres else None
+            if pg_uri is not None:
+                # The ceiling on the same server, in the same run, before the hubs.
+                pg_ceiling_result = pg_ceiling.measure(
+                    pg.fresh_database(pg_uri, "ceiling"),
+                    args.pg_ceiling_seconds,
+                    b"x" * 1000,
+                    args.batch,
+                )
             code = export_rev(args.rev, Path(tmp) / "src") if args.rev else describe_tree(REPO)
             print(f"eventhub under test: {args.url or code}", file=sys.stderr)
             opts = Options(
@@ -604,6 +743,7 @@ def main(argv: list[str] | None = None) -> int:
                 Path(code["dir"]),
                 args.key or ADMIN_KEY,
                 args.url,
+                pg_uri,
             )
             pool_file = Path(tmp) / "pool.tsv"
             payloads.write_pool(pool_file, payloads.build_pool())
@@ -655,7 +795,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         children.stop_all()
 
-    summary = summarize(runs)
+    summary = summarize(runs, pg_ceiling_result)
     report = {
         "benchmark": "ingest",
         "started": started,
@@ -672,7 +812,11 @@ def main(argv: list[str] | None = None) -> int:
             "wrk_threads": args.wrk_threads,
         },
         "eventhub": {"url": args.url} if args.url else code,
-        "targets": {"binary_over_bare": TARGET_RATIO, "batch_events_per_s": TARGET_BATCH},
+        "targets": {
+            "binary_over_bare": TARGET_RATIO,
+            "batch_events_per_s": TARGET_BATCH,
+            "binary_pg_over_sqlite": TARGET_PG_OVER_SQLITE,
+        },
         "summary": summary,
         "runs": runs,
         "failures": failures,

@@ -65,6 +65,15 @@ def test_python_m_bench_tiny_writes_a_report(tmp_path: Path) -> None:
     assert set(report["ratios"]) >= {"delivery_over_raw_client"}
     assert any(name.startswith("ingest_binary_over_bare") for name in report["ratios"])
     assert any(name.startswith("ingest_structured_over_bare") for name in report["ratios"])
+    pg = report["postgres"]  # issue 12: the hub on PostgreSQL beside SQLite, one run
+    pg_rows = {r["scenario"] for r in pg["ingest"]["summary"]["rows"]}
+    assert pg_rows == {"binary", "binary-pg", "batch", "batch-pg"}
+    assert pg["ingest"]["summary"]["pg_ceiling"]["single_rows_per_s"] > 0
+    assert not pg["ingest"]["failures"] and pg["summary"]["ingest_binary_pg_over_sqlite"] > 0
+    for store in ("sqlite", "postgres"):
+        assert pg["delivery"][store]["deliveries_per_s"] > 0
+        assert pg["delivery"][store]["latency"]["single"]["missing"] == 0
+    assert "## PostgreSQL (issue 12)" in out.with_suffix(".md").read_text()
     measured = {t["target"] for t in report["targets"]}
     assert "events lost after kill -9" in measured
     assert any(t.startswith("binary ingest / bare endpoint") for t in measured)
