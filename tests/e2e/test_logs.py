@@ -165,10 +165,11 @@ async def traffic(hub: ServerProcess, http: aiohttp.ClientSession) -> dict[str, 
         data=body,
         headers={**binary_event("start", source="desk"), **admin},
     )
+    # Cancelled once it waits: a cancel while it still runs would skip its waiting line.
     async with asyncio.timeout(10):
         while True:
             listed = await call(http, "GET", f"{url}/api/instances", 200, headers=admin)
-            if listed["instances"]:
+            if listed["instances"] and listed["instances"][0]["state"] == "Waiting":
                 break
             await asyncio.sleep(0.02)
     instance_id = listed["instances"][0]["id"]
