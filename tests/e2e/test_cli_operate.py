@@ -112,11 +112,16 @@ async def test_tail_prints_the_log_and_follows_what_comes(
     follow = asyncio.create_task(
         asyncio.to_thread(cli.main, ["tail", "--follow", "--json", "--after", "3", *common])
     )
-    await asyncio.sleep(0.2)  # tail is waiting in its long poll (nothing after offset 3)
-    await run(capsys, "send", *common, "--source", "shop", "--type", "t.new", "--id", "n1")
+    await asyncio.sleep(0.2)  # most likely in its long poll by now; either way it reads after 3
+    # The send's capture may already hold tail's line (both threads print to one capture):
+    # keep all of it, and look for the event's type, which only tail prints.
+    printed = await run(
+        capsys, "send", *common, "--source", "shop", "--type", "t.new", "--id", "n1"
+    )
     async with asyncio.timeout(10):
-        while "n1" not in capsys.readouterr().out:
+        while '"t.new"' not in printed:
             await asyncio.sleep(0.05)
+            printed += capsys.readouterr().out
     follow.cancel()  # the thread ends with its poll; the test does not wait for it
 
 
