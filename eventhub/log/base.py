@@ -62,6 +62,8 @@ class Hooks:
     # The events a commit appended of its own (instance lifecycle events, made inside the
     # transaction), once it committed: the transition log lines.
     on_emitted: Callable[[list[NewEvent]], None] | None = None
+    # Another process saved or deleted this subscription (PostgreSQL only: SQLite has one).
+    on_subscription: Callable[[str], None] | None = None
 
 
 # A store that calls nothing back: a tool's, or a test's that needs no hub.
