@@ -22,7 +22,7 @@ import orjson
 from aiohttp import web
 
 from tests.conftest import TEST_SECRET_KEY
-from tests.e2e.delivery_helpers import KM
+from tests.e2e.delivery_helpers import KM, SUBS
 from tests.e2e.helpers import ServerProcess, bearer
 
 LEASE = 2.0  # seconds: small, so a takeover is quick
@@ -230,3 +230,109 @@ async def _shared(dsn: str, sizes: list[int]) -> bool:
 async def _all_delivered(calls: Calls, expected: list[int]) -> bool:
     want = set(expected)
     return all(want <= set(calls.offsets[str(i)]) for i in range(200))
+
+
+async def state(http: aiohttp.ClientSession, hub: ServerProcess, sub_id: str) -> dict[str, Any]:
+    code, body = await call(http, "GET", f"{hub.url}{SUBS}/{sub_id}")
+    assert code == 200, body
+    return dict(body)
+
+
+async def test_actions_and_reads_reach_across_processes_and_a_stop_hands_back(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    lease = 6.0  # long enough that a hand-back is told apart from an expiry
+    calls = Calls()
+    await calls.start()
+    a = hub_process(tmp_path, "a", pg_dsn, lease)
+    b: ServerProcess | None = None
+    try:
+        async with running(a) as http:
+            await publish(http, a)
+            subs = [await subscribe(http, a, f"{calls.url}/{i}") for i in range(4)]
+            await until("a holds all", lambda: _holds_all(pg_dsn, 1, 4), 10)
+            (a_node,) = (await owners(pg_dsn)).keys()
+            b = hub_process(tmp_path, "b", pg_dsn, lease)
+            await b.ready(http)
+            await until("two each", lambda: _shared(pg_dsn, [2, 2]), 3 * lease)
+            held = await owners(pg_dsn)
+            on_a = [i for i, s in enumerate(subs) if s in held[a_node]]
+            on_b = [i for i in range(4) if i not in on_a]
+            paused, replayed = on_a
+
+            # Pause, through b, one that a delivers: a stops it; both show it Paused.
+            code, body = await call(http, "PATCH", f"{b.url}{SUBS}/{subs[paused]}/pause")
+            assert code == 200 and body["status"] == "Paused", body
+            # a hears of it by the notification, milliseconds after the commit.
+            await until("Paused on a", lambda: _status(http, a, subs[paused], "Paused"), 5)
+            await produce(http, b, 3)
+            expected = await event_offsets(pg_dsn)
+            others = [replayed, *on_b]
+            await until(
+                "the others delivered",
+                lambda: _delivered(calls, others, expected),
+                10,
+            )
+            # The holder's cursor, read on the other process (from the database).
+            for i in others:
+                assert (await state(http, b if i in on_a else a, subs[i]))["lag"] == 0
+                assert (await state(http, b if i in on_a else a, subs[i]))["counts"][
+                    "delivered"
+                ] == 3
+            assert calls.offsets[str(paused)] == []
+            # Resume through b: a delivers what waited.
+            code, body = await call(http, "PATCH", f"{b.url}{SUBS}/{subs[paused]}/resume")
+            assert code == 200 and body["status"] == "Active", body
+            await until(
+                "the paused one caught up", lambda: _delivered(calls, [paused], expected), 10
+            )
+            # Replay through b: a re-sends from the offset asked.
+            code, body = await call(
+                http, "PATCH", f"{b.url}{SUBS}/{subs[replayed]}/replay?fromOffset={expected[0]}"
+            )
+            assert code == 200, body
+            await until(
+                "replayed",
+                lambda: _count(calls, replayed, 2 * len(expected)),
+                10,
+            )
+            assert calls.offsets[str(replayed)] == expected + expected
+            # Delete through b: gone on a too.
+            code, _ = await call(http, "DELETE", f"{b.url}{SUBS}/{subs[replayed]}")
+            assert code in (200, 204)
+            await until("gone on a", lambda: _gone(http, a, subs[replayed]), 5)
+
+            # A graceful stop hands a's lease back at once: b holds all three well before
+            # a's lease would have expired.
+            a.signal(signal.SIGTERM)
+            stopped = time.monotonic()
+            assert await a.exited() == 0
+            await until("b holds all", lambda: _holds_all(pg_dsn, 1, 3), lease)
+            assert time.monotonic() - stopped < lease
+            await produce(http, b, 2)
+            expected = await event_offsets(pg_dsn)
+            await until("b delivers a's", lambda: _delivered(calls, [paused], expected), 10)
+        b.signal(signal.SIGTERM)
+        assert await b.exited() == 0
+    finally:
+        if b is not None:
+            b.close()
+        a.close()
+        await calls.stop()
+
+
+async def _delivered(calls: Calls, which: list[int], expected: list[int]) -> bool:
+    return all(set(expected) <= set(calls.offsets[str(i)]) for i in which)
+
+
+async def _count(calls: Calls, i: int, n: int) -> bool:
+    return len(calls.offsets[str(i)]) >= n
+
+
+async def _gone(http: aiohttp.ClientSession, hub: ServerProcess, sub_id: str) -> bool:
+    code, _ = await call(http, "GET", f"{hub.url}{SUBS}/{sub_id}")
+    return code == 404
+
+
+async def _status(http: aiohttp.ClientSession, hub: ServerProcess, sub_id: str, want: str) -> bool:
+    return (await state(http, hub, sub_id))["status"] == want
