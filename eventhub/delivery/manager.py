@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import secrets
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
@@ -44,6 +45,8 @@ from eventhub.delivery.leases import Leases, Local
 from eventhub.delivery.states import Move, NotAllowed, Status, next_status
 from eventhub.delivery.supervisor import Deps, Supervisor
 from eventhub.models import Subscription
+
+log = logging.getLogger(__name__)
 
 LIVE = (Status.ACTIVE, Status.FAILED)
 # The pause reason of a revoked owner's subscriptions: their lastError and the notification's.
@@ -70,7 +73,8 @@ class Subscriptions:
         self._deps = deps
         self._leases: Leases = leases or Local()
         self._shared = leases is not None  # other processes may hold (and change) some
-        self._reloads: set[asyncio.Task[None]] = set()
+        self._reloads: set[asyncio.Task[None]] = set()  # at most one: _drain_reloads
+        self._to_reload: set[str] = set()
         self._max = max_subscriptions
         self._default_retries = default_retries
         self._overlap = rotation_overlap
@@ -125,17 +129,30 @@ class Subscriptions:
             await self._reload(gained)
 
     def changed_elsewhere(self, sub_id: str) -> None:
-        """Another process saved or deleted ``sub_id`` (the store's hook): reload it."""
+        """Another process saved or deleted ``sub_id`` (the store's hook): reload it. Ids
+        that arrive together (a burst, a listener's reconnect) are reloaded by one query."""
         if self._closed:
             return
-        task = asyncio.create_task(self._reload({sub_id}), name=f"reload-{sub_id}")
-        self._reloads.add(task)
-        task.add_done_callback(self._reloads.discard)
+        self._to_reload.add(sub_id)
+        if not self._reloads:
+            task = asyncio.create_task(self._drain_reloads(), name="subscription-reloads")
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
+
+    async def _drain_reloads(self) -> None:
+        while self._to_reload and not self._closed:
+            ids, self._to_reload = self._to_reload, set()
+            try:
+                await self._reload(ids)
+            except Exception:
+                # The database is away: the copies stay as they were until the next change
+                # (reads on a non-holder reload anyway; the holder's lease task notices).
+                log.warning("reloading %d subscriptions failed", len(ids), exc_info=True)
 
     async def _reload(self, ids: AbstractSet[str]) -> None:
         """Replace the copies of ``ids`` by what the database holds: adopted afresh (so
         restarted where this process holds the lease), or dropped if deleted."""
-        stored = {s.id: s for s in await self._deps.store.load_subscriptions() if s.id in ids}
+        stored = {s.id: s for s in await self._deps.store.load_subscriptions(ids)}
         for sub_id in ids:
             async with self._locks.setdefault(sub_id, asyncio.Lock()):
                 fresh = stored.get(sub_id)
@@ -161,8 +178,7 @@ class Subscriptions:
         }
         if not stale:
             return
-        stored = await self._deps.store.load_subscriptions()
-        for sub in stored:
+        for sub in await self._deps.store.load_subscriptions(stale):
             if sub.id in stale:
                 async with self._locks.setdefault(sub.id, asyncio.Lock()):
                     if sub.id in self._supervisors and not self._leases.holds(sub.id):
@@ -195,7 +211,7 @@ class Subscriptions:
                 raise errors.NotFound(f"no subscription {sub_id!r}")
             if self._shared and not self._leases.holds(sub_id):
                 # Another process delivers it: act on what it persisted, not on our copy.
-                stored = [s for s in await self._deps.store.load_subscriptions() if s.id == sub_id]
+                stored = await self._deps.store.load_subscriptions({sub_id})
                 if not stored:
                     raise errors.NotFound(f"no subscription {sub_id!r}")
                 supervisor = await self._adopt(stored[0])

@@ -100,6 +100,9 @@ class PgLeases:
         self._changed: Changed | None = None
         self._wake = asyncio.Event()
         self._task: tasks.Watched | None = None
+        # A round and a ``take`` never interleave: a round that renewed before a take's
+        # claim would count the taken lease as lost.
+        self._round = asyncio.Lock()
 
     def holds(self, sub_id: str) -> bool:
         return sub_id in self._held
@@ -121,9 +124,10 @@ class PgLeases:
         if len(self._held) >= math.ceil(self._total / max(1, self._live)):
             self.poke()  # not ours: whoever is under its share claims it at its next tick
             return False
-        got = await self._db().fetch(_CLAIM_ONE, self.node, self._seconds, sub_id)
-        if got:
-            self._held.add(sub_id)
+        async with self._round:
+            got = await self._db().fetch(_CLAIM_ONE, self.node, self._seconds, sub_id)
+            if got:
+                self._held.add(sub_id)
         return bool(got)
 
     async def stop(self) -> None:
@@ -163,14 +167,19 @@ class PgLeases:
 
     async def tick(self) -> None:
         """One round: heartbeat, renew, then move towards the fair share."""
+        async with self._round:
+            await self._tick()
+
+    async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
         db = self._db()
         sent = loop.time()
         await db.execute(_HEARTBEAT, self.node, self._seconds)
-        still = {str(r[0]) for r in await db.fetch(_RENEW, self.node, self._seconds)}
-        self._renewed_at = sent
+        # Leases of deleted subscriptions go first, so they count neither as held nor below.
         await db.execute(_FORGET_NODES)
         await db.execute(_FORGET_LEASES)
+        still = {str(r[0]) for r in await db.fetch(_RENEW, self.node, self._seconds)}
+        self._renewed_at = sent
         lost = self._held - still
         gained = still - self._held  # ours in the table (a retry after a failed renewal)
         self._held = set(still)

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -232,6 +232,10 @@ class PostgresStore:
         """After the listener reconnected: whatever it missed, every trigger wakes once."""
         tids = {int(r[0]) for r in await self._db.fetch("SELECT tid FROM triggers")}
         self._woken(await self.head(), tids)
+        if self._hooks.on_subscription is not None:
+            # Actions of other processes went unheard too: every copy is reloaded.
+            for row in await self._db.fetch("SELECT id FROM subscriptions"):
+                self._hooks.on_subscription(str(row[0]))
 
     # -- the group commit --------------------------------------------------------------------
 
@@ -644,8 +648,8 @@ class PostgresStore:
         if pid != self._writer_pid and self._hooks.on_subscription is not None:
             self._hooks.on_subscription(sub_id)
 
-    async def load_subscriptions(self) -> list[Subscription]:
-        return await rows.load_subscriptions(self._db, self._vault)
+    async def load_subscriptions(self, ids: Collection[str] | None = None) -> list[Subscription]:
+        return await rows.load_subscriptions(self._db, self._vault, ids)
 
     async def list_attempts(self, sub_id: str, limit: int) -> list[Attempt]:
         return await rows.list_attempts(self._db, sub_id, limit)
