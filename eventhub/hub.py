@@ -90,6 +90,7 @@ class Hub:
                 step_names=self._step_name,
                 on_instances=self._on_instances,
                 on_emitted=self._on_emitted,
+                on_subscription=self._on_subscription,
             ),
             observe_commit=self.metrics.committed,
         )
@@ -136,6 +137,7 @@ class Hub:
             settings.max_subscriptions,
             settings.delivery_max_retries,
             settings.secret_rotation_overlap,
+            backend.leases_for(settings, self.store),
         )
         self.processes = Engine(
             self.store, self.catalog, self.sender, self.clock, policy, self.tasks
@@ -202,6 +204,11 @@ class Hub:
         if self._wired:
             self.subscriptions.on_commit(tids)
             self.processes.on_commit(tuple(tids))
+
+    def _on_subscription(self, sub_id: str) -> None:
+        """Another process changed this subscription (PostgreSQL): reload our copy."""
+        if self._wired:
+            self.subscriptions.changed_elsewhere(sub_id)
 
     def _on_emitted(self, events: list[NewEvent]) -> None:
         """The lifecycle events a commit made: their log lines (from start to stop)."""

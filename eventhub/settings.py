@@ -88,6 +88,9 @@ class Settings:
     # 20,000 series, so off by default), and a token a scraper may use instead of an admin key.
     metrics_per_subscription: bool = False
     metrics_token: str | None = dataclasses.field(default=None, repr=False)
+    # scale-out (SPEC §9): how long a process's subscription lease lasts unrenewed (PostgreSQL
+    # only): renewed every third of it; a dead process's subscriptions move after it.
+    lease_seconds: float = 15.0
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
@@ -285,6 +288,7 @@ RULES: dict[str, Range | Choice] = {
     "retention_days": Range(0),  # 0: keep every event
     "retention_bytes": Range(0),  # 0: no limit
     "retention_interval": POSITIVE,
+    "lease_seconds": Range(1),  # renewals every third of it: below 1 s is a busy loop
 }
 
 # Pairs (low, high) where the first may not exceed the second.

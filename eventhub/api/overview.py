@@ -67,6 +67,7 @@ async def get_overview(request: Request) -> Response:
     who = require(request, *READERS)
     limit = LAGGING.read(request)
     hub = hub_of(request)
+    await hub.subscriptions.fresh()  # PostgreSQL: cursors other processes moved
     subs = hub.subscriptions.list(who) if who.role != "admin" else list(hub.subscriptions.all())
     # Positions taken before the read, as /metrics does: a cursor may move meanwhile.
     seen = [(sub, (sub.tid, sub.cursor)) for sub in subs]

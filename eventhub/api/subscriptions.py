@@ -183,6 +183,7 @@ async def create(request: Request) -> Response:
 async def list_all(request: Request) -> Response:
     who = require(request, *ROLES)
     status = STATUS.read(request)
+    await hub_of(request).subscriptions.fresh()  # PostgreSQL: another process's cursors
     subs = hub_of(request).subscriptions.list(who, status, TRIGGER.read(request))
     content = [await _view(request, s) for s in subs]
     return respond(SubscriptionPage(content, len(content)))
@@ -190,7 +191,9 @@ async def list_all(request: Request) -> Response:
 
 async def get(request: Request) -> Response:
     who = require(request, *ROLES)
-    sub = hub_of(request).subscriptions.get(request.path_params["id"], who)
+    sub_id = request.path_params["id"]
+    await hub_of(request).subscriptions.fresh({sub_id})  # PostgreSQL: the holder's cursor
+    sub = hub_of(request).subscriptions.get(sub_id, who)
     return respond(await _view(request, sub))
 
 

@@ -10,6 +10,13 @@ subscriptions stay concurrent): each one checks the state, stops the supervisor,
 supervisor, all under that lock. So a subscription never has two supervisors delivering, and
 an action that waited behind a delete finds the subscription gone (404).
 
+On PostgreSQL several processes share the subscriptions (SPEC §9): every process keeps a
+copy of each, but runs supervisors only for those whose lease it holds (``leases.py``). An
+action may land on any process: it persists the change, and the store's notification makes
+every other process reload its copy (``changed_elsewhere``), the holder restarting its
+supervisor from what was persisted. Reads on a process that does not hold the subscription
+reload it from the database first (``fresh``), as its cursor moves on the holder only.
+
 A revoked API key's subscriptions stop: Active and Failed ones become Paused with
 ``lastError`` set to ``owner revoked`` (and a ``eventhub.subscription.paused`` notification
 with that reason); Rejected and Suspended ones stay as they are. None of them can be moved
@@ -22,9 +29,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import secrets
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
+from collections.abc import Set as AbstractSet
 
 from eventhub import auth, errors
 from eventhub.auth import Principal
@@ -32,9 +41,12 @@ from eventhub.clock import rfc3339
 from eventhub.consume.pages import Pages
 from eventhub.delivery import owners, signing
 from eventhub.delivery.config import Config, NewSubscription, SubscriptionUpdate, parse_config
+from eventhub.delivery.leases import Leases, Local
 from eventhub.delivery.states import Move, NotAllowed, Status, next_status
 from eventhub.delivery.supervisor import Deps, Supervisor
 from eventhub.models import Subscription
+
+log = logging.getLogger(__name__)
 
 LIVE = (Status.ACTIVE, Status.FAILED)
 # The pause reason of a revoked owner's subscriptions: their lastError and the notification's.
@@ -51,9 +63,18 @@ def _visible(sub: Subscription, who: Principal) -> bool:
 
 class Subscriptions:
     def __init__(
-        self, deps: Deps, max_subscriptions: int, default_retries: int, rotation_overlap: float
+        self,
+        deps: Deps,
+        max_subscriptions: int,
+        default_retries: int,
+        rotation_overlap: float,
+        leases: Leases | None = None,
     ) -> None:
         self._deps = deps
+        self._leases: Leases = leases or Local()
+        self._shared = leases is not None  # other processes may hold (and change) some
+        self._reloads: set[asyncio.Task[None]] = set()  # at most one: _drain_reloads
+        self._to_reload: set[str] = set()
         self._max = max_subscriptions
         self._default_retries = default_retries
         self._overlap = rotation_overlap
@@ -83,10 +104,85 @@ class Subscriptions:
                 if sub.status in LIVE:
                     await self._pause_revoked(sub)
             await self._adopt(sub)
+        assert self._deps.tasks is not None, "the hub's tasks run the lease task"
+        await self._leases.start(self._deps.tasks, self._leases_changed)
 
     async def stop(self) -> None:
         self._closed = True  # an action finishing after this adopts without starting
+        for task in tuple(self._reloads):
+            task.cancel()
         await asyncio.gather(*(s.stop() for s in self._supervisors.values()))
+        await self._leases.stop()  # after the supervisors: nobody else delivers before
+
+    # -- leases and other processes (PostgreSQL) ---------------------------------------------
+
+    async def _leases_changed(self, gained: AbstractSet[str], lost: AbstractSet[str]) -> None:
+        """The lease task gained or lost these. Lost: stop delivering now (``holds`` already
+        says no, so nothing restarts them). Gained: reload from the database (the previous
+        holder moved the cursor) and start."""
+        for sub_id in lost:
+            supervisor = self._supervisors.get(sub_id)
+            if supervisor is not None:
+                async with self._locks.setdefault(sub_id, asyncio.Lock()):
+                    await supervisor.stop()
+        if gained:
+            await self._reload(gained)
+
+    def changed_elsewhere(self, sub_id: str) -> None:
+        """Another process saved or deleted ``sub_id`` (the store's hook): reload it. Ids
+        that arrive together (a burst, a listener's reconnect) are reloaded by one query."""
+        if self._closed:
+            return
+        self._to_reload.add(sub_id)
+        if not self._reloads:
+            task = asyncio.create_task(self._drain_reloads(), name="subscription-reloads")
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
+
+    async def _drain_reloads(self) -> None:
+        while self._to_reload and not self._closed:
+            ids, self._to_reload = self._to_reload, set()
+            try:
+                await self._reload(ids)
+            except Exception:
+                # The database is away: the copies stay as they were until the next change
+                # (reads on a non-holder reload anyway; the holder's lease task notices).
+                log.warning("reloading %d subscriptions failed", len(ids), exc_info=True)
+
+    async def _reload(self, ids: AbstractSet[str]) -> None:
+        """Replace the copies of ``ids`` by what the database holds: adopted afresh (so
+        restarted where this process holds the lease), or dropped if deleted."""
+        stored = {s.id: s for s in await self._deps.store.load_subscriptions(ids)}
+        for sub_id in ids:
+            async with self._locks.setdefault(sub_id, asyncio.Lock()):
+                fresh = stored.get(sub_id)
+                if fresh is not None:
+                    if sub_id not in self._supervisors:
+                        self._leases.poke()  # created elsewhere: maybe ours to claim
+                    await self._adopt(fresh)
+                    continue
+                previous = self._supervisors.pop(sub_id, None)
+                if previous is not None:
+                    await previous.stop()
+                    self._by_tid[previous.sub.tid].discard(sub_id)
+
+    async def fresh(self, ids: AbstractSet[str] | None = None) -> None:
+        """Before a read: on PostgreSQL, bring the copies this process does not deliver up
+        to date (the holder moves their cursors and counters); ``ids`` None means all."""
+        if not self._shared:
+            return
+        stale = {
+            sub_id
+            for sub_id, s in self._supervisors.items()
+            if (ids is None or sub_id in ids) and not self._leases.holds(sub_id)
+        }
+        if not stale:
+            return
+        for sub in await self._deps.store.load_subscriptions(stale):
+            if sub.id in stale:
+                async with self._locks.setdefault(sub.id, asyncio.Lock()):
+                    if sub.id in self._supervisors and not self._leases.holds(sub.id):
+                        await self._adopt(sub)  # not started: another process holds it
 
     async def _adopt(self, sub: Subscription) -> Supervisor:
         """Give ``sub`` a fresh supervisor (started if it is live). Any previous supervisor
@@ -97,7 +193,7 @@ class Subscriptions:
         supervisor = Supervisor(sub, self._deps, self._pages, self._owner_pages)
         self._supervisors[sub.id] = supervisor
         self._by_tid[sub.tid].add(sub.id)
-        if sub.status in LIVE and not self._closed:
+        if sub.status in LIVE and not self._closed and self._leases.holds(sub.id):
             supervisor.start()
         return supervisor
 
@@ -113,6 +209,12 @@ class Subscriptions:
             supervisor = self._supervisors.get(sub_id)  # the action before us replaced it
             if supervisor is None:
                 raise errors.NotFound(f"no subscription {sub_id!r}")
+            if self._shared and not self._leases.holds(sub_id):
+                # Another process delivers it: act on what it persisted, not on our copy.
+                stored = await self._deps.store.load_subscriptions({sub_id})
+                if not stored:
+                    raise errors.NotFound(f"no subscription {sub_id!r}")
+                supervisor = await self._adopt(stored[0])
             yield supervisor
 
     def on_commit(self, tids: Iterable[int]) -> None:
@@ -188,6 +290,7 @@ class Subscriptions:
                 **dataclasses.asdict(config),
             )
             await store.save_subscription(sub)
+            await self._leases.take(sub.id)  # else another process's lease task claims it
             await self._adopt(sub)
         await self._deps.notify(sub, None, "created")
         return sub

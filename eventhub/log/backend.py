@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from eventhub import vault
 from eventhub.clock import Clock
+from eventhub.delivery.leases import Leases
 from eventhub.log import dsn, sealing
 from eventhub.log.base import Hooks, Store
 from eventhub.settings import Settings
@@ -33,7 +34,7 @@ def store_for(
         # Imported here: asyncpg is only loaded by hubs that use it.
         from eventhub.log.postgres import PostgresStore
 
-        log.info("database: PostgreSQL at %s (one process)", dsn.masked(settings.database))
+        log.info("database: PostgreSQL at %s", dsn.masked(settings.database))
         assert settings.secret_key is not None  # settings.validate requires it
         sealer = vault.Vault(
             vault.parse_key(settings.secret_key, "setting 'secret_key' (EVENTHUB_SECRET_KEY)")
@@ -52,3 +53,14 @@ def store_for(
         observe_commit=observe_commit,
         hooks=hooks,
     )
+
+
+def leases_for(settings: Settings, store: Store) -> Leases | None:
+    """The subscription leases of a hub on PostgreSQL (SPEC §9); None on SQLite, where the
+    one process holds every subscription."""
+    if not settings.database:
+        return None
+    from eventhub.log.postgres import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    return store.leases(settings.lease_seconds)

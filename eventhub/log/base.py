@@ -18,7 +18,7 @@ What a store calls back is fixed when it is built (``Hooks``), never set afterwa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -62,6 +62,8 @@ class Hooks:
     # The events a commit appended of its own (instance lifecycle events, made inside the
     # transaction), once it committed: the transition log lines.
     on_emitted: Callable[[list[NewEvent]], None] | None = None
+    # Another process saved or deleted this subscription (PostgreSQL only: SQLite has one).
+    on_subscription: Callable[[str], None] | None = None
 
 
 # A store that calls nothing back: a tool's, or a test's that needs no hub.
@@ -145,7 +147,10 @@ class SubscriptionStore(Protocol):
         ...
 
     async def delete_subscription(self, sub_id: str) -> None: ...
-    async def load_subscriptions(self) -> list[Subscription]: ...
+    async def load_subscriptions(self, ids: Collection[str] | None = None) -> list[Subscription]:
+        """Every subscription, or only those of ``ids`` (those that exist)."""
+        ...
+
     async def list_attempts(self, sub_id: str, limit: int) -> list[Attempt]: ...
 
 

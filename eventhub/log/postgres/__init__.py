@@ -5,7 +5,9 @@
 - ``append.py``: one flush's events into the log, the trigger index and traces.
 - ``rows.py``: the records beside the log (keys, sources, models, subscriptions, attempts).
 - ``schema.py`` and ``migrations/``: the schema and its version; the vault's check.
-- ``wakeup.py``: ``LISTEN/NOTIFY``, so a commit on any process wakes every process.
+- ``wakeup.py``: ``LISTEN/NOTIFY``, so a commit on any process wakes every process, and an
+  action on a subscription reaches the others.
+- ``leases.py``: which process delivers which subscription (``delivery/leases.py``).
 - ``connection.py``: the few asyncpg calls we use, typed (asyncpg ships no types).
 """
 

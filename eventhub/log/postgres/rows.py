@@ -5,7 +5,7 @@ store's group commit; reads on the pool."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -92,10 +92,17 @@ _SAVE_SUBSCRIPTION = (
     " ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _SUB_COLUMNS if c != "id")
 )
+# Fenced by updated_at: with several processes, an action on another process (pause,
+# replay, ...) persists a newer updated_at and then tells the holder to reload. A progress
+# write the holder queued before hearing of it carries the older updated_at and is dropped,
+# so it cannot put back the status or cursor the action just changed (its cursor moves are
+# delivered again from the action's cursor: at-least-once). A supervisor's own transition
+# writes a newer updated_at, so it passes.
 _SAVE_PROGRESS = (
     "UPDATE subscriptions SET "
     + ", ".join(f"{c} = ${i}" for i, c in enumerate(_PROGRESS, 1))
     + f" WHERE id = ${len(_PROGRESS) + 1}"
+    + f" AND updated_at <= ${_PROGRESS.index('updated_at') + 1}"
 )
 
 
@@ -115,10 +122,17 @@ async def delete_subscription(conn: Connection, sub_id: str) -> None:
     await conn.execute("DELETE FROM subscriptions WHERE id = $1", sub_id)
 
 
-async def load_subscriptions(conn: Connection, sealer: Vault) -> list[Subscription]:
-    rows = await conn.fetch(
-        f"SELECT {', '.join(_SUB_COLUMNS)} FROM subscriptions ORDER BY created_at, id"
-    )
+async def load_subscriptions(
+    conn: Connection, sealer: Vault, ids: Collection[str] | None = None
+) -> list[Subscription]:
+    columns = ", ".join(_SUB_COLUMNS)
+    if ids is None:
+        rows = await conn.fetch(f"SELECT {columns} FROM subscriptions ORDER BY created_at, id")
+    else:
+        rows = await conn.fetch(
+            f"SELECT {columns} FROM subscriptions WHERE id = ANY($1) ORDER BY created_at, id",
+            list(ids),
+        )
     return [records._sub_from_row(tuple(r), sealer) for r in rows]
 
 

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,6 +42,7 @@ from eventhub.log.postgres import append, rows, schema, wakeup
 from eventhub.log.postgres import instances as pg_instances
 from eventhub.log.postgres import retention as pg_retention
 from eventhub.log.postgres.connection import Connection, Session, affected
+from eventhub.log.postgres.leases import PgLeases
 from eventhub.log.sqlite.instances import Clock as CommitClock
 from eventhub.log.sqlite.instances import Emit
 from eventhub.log.store import KeyRecord, Pruned, SourceRecord
@@ -140,6 +141,7 @@ class PostgresStore:
         self._observe_commit = observe_commit
         self._pool_size = pool_size
         self._conn: Session | None = None  # the writer's
+        self._writer_pid = 0
         self._pool: Any = None  # asyncpg.Pool: read through ``_db`` (typed)
         self._writer: GroupCommitWriter[WriteOp, Any] | None = None
         self._listener: tasks.Watched | None = None
@@ -181,10 +183,13 @@ class PostgresStore:
             await conn.close()
             raise
         self._conn = conn
+        self._writer_pid = conn.get_server_pid()  # our own notifications come from it
         self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._pool_size)
         self._writer = GroupCommitWriter(self._write, "log-writer", self._observe_commit)
         self._writer.start(owner)
-        listener = wakeup.Listener(self._connect, self._woken, self._wake_all)
+        listener = wakeup.Listener(
+            self._connect, self._woken, self._wake_all, self._subscription_changed
+        )
         self._listener = owner.watch("log-listener", listener.run)
         await asyncio.wait_for(listener.ready.wait(), timeout=30)
 
@@ -227,6 +232,10 @@ class PostgresStore:
         """After the listener reconnected: whatever it missed, every trigger wakes once."""
         tids = {int(r[0]) for r in await self._db.fetch("SELECT tid FROM triggers")}
         self._woken(await self.head(), tids)
+        if self._hooks.on_subscription is not None:
+            # Actions of other processes went unheard too: every copy is reloaded.
+            for row in await self._db.fetch("SELECT id FROM subscriptions"):
+                self._hooks.on_subscription(str(row[0]))
 
     # -- the group commit --------------------------------------------------------------------
 
@@ -333,6 +342,7 @@ class PostgresStore:
         """The writer's connection, connected again if it was lost (a restarted server)."""
         if self._conn is None or self._conn.is_closed():
             self._conn = await self._connect()
+            self._writer_pid = self._conn.get_server_pid()
         return self._conn
 
     async def check_writable(self) -> None:
@@ -595,7 +605,11 @@ class PostgresStore:
     # -- subscriptions and attempts ------------------------------------------------------------
 
     async def save_subscription(self, sub: Subscription) -> None:
-        await self.write(lambda conn: rows.save_subscription(conn, sub, self._vault))
+        async def op(conn: Connection) -> None:
+            await rows.save_subscription(conn, sub, self._vault)
+            await wakeup.notify_subscription(conn, sub.id)  # the other processes reload it
+
+        await self.write(op)
 
     async def save_delivery(self, sub: Subscription, attempt: Attempt | None) -> None:
         """The subscription's new cursor and counters, and the attempt that moved them."""
@@ -619,10 +633,23 @@ class PostgresStore:
             batch.attempts.append((sub.id, attempt))
 
     async def delete_subscription(self, sub_id: str) -> None:
-        await self.write(lambda conn: rows.delete_subscription(conn, sub_id))
+        async def op(conn: Connection) -> None:
+            await rows.delete_subscription(conn, sub_id)
+            await wakeup.notify_subscription(conn, sub_id)
 
-    async def load_subscriptions(self) -> list[Subscription]:
-        return await rows.load_subscriptions(self._db, self._vault)
+        await self.write(op)
+
+    def leases(self, lease_seconds: float) -> PgLeases:
+        """This process's subscription leases on this database (open the store first)."""
+        return PgLeases(lambda: self._db, self.write, lease_seconds)
+
+    def _subscription_changed(self, pid: int, sub_id: str) -> None:
+        """A notification of ``subscription_channel``: only another process's is news."""
+        if pid != self._writer_pid and self._hooks.on_subscription is not None:
+            self._hooks.on_subscription(sub_id)
+
+    async def load_subscriptions(self, ids: Collection[str] | None = None) -> list[Subscription]:
+        return await rows.load_subscriptions(self._db, self._vault, ids)
 
     async def list_attempts(self, sub_id: str, limit: int) -> list[Attempt]:
         return await rows.list_attempts(self._db, sub_id, limit)

@@ -20,6 +20,9 @@ from eventhub.log.postgres.connection import Connection, Session
 log = logging.getLogger(__name__)
 
 CHANNEL = "eventhub_commit"
+# A subscription was saved or deleted by an action (payload: its id), so that every other
+# process reloads its copy and the lease holder restarts its supervisor (SPEC §9).
+SUBSCRIPTION_CHANNEL = "eventhub_subscription"
 # NOTIFY payloads must stay under 8000 bytes: tids are cut into payloads of this size.
 _PAYLOAD_CHARS = 7000
 
@@ -61,8 +64,10 @@ class Listener:
         connect: Callable[[], Awaitable[Session]],
         deliver: Callable[[int, set[int]], None],
         wake_all: Callable[[], Awaitable[None]],
+        on_subscription: Callable[[int, str], None] | None = None,
     ) -> None:
         self._connect = connect
+        self._on_subscription = on_subscription
         self._deliver = deliver
         self._wake_all = wake_all
         self._connected_before = False
@@ -74,6 +79,8 @@ class Listener:
         try:
             conn.add_termination_listener(lambda _conn: lost.set())
             await conn.add_listener(CHANNEL, self._on_notification)
+            if self._on_subscription is not None:
+                await conn.add_listener(SUBSCRIPTION_CHANNEL, self._on_subscription_changed)
             if self._connected_before:
                 await self._wake_all()  # what was committed while we were not listening
             self._connected_before = True
@@ -91,3 +98,12 @@ class Listener:
             log.warning("ignored a malformed %s notification: %r", CHANNEL, payload)
             return
         self._deliver(head, tids)
+
+    def _on_subscription_changed(self, _conn: Any, pid: int, _channel: str, payload: str) -> None:
+        if self._on_subscription is not None:
+            self._on_subscription(pid, payload)
+
+
+async def notify_subscription(conn: Connection, sub_id: str) -> None:
+    """Inside the transaction that saved or deleted ``sub_id``."""
+    await conn.execute("SELECT pg_notify($1, $2)", SUBSCRIPTION_CHANNEL, sub_id)

@@ -5,7 +5,7 @@ inside the store's group commit."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -182,9 +182,19 @@ def delete_subscription(cur: sqlite3.Cursor, sub_id: str) -> None:
     cur.execute("DELETE FROM subscriptions WHERE id = ?", (sub_id,))
 
 
-def load_subscriptions(cur: sqlite3.Cursor, sealer: Vault) -> list[Subscription]:
-    """Every subscription, its secrets opened: once, at start, never per delivery."""
-    rows = cur.execute(f"SELECT {_SUB_COLUMNS} FROM subscriptions ORDER BY created_at, id")
+def load_subscriptions(
+    cur: sqlite3.Cursor, sealer: Vault, ids: Collection[str] | None = None
+) -> list[Subscription]:
+    """Every subscription (or those of ``ids``), its secrets opened: once, at start, never
+    per delivery."""
+    if ids is None:
+        rows = cur.execute(f"SELECT {_SUB_COLUMNS} FROM subscriptions ORDER BY created_at, id")
+    else:
+        rows = cur.execute(
+            f"SELECT {_SUB_COLUMNS} FROM subscriptions WHERE id IN (SELECT value FROM"
+            " json_each(?)) ORDER BY created_at, id",
+            (orjson.dumps(sorted(ids)).decode(),),
+        )
     return [_sub_from_row(r, sealer) for r in rows.fetchall()]
 
 

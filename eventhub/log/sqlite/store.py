@@ -26,7 +26,7 @@ import concurrent.futures
 import dataclasses
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -503,8 +503,8 @@ class SqliteStore:
     async def delete_subscription(self, sub_id: str) -> None:
         await self.write(lambda cur: records.delete_subscription(cur, sub_id))
 
-    async def load_subscriptions(self) -> list[Subscription]:
-        return await self._read(lambda cur: records.load_subscriptions(cur, self._vault))
+    async def load_subscriptions(self, ids: Collection[str] | None = None) -> list[Subscription]:
+        return await self._read(lambda cur: records.load_subscriptions(cur, self._vault, ids))
 
     async def list_attempts(self, sub_id: str, limit: int) -> list[Attempt]:
         return await self._read(lambda cur: records.list_attempts(cur, sub_id, limit))

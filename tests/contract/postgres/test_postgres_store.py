@@ -189,7 +189,7 @@ async def test_migrations_run_once_and_record_the_version(pg_dsn: str) -> None:
         }
     finally:
         await conn.close()
-    assert versions == [1, 2]
+    assert versions == [1, 2, 3]
     assert {"events", "event_ids", "api_keys", "sources", "trigger_events", "log_head"} <= tables
 
 

@@ -1,0 +1,123 @@
+"""Subscription leases on a real PostgreSQL (``log/postgres/leases.py``): three stores on one
+database stand for three processes. Fair shares, a joining node gets some, a claim never takes
+a live lease, an expired one is taken over, a stop hands back at once, a deleted subscription's
+lease goes, and a new subscription is taken by its creator only when under its share."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Set
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+
+from eventhub import tasks
+from eventhub.log.postgres import PostgresStore
+from eventhub.log.postgres.leases import PgLeases
+from tests.conftest import ManualClock
+from tests.contract.postgres.test_postgres_store import VAULT, subscription
+
+LEASE = 30.0  # the rounds are driven by hand: nothing expires unless a test says so
+
+
+class Node:
+    """One 'process': a store, its leases, and what it was told it gained and lost."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+        self.leases: PgLeases = store.leases(LEASE)
+        self.gained: set[str] = set()
+        self.lost: set[str] = set()
+
+    async def changed(self, gained: Set[str], lost: Set[str]) -> None:
+        assert not (gained & lost)
+        self.gained |= gained
+        self.lost |= lost
+
+    async def start(self, owner: tasks.Tasks) -> None:
+        await self.leases.start(owner, self.changed)
+
+
+@pytest.fixture
+async def nodes(pg_dsn: str) -> AsyncIterator[list[Node]]:
+    owner = tasks.Tasks()
+    stores = [PostgresStore(pg_dsn, ManualClock(), vault=VAULT) for _ in range(3)]
+    for s in stores:
+        await s.open(owner)
+    yield [Node(s) for s in stores]
+    for s in stores:
+        await s.close()
+    await owner.stop()
+
+
+async def table(dsn: str) -> dict[str, str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT id, owner FROM leases WHERE expires_at > now()")
+    finally:
+        await conn.close()
+    return {r["id"]: r["owner"] for r in rows}
+
+
+async def test_shares_rebalance_take_over_and_hand_back(pg_dsn: str, nodes: list[Node]) -> None:
+    a, b, c = nodes
+    owner = tasks.Tasks()
+    try:
+        for i in range(10):
+            await a.store.save_subscription(subscription(f"s{i}"))
+        await a.start(owner)
+        assert a.leases.held == {f"s{i}" for i in range(10)} == a.gained
+        await b.start(owner)  # b joins: it sees a holding all, claims nothing yet
+        assert b.leases.held == set()
+        await a.leases.tick()  # a sees two live nodes: releases its surplus
+        assert len(a.leases.held) == 5 and len(a.lost) == 5
+        await b.leases.tick()
+        assert len(b.leases.held) == 5
+        assert a.leases.held.isdisjoint(b.leases.held)
+        rows = await table(pg_dsn)
+        assert len(rows) == 10
+        assert {s for s, n in rows.items() if n == a.leases.node} == a.leases.held
+
+        # A claim never takes a live lease: c, under its share, finds nothing free.
+        await c.start(owner)
+        assert c.leases.held == set()
+        assert await table(pg_dsn) == rows
+
+        # b dies: its leases expire (by the database's clock), its heartbeat stops. c's next
+        # round (two live nodes, share 5) takes them over; a's are left alone.
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await conn.execute(
+                "UPDATE leases SET expires_at = now() - interval '1 second' WHERE owner = $1",
+                b.leases.node,
+            )
+            await conn.execute("DELETE FROM nodes WHERE id = $1", b.leases.node)
+        finally:
+            await conn.close()
+        b_held = set(b.leases.held)
+        await c.leases.tick()
+        assert c.leases.held == b_held and c.gained == b_held
+        assert a.leases.held.isdisjoint(c.leases.held)
+        # b, not dead after all, renews: what it held is gone, and it is told so.
+        await b.leases.tick()
+        assert b.leases.held == set() and b.lost == b_held
+        await b.leases.stop()
+
+        # A deleted subscription's lease goes with it at the next round.
+        gone = sorted(c.leases.held)[0]
+        await a.store.delete_subscription(gone)
+        await c.leases.tick()
+        assert gone not in c.leases.held and gone not in await table(pg_dsn)
+        assert len(c.leases.held) == 4
+
+        # A new subscription: its creator, under its share, takes it at once.
+        await a.store.save_subscription(subscription("new"))
+        assert await c.leases.take("new") is True
+        assert c.leases.holds("new")
+
+        # A graceful stop hands every lease back at once: c's next round takes them all.
+        await a.leases.stop()
+        assert a.leases.node not in set((await table(pg_dsn)).values())
+        await c.leases.tick()
+        assert len(c.leases.held) == 10
+    finally:
+        await owner.stop()
