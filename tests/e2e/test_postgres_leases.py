@@ -335,4 +335,5 @@ async def _gone(http: aiohttp.ClientSession, hub: ServerProcess, sub_id: str) ->
 
 
 async def _status(http: aiohttp.ClientSession, hub: ServerProcess, sub_id: str, want: str) -> bool:
-    return (await state(http, hub, sub_id))["status"] == want
+    status: str = (await state(http, hub, sub_id))["status"]
+    return status == want
