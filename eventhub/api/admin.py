@@ -9,8 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from eventhub import auth, errors
-from eventhub.api._http import hub_of, raw_segments, read_body, require
-from eventhub.api.operation import ADMIN, Operation, decode, respond
+from eventhub.api._http import hub_of, raw_segments, require
+from eventhub.api.operation import ADMIN, Operation, read_as, respond
 from eventhub.hub import KEEP, Keep, SourceChanges
 from eventhub.log.records import KeyRecord, SourceRecord
 
@@ -89,7 +89,7 @@ def _one_segment(request: Request, prefix: str) -> str:
 
 async def create_key(request: Request) -> Response:
     require(request, "admin")
-    body = decode(await read_body(request, _BODY_LIMIT), NewKey)
+    body = await read_as(request, NewKey, _BODY_LIMIT)
     if body.sources is not None and body.role is not auth.Role.PRODUCER:
         raise errors.InvalidRequest("only producer keys are limited to sources")
     hub = hub_of(request)
@@ -122,7 +122,7 @@ async def put_source(request: Request) -> Response:
         raise errors.InvalidRequest(
             f"source {auth.HUB_SOURCE!r} is reserved: only the hub writes its notifications"
         )
-    body = decode(await read_body(request, _BODY_LIMIT), SourceUpdate)
+    body = await read_as(request, SourceUpdate, _BODY_LIMIT)
     if body.rotate_secret and body.secret is not None:
         raise errors.InvalidRequest("send either secret or rotateSecret, not both")
     hub = hub_of(request)

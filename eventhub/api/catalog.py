@@ -13,15 +13,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from eventhub import errors
-from eventhub.api._http import hub_of, read_body, require
-from eventhub.api.operation import ADMIN, READERS, Operation, decode, respond
+from eventhub.api._http import hub_of, require
+from eventhub.api.operation import ADMIN, READERS, Operation, read_as, respond
 from eventhub.catalog.shapes import Filter, ModelSpec, TriggerSpec
 from eventhub.models import ModelVersion
 from eventhub.models import Trigger as TriggerRecord
 
 CONSUMERS = ("admin", "consumer")
 # A trigger's filters nest up to 64 levels: far below this, which only bounds the read.
-_BODY_LIMIT = 1024 * 1024
 
 
 class Trigger(msgspec.Struct):
@@ -138,7 +137,7 @@ async def get_trigger(request: Request) -> Response:
 async def put_model(request: Request) -> Response:
     require(request, "admin")
     km, _ = _ids(request)
-    spec = decode(await read_body(request, _BODY_LIMIT), ModelSpec)
+    spec = await read_as(request, ModelSpec)
     return respond(_draft(await hub_of(request).catalog.put_model(km, spec)))
 
 
@@ -159,7 +158,7 @@ async def delete_model(request: Request) -> Response:
 async def put_trigger(request: Request) -> Response:
     require(request, "admin")
     km, trigger = _ids(request)
-    spec = decode(await read_body(request, _BODY_LIMIT), TriggerSpec)
+    spec = await read_as(request, TriggerSpec)
     saved = await hub_of(request).catalog.put_trigger(km, trigger, spec)
     return respond(msgspec.convert(saved, Trigger))
 

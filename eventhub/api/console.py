@@ -11,14 +11,8 @@ scripts build the page with DOM calls, so an event's data can never become marku
 
 from __future__ import annotations
 
-import importlib.resources
-from typing import ClassVar
-
-from starlette.requests import Request
-from starlette.responses import Response
-
-from eventhub import errors
 from eventhub.api.operation import PUBLIC, Content, Operation
+from eventhub.api.static_files import StaticFiles
 
 POLICY = (
     "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none';"
@@ -33,44 +27,22 @@ HEADERS = {
 }
 
 
-class Console:
-    """The console's files, read from the package once each."""
-
-    FILES: ClassVar[dict[str, str]] = {
-        "console.css": "text/css; charset=utf-8",
-        "app.js": "text/javascript; charset=utf-8",
-        "api.js": "text/javascript; charset=utf-8",
-        "dom.js": "text/javascript; charset=utf-8",
-        "overview.js": "text/javascript; charset=utf-8",
-        "subscriptions.js": "text/javascript; charset=utf-8",
-        "log.js": "text/javascript; charset=utf-8",
-        "catalogue.js": "text/javascript; charset=utf-8",
-        "processes.js": "text/javascript; charset=utf-8",
-        "icon.svg": "image/svg+xml",
-    }
-
-    def __init__(self) -> None:
-        self._static = importlib.resources.files("eventhub.api") / "static" / "console"
-        self._cache: dict[str, bytes] = {}
-
-    async def page(self, request: Request) -> Response:
-        return self._file("index.html", "text/html; charset=utf-8")
-
-    async def asset(self, request: Request) -> Response:
-        name = request.path_params["name"]
-        media_type = self.FILES.get(name)
-        if media_type is None:
-            raise errors.NotFound(f"no file {name!r}: /console serves {', '.join(self.FILES)}")
-        return self._file(name, media_type)
-
-    def _file(self, name: str, media_type: str) -> Response:
-        content = self._cache.get(name)
-        if content is None:
-            content = self._cache[name] = (self._static / name).read_bytes()
-        return Response(content, headers=HEADERS, media_type=media_type)
+# The console's files beside its page.
+FILES = {
+    "console.css": "text/css; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "api.js": "text/javascript; charset=utf-8",
+    "dom.js": "text/javascript; charset=utf-8",
+    "overview.js": "text/javascript; charset=utf-8",
+    "subscriptions.js": "text/javascript; charset=utf-8",
+    "log.js": "text/javascript; charset=utf-8",
+    "catalogue.js": "text/javascript; charset=utf-8",
+    "processes.js": "text/javascript; charset=utf-8",
+    "icon.svg": "image/svg+xml",
+}
 
 
-_CONSOLE = Console()
+_CONSOLE = StaticFiles("console", "/console", FILES, HEADERS)
 OPERATIONS = (
     Operation(
         "GET",

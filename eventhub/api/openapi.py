@@ -12,7 +12,6 @@ answers anything else with that shape (the ``default`` response).
 
 from __future__ import annotations
 
-import importlib.resources
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
@@ -21,7 +20,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from eventhub import __version__, errors
+from eventhub import __version__
 from eventhub.api.errors import Error
 from eventhub.api.operation import (
     INTEGER,
@@ -32,6 +31,7 @@ from eventhub.api.operation import (
     Header,
     Operation,
 )
+from eventhub.api.static_files import StaticFiles
 
 # The security schemes: an API key as a Bearer token, or as the ``access_token`` query
 # parameter (ingest only: the CloudEvents webhook spec's alternative), or a producer's HMAC.
@@ -110,12 +110,13 @@ def _content(
 
 
 def _operation(op: Operation, schema_of: dict[type, Any]) -> dict[str, Any]:
-    area = op.endpoint.__module__.rsplit(".", 1)[-1]
+    # The tag when there is one: shared endpoints (api/static_files.py) serve several areas.
+    area = op.tag or op.endpoint.__module__.rsplit(".", 1)[-1]
     name = op.name or getattr(op.endpoint, "__name__", "")
     out: dict[str, Any] = {
         "operationId": f"{op.method.lower()}_{area}_{name}",
         "summary": op.summary,
-        "tags": [op.tag or area],
+        "tags": [area],
     }
     description = op.description
     if op.roles != PUBLIC:
@@ -201,6 +202,8 @@ class Docs:
         """The document of ``served`` and of this object's own ``operations``, which serve
         it and its page: a client reading the document finds these paths in it too."""
         page = "The page; its script and styles are /docs/{name}, from this package."
+        headers = {"Content-Security-Policy": self.POLICY, "Cache-Control": "public, max-age=3600"}
+        self._files = StaticFiles("docs", "/docs", self.FILES, headers)
         self.operations = (
             Operation(
                 "GET",
@@ -215,7 +218,7 @@ class Docs:
             Operation(
                 "GET",
                 "/docs",
-                self.page,
+                self._files.page,
                 "The API's documentation, as a page (Swagger UI)",
                 PUBLIC,
                 {200: Content("text/html", {"type": "string"}, page)},
@@ -225,7 +228,7 @@ class Docs:
             Operation(
                 "GET",
                 "/docs/{name}",
-                self.asset,
+                self._files.asset,
                 "A file of the documentation page",
                 PUBLIC,
                 {
@@ -239,25 +242,6 @@ class Docs:
             ),
         )
         self.body = orjson.dumps(document([*served, *self.operations]))
-        self._static = importlib.resources.files("eventhub.api") / "static" / "docs"
-        self._cache: dict[str, bytes] = {}
 
     async def openapi(self, request: Request) -> Response:
         return Response(self.body, media_type="application/json")
-
-    async def page(self, request: Request) -> Response:
-        return self._file("index.html", "text/html; charset=utf-8")
-
-    async def asset(self, request: Request) -> Response:
-        name = request.path_params["name"]
-        media_type = self.FILES.get(name)
-        if media_type is None:
-            raise errors.NotFound(f"no file {name!r}: /docs serves {', '.join(self.FILES)}")
-        return self._file(name, media_type)
-
-    def _file(self, name: str, media_type: str) -> Response:
-        content = self._cache.get(name)
-        if content is None:
-            content = self._cache[name] = (self._static / name).read_bytes()
-        headers = {"Content-Security-Policy": self.POLICY, "Cache-Control": "public, max-age=3600"}
-        return Response(content, headers=headers, media_type=media_type)

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from eventhub import errors
+from eventhub.api import _http
 
 T = TypeVar("T")
 
@@ -217,6 +218,15 @@ def decode(body: bytes, type_: type[T]) -> T:
         # msgspec nests as deep as Python's recursion limit allows (orjson stopped at 254),
         # then raises this: a trigger's filters 1000 levels deep are a 400, not a 500.
         raise errors.InvalidJson("request body is not valid JSON: it nests too deeply") from None
+
+
+# The most an API body (not an ingest one) may hold: every typed body is far smaller.
+BODY_LIMIT = 1024 * 1024
+
+
+async def read_as(request: Request, type_: type[T], limit: int = BODY_LIMIT) -> T:
+    """The request's body, bounded in size and time (``_http.read_body``), as a ``type_``."""
+    return decode(await _http.read_body(request, limit), type_)
 
 
 _ENCODER = msgspec.json.Encoder()

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from eventhub import errors
-from eventhub.api._http import hub_of, raw_segments, read_body, require
+from eventhub.api._http import hub_of, raw_segments, require
 from eventhub.api.operation import (
     ADMIN,
     READERS,
@@ -32,7 +32,7 @@ from eventhub.api.operation import (
     IntQuery,
     Operation,
     TextQuery,
-    decode,
+    read_as,
     respond,
 )
 from eventhub.processes import definitions
@@ -42,7 +42,6 @@ from eventhub.processes.instances import Entry, Happened, Instance, State
 
 MAX_PAGE = 1000
 _MAX_OFFSET = 2**63 - 1
-_BODY_LIMIT = 1024 * 1024
 
 
 class Process(msgspec.Struct, rename="camel"):
@@ -208,7 +207,7 @@ def _detail(engine: Engine, i: Instance) -> InstanceDetail:
 async def put_process(request: Request) -> Response:
     definition_id = _one(request, "/api/processes/", "definitionId")
     who = require(request, "admin")
-    body = decode(await read_body(request, _BODY_LIMIT), definitions.ProcessBody)
+    body = await read_as(request, definitions.ProcessBody)
     stored, created = await hub_of(request).processes.put(definition_id, body, who)
     shown = _process(stored)
     if created:

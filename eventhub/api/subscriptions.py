@@ -12,14 +12,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from eventhub import masking, models
-from eventhub.api._http import hub_of, read_body, require
+from eventhub.api._http import hub_of, require
 from eventhub.api.operation import (
     READERS,
     ChoiceQuery,
     IntQuery,
     Operation,
     TextQuery,
-    decode,
+    read_as,
     respond,
 )
 from eventhub.clock import rfc3339
@@ -28,7 +28,6 @@ from eventhub.delivery.states import Move, Status
 from eventhub.models import Format
 
 ROLES = READERS
-_BODY_LIMIT = 1024 * 1024
 _MAX_OFFSET = 2**63 - 1
 
 
@@ -173,7 +172,7 @@ async def create(request: Request) -> Response:
     hub = hub_of(request)
     km, trigger = request.path_params["km"], request.path_params["trigger"]
     _, tid = hub.catalog.trigger(km, trigger)
-    body = decode(await read_body(request, _BODY_LIMIT), NewSubscription)
+    body = await read_as(request, NewSubscription)
     sub = await hub.subscriptions.create(who, km, trigger, tid, body)
     view = await _view(request, sub)
     created = CreatedSubscription(**msgspec.structs.asdict(view), secret=sub.secret)
@@ -214,7 +213,7 @@ async def _act(
 
 async def update(request: Request) -> Response:
     require(request, *ROLES)
-    body = decode(await read_body(request, _BODY_LIMIT), SubscriptionUpdate)
+    body = await read_as(request, SubscriptionUpdate)
     return await _act(request, Move.UPDATE, body)
 
 

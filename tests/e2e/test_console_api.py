@@ -145,7 +145,7 @@ async def test_the_console_is_served_with_a_strict_policy(server: Running) -> No
 
 def test_every_shipped_file_is_served_and_none_reaches_another_origin() -> None:
     shipped = {p.name for p in STATIC.iterdir()}
-    assert shipped == {"index.html", *console.Console.FILES}
+    assert shipped == {"index.html", *console.FILES}
     for path in STATIC.iterdir():
         text = path.read_text()
         # The only absolute URL is the SVG namespace, a name, never fetched.
