@@ -144,11 +144,8 @@ def source_vault(db: Path, key_file: Path | None, secret_key: str | None) -> Vau
         raise Refused(f"{db} is not an eventhub database: {exc}") from None
     finally:
         conn.close()
-    if row is not None:
-        try:
-            sealer.unseal(str(row[0]), pg_schema._CHECK_PLACE)
-        except errors.VaultError:
-            raise Refused(f"{origin} does not open the secrets sealed in {db}") from None
+    if row is not None and not sealing.opens_check(sealer, str(row[0])):
+        raise Refused(f"{origin} does not open the secrets sealed in {db}")
     return sealer
 
 

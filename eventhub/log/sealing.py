@@ -72,15 +72,29 @@ def vault_for(db: Path, secret_key: str | None) -> Vault:
         origin = f"key file {path}"
     sealer = Vault(key)
     if check is not None:
-        _verify(sealer, check, f"{origin} does not open the secrets sealed in {db}")
+        verify_check(sealer, check, f"{origin} does not open the secrets sealed in {db}")
     return sealer
 
 
-def _verify(sealer: Vault, check: str, message: str) -> None:
+def seal_check(sealer: Vault) -> str:
+    """The check a new database keeps (its ``vault`` row named ``check``): whichever key
+    opens it opens the database's secrets."""
+    return sealer.seal(_CHECK_TEXT, _CHECK_PLACE)
+
+
+def opens_check(sealer: Vault, check: str) -> bool:
+    """Whether ``sealer``'s key is the one that sealed ``check`` (and the secrets beside it)."""
     try:
         sealer.unseal(check, _CHECK_PLACE)
     except errors.VaultError:
-        raise errors.VaultError(f"{message}: start with the key they were sealed with") from None
+        return False
+    return True
+
+
+def verify_check(sealer: Vault, check: str, message: str) -> None:
+    """Raise ``VaultError`` (``message``, and what to do) unless ``sealer`` opens ``check``."""
+    if not opens_check(sealer, check):
+        raise errors.VaultError(f"{message}: start with the key they were sealed with")
 
 
 def _stored_check(db: Path) -> str | None:
@@ -137,10 +151,10 @@ def _seal_rows(cur: sqlite3.Cursor, sealer: Vault) -> int:
     if row is None:
         cur.execute(
             "INSERT INTO vault (name, value) VALUES ('check', ?)",
-            (sealer.seal(_CHECK_TEXT, _CHECK_PLACE),),
+            (seal_check(sealer),),
         )
     else:
-        _verify(sealer, str(row[0]), "the secret key does not open this database's secrets")
+        verify_check(sealer, str(row[0]), "the secret key does not open this database's secrets")
     count = 0
     for name, secret in cur.execute("SELECT name, secret FROM sources").fetchall():
         if not vault.is_sealed(_text(secret)):

@@ -22,8 +22,8 @@ from eventhub.codec import jsontext
 from eventhub.events import Appended, DataKind, NewEvent, StoredEvent
 from eventhub.log import sealing
 from eventhub.log.base import StepNames
+from eventhub.log.commit import Clock, Emit
 from eventhub.log.postgres.connection import Connection, affected
-from eventhub.log.sqlite.instances import Clock, Emit
 from eventhub.processes import definitions, lifecycle
 from eventhub.processes.instances import (
     BUFFERED,

@@ -1,6 +1,6 @@
 """The records kept beside the log, in PostgreSQL: knowledge models and triggers,
-subscriptions and their attempts, event classes (as ``log/records.py`` for SQLite, whose
-semantics these are; the row layouts and sealing are shared with it). Writes run inside the
+subscriptions and their attempts, event classes (as ``log/sqlite/records.py`` for SQLite,
+whose semantics these are; the row layouts are ``log/subscription_rows.py``'s). Writes run inside the
 store's group commit; reads on the pool."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
+from eventhub.log import subscription_rows
 from eventhub.log.postgres.connection import Connection
-from eventhub.log.sqlite import records
 from eventhub.models import Attempt, Subscription
 from eventhub.vault import Vault
 
@@ -83,8 +83,8 @@ async def ensure_trigger(conn: Connection, km: str, trigger: str) -> int:
 
 # -- subscriptions and attempts ----------------------------------------------------------------
 
-_SUB_COLUMNS = [c.strip() for c in records._SUB_COLUMNS.split(",")]
-_PROGRESS = [c.strip() for c in records._PROGRESS.split(",")]
+_SUB_COLUMNS = subscription_rows.COLUMNS
+_PROGRESS = subscription_rows.PROGRESS
 
 _SAVE_SUBSCRIPTION = (
     f"INSERT INTO subscriptions ({', '.join(_SUB_COLUMNS)})"
@@ -107,12 +107,12 @@ _SAVE_PROGRESS = (
 
 
 async def save_subscription(conn: Connection, sub: Subscription, sealer: Vault) -> None:
-    await conn.execute(_SAVE_SUBSCRIPTION, *records._sub_row(sub, sealer))
+    await conn.execute(_SAVE_SUBSCRIPTION, *subscription_rows.row(sub, sealer))
 
 
 async def save_progress_of(conn: Connection, subs: Iterable[Subscription]) -> None:
     """Only what delivering changes (cursor, counters, last error), of many subscriptions."""
-    rows = [(*records._progress_of(sub), sub.id) for sub in subs]
+    rows = [(*subscription_rows.progress_of(sub), sub.id) for sub in subs]
     if rows:
         await conn.executemany(_SAVE_PROGRESS, rows)
 
@@ -133,7 +133,7 @@ async def load_subscriptions(
             f"SELECT {columns} FROM subscriptions WHERE id = ANY($1) ORDER BY created_at, id",
             list(ids),
         )
-    return [records._sub_from_row(tuple(r), sealer) for r in rows]
+    return [subscription_rows.from_row(tuple(r), sealer) for r in rows]
 
 
 _ADD_ATTEMPT = (
@@ -146,17 +146,19 @@ _PRUNE = "DELETE FROM attempts WHERE subscription_id = $1 AND n <= $2"
 
 
 def _attempt_row(sub_id: str, attempt: Attempt) -> tuple[Any, ...]:
-    row = records._attempt_row(sub_id, attempt)
+    row = subscription_rows.attempt_row(sub_id, attempt)
     return (*row[:3], row[3].decode(), *row[4:])  # offsets: JSON text, not bytes
 
 
 async def add_attempts(conn: Connection, attempts: Sequence[tuple[str, Attempt]]) -> None:
-    """Record attempts, keeping at least ``records.ATTEMPTS_KEPT`` per subscription."""
+    """Record attempts, keeping at least ``subscription_rows.ATTEMPTS_KEPT`` per subscription."""
     if not attempts:
         return
     await conn.executemany(_ADD_ATTEMPT, [_attempt_row(sub_id, a) for sub_id, a in attempts])
     prune = [
-        (sub_id, a.n - records.ATTEMPTS_KEPT) for sub_id, a in attempts if records._prune_after(a)
+        (sub_id, a.n - subscription_rows.ATTEMPTS_KEPT)
+        for sub_id, a in attempts
+        if subscription_rows.prune_after(a)
     ]
     if prune:
         await conn.executemany(_PRUNE, prune)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.resources
 import logging
 
-from eventhub import errors
 from eventhub.log import sealing
 from eventhub.log.postgres.connection import Session
 from eventhub.vault import Vault
@@ -19,8 +18,6 @@ log = logging.getLogger(__name__)
 
 # The check SQLite databases hold too, so a hub migrated from SQLite keeps its key. (Private
 # in log/sealing.py, which this slice does not edit: the lead may make them public.)
-_CHECK_TEXT = sealing._CHECK_TEXT
-_CHECK_PLACE = sealing._CHECK_PLACE
 
 # pg_advisory_xact_lock key for migrations: any constant no other lock of ours uses.
 _MIGRATION_LOCK = 0x6576_656E_7468_7562  # "eventhub"
@@ -73,17 +70,15 @@ async def check_vault(conn: Session, sealer: Vault) -> None:
         if check is None:
             await conn.execute(
                 "INSERT INTO vault (name, value) VALUES ('check', $1)",
-                sealer.seal(_CHECK_TEXT, _CHECK_PLACE),
+                sealing.seal_check(sealer),
             )
     except BaseException:
         await tx.rollback()
         raise
     await tx.commit()
     if check is not None:
-        try:
-            sealer.unseal(str(check), _CHECK_PLACE)
-        except errors.VaultError:
-            raise errors.VaultError(
-                "the secret key does not open the secrets sealed in this PostgreSQL database:"
-                " start with the key they were sealed with"
-            ) from None
+        sealing.verify_check(
+            sealer,
+            str(check),
+            "the secret key does not open the secrets sealed in this PostgreSQL database",
+        )

@@ -38,13 +38,13 @@ from eventhub.errors import DatabaseUnavailable, SnapshotUnsupported
 from eventhub.events import Appended, DataKind, NewEvent, StoredEvent
 from eventhub.log import dsn, figures, retention, sealing
 from eventhub.log.base import NO_HOOKS, Hooks, StepNames
+from eventhub.log.commit import Clock as CommitClock
+from eventhub.log.commit import Emit
 from eventhub.log.postgres import append, rows, schema, wakeup
 from eventhub.log.postgres import instances as pg_instances
 from eventhub.log.postgres import retention as pg_retention
 from eventhub.log.postgres.connection import Connection, Session, affected
 from eventhub.log.postgres.leases import PgLeases
-from eventhub.log.sqlite.instances import Clock as CommitClock
-from eventhub.log.sqlite.instances import Emit
 from eventhub.log.store import KeyRecord, Pruned, SourceRecord
 from eventhub.log.writer import GroupCommitWriter
 from eventhub.models import Attempt, Subscription

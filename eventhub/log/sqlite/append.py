@@ -12,8 +12,8 @@ import orjson
 
 from eventhub import traces
 from eventhub.events import Appended, NewEvent
+from eventhub.log import commit
 from eventhub.log.base import Matcher
-from eventhub.log.sqlite import instances
 
 _UPSERT_ID = (
     "INSERT INTO event_ids (source, id, latest_offset, revision, digest) VALUES (?, ?, ?, ?, ?)"
@@ -115,7 +115,7 @@ class Emitting:
 
     __slots__ = ("fn",)
 
-    def __init__(self, fn: Callable[[sqlite3.Cursor, instances.Emit, instances.Clock], Any]):
+    def __init__(self, fn: Callable[[sqlite3.Cursor, commit.Emit, commit.Clock], Any]):
         self.fn = fn
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from eventhub.codec import jsontext
 from eventhub.events import Appended, DataKind, NewEvent, StoredEvent
 from eventhub.log import sealing
 from eventhub.log.base import StepNames
+from eventhub.log.commit import Clock, Emit
 from eventhub.processes import definitions, lifecycle
 from eventhub.processes.instances import (
     BUFFERED,
@@ -47,20 +48,10 @@ from eventhub.vault import Vault
 
 # Appends lifecycle events inside the running transaction (the store gathers those of a
 # flush and appends them together, after every write of the flush).
-Emit = Callable[[Sequence[NewEvent]], None]
-
 _COLUMNS = (
     "seq, id, definition_id, version, state, step, variables, waiting_for, due, buffer_for,"
     " started_by, last_offset, error, created_at, updated_at"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Clock:
-    """The time of one commit: as a number (timeouts, expiry) and as text (history)."""
-
-    now: float
-    text: str
 
 
 def _instance(row: Sequence[Any]) -> Instance:

@@ -10,12 +10,9 @@ from typing import Any
 
 import orjson
 
-from eventhub.log import sealing
-from eventhub.models import Attempt, Status, Subscription
+from eventhub.log import subscription_rows as layout
+from eventhub.models import Attempt, Subscription
 from eventhub.vault import Vault
-
-ATTEMPTS_KEPT = 100  # at least; pruned every _PRUNE_EVERY attempts, not on every one
-_PRUNE_EVERY = 20
 
 # -- knowledge models ------------------------------------------------------------------------
 
@@ -70,111 +67,31 @@ def trigger_ids(cur: sqlite3.Cursor) -> dict[tuple[str, str], int]:
 
 # -- subscriptions ---------------------------------------------------------------------------
 
-_SUB_COLUMNS = (
-    "id, owner, km, trigger, tid, config, secrets, status, cursor, latest_succeed_event,"
-    " latest_succeed_offset, last_error, delivered, skipped, lost, failed_since, attempts,"
-    " updated_at, created_at"
-)
-
-
-def _progress_of(sub: Subscription) -> tuple[Any, ...]:
-    return (
-        str(sub.status),
-        sub.cursor,
-        sub.latest_succeed_event,
-        sub.latest_succeed_offset,
-        sub.last_error,
-        sub.delivered,
-        sub.skipped,
-        sub.lost,
-        sub.failed_since,
-        sub.attempts,
-        sub.updated_at,
-    )
-
-
-def _sub_row(sub: Subscription, sealer: Vault) -> tuple[Any, ...]:
-    """In the order of ``_SUB_COLUMNS``: identity, configuration, then ``_PROGRESS``. The
-    callback header values and the signing secrets are sealed (``log/sealing.py``)."""
-    config = {**sub.config_json(), "headers": sealing.seal_headers(sealer, sub.id, sub.headers)}
-    secrets = sealer.seal(
-        orjson.dumps(sub.secrets_json()).decode(), sealing.subscription_secrets(sub.id)
-    )
-    return (
-        sub.id,
-        sub.owner,
-        sub.km,
-        sub.trigger,
-        sub.tid,
-        orjson.dumps(config).decode(),
-        secrets,
-        *_progress_of(sub),
-        sub.created_at,
-    )
-
-
-def _sub_from_row(r: tuple[Any, ...], sealer: Vault) -> Subscription:
-    config = orjson.loads(r[5])
-    secrets = orjson.loads(sealer.unseal(r[6], sealing.subscription_secrets(r[0])))
-    return Subscription(
-        id=r[0],
-        owner=r[1],
-        km=r[2],
-        trigger=r[3],
-        tid=r[4],
-        name=config["name"],
-        uri=config["uri"],
-        headers=sealing.open_headers(sealer, r[0], config["headers"]),
-        skip_errors=config["skipErrors"],
-        format=config["format"],
-        batch_size=config["batchSize"],
-        max_retries=config["maxRetries"],
-        secret=secrets["current"],
-        previous_secret=secrets["previous"],
-        previous_secret_expires=secrets["previousExpires"],
-        status=Status(r[7]),
-        cursor=r[8],
-        latest_succeed_event=r[9],
-        latest_succeed_offset=r[10],
-        last_error=r[11],
-        delivered=r[12],
-        skipped=r[13],
-        lost=r[14],
-        failed_since=r[15],
-        attempts=r[16],
-        created_at=r[18],
-        updated_at=r[17],
-    )
+_SUB_COLUMNS = ", ".join(layout.COLUMNS)
 
 
 def save_subscription(cur: sqlite3.Cursor, sub: Subscription, sealer: Vault) -> None:
     cur.execute(
         f"INSERT OR REPLACE INTO subscriptions ({_SUB_COLUMNS})"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        _sub_row(sub, sealer),
+        layout.row(sub, sealer),
     )
 
 
-_PROGRESS = (
-    "status, cursor, latest_succeed_event, latest_succeed_offset, last_error, delivered,"
-    " skipped, lost, failed_since, attempts, updated_at"
-)
-
-
 _SAVE_PROGRESS = "UPDATE subscriptions SET {} WHERE id = ?".format(
-    ", ".join(f"{column.strip()} = ?" for column in _PROGRESS.split(","))
+    ", ".join(f"{column} = ?" for column in layout.PROGRESS)
 )
 
 
 def save_progress(cur: sqlite3.Cursor, sub: Subscription) -> None:
     """Only what delivering changes (cursor, counters, last error): the hot path's write,
     without re-serialising the configuration and secrets of the whole row."""
-    cur.execute(_SAVE_PROGRESS, (*_progress_of(sub), sub.id))
+    cur.execute(_SAVE_PROGRESS, (*layout.progress_of(sub), sub.id))
 
 
 def save_progress_of(cur: sqlite3.Cursor, subs: Iterable[Subscription]) -> None:
     """``save_progress`` of many subscriptions in one statement."""
-    cur.executemany(_SAVE_PROGRESS, [(*_progress_of(sub), sub.id) for sub in subs])
+    cur.executemany(_SAVE_PROGRESS, [(*layout.progress_of(sub), sub.id) for sub in subs])
 
 
 def delete_subscription(cur: sqlite3.Cursor, sub_id: str) -> None:
@@ -195,7 +112,7 @@ def load_subscriptions(
             " json_each(?)) ORDER BY created_at, id",
             (orjson.dumps(sorted(ids)).decode(),),
         )
-    return [_sub_from_row(r, sealer) for r in rows.fetchall()]
+    return [layout.from_row(r, sealer) for r in rows.fetchall()]
 
 
 _ADD_ATTEMPT = (
@@ -204,36 +121,21 @@ _ADD_ATTEMPT = (
 )
 
 
-def _attempt_row(sub_id: str, attempt: Attempt) -> tuple[Any, ...]:
-    return (
-        sub_id,
-        attempt.n,
-        attempt.at,
-        b"[%d,%d]" % (attempt.first_offset, attempt.last_offset),
-        attempt.status,
-        attempt.latency_ms,
-        attempt.error,
-        attempt.webhook_id,
-    )
-
-
-def _prune_after(attempt: Attempt) -> bool:
-    return attempt.n > ATTEMPTS_KEPT and attempt.n % _PRUNE_EVERY == 0
-
-
 _PRUNE = "DELETE FROM attempts WHERE subscription_id = ? AND n <= ?"
 
 
 def add_attempt(cur: sqlite3.Cursor, sub_id: str, attempt: Attempt) -> None:
-    cur.execute(_ADD_ATTEMPT, _attempt_row(sub_id, attempt))
-    if _prune_after(attempt):
-        cur.execute(_PRUNE, (sub_id, attempt.n - ATTEMPTS_KEPT))
+    cur.execute(_ADD_ATTEMPT, layout.attempt_row(sub_id, attempt))
+    if layout.prune_after(attempt):
+        cur.execute(_PRUNE, (sub_id, attempt.n - layout.ATTEMPTS_KEPT))
 
 
 def add_attempts(cur: sqlite3.Cursor, attempts: Sequence[tuple[str, Attempt]]) -> None:
     """``add_attempt`` of many (subscription id, attempt) in two statements."""
-    cur.executemany(_ADD_ATTEMPT, [_attempt_row(sub_id, a) for sub_id, a in attempts])
-    prune = [(sub_id, a.n - ATTEMPTS_KEPT) for sub_id, a in attempts if _prune_after(a)]
+    cur.executemany(_ADD_ATTEMPT, [layout.attempt_row(sub_id, a) for sub_id, a in attempts])
+    prune = [
+        (sub_id, a.n - layout.ATTEMPTS_KEPT) for sub_id, a in attempts if layout.prune_after(a)
+    ]
     if prune:
         cur.executemany(_PRUNE, prune)
 

@@ -35,7 +35,7 @@ import aiosqlite
 from eventhub import files, tasks, traces
 from eventhub.clock import Clock, rfc3339
 from eventhub.events import Appended, NewEvent, StoredEvent
-from eventhub.log import figures, retention, sealing
+from eventhub.log import commit, figures, retention, sealing
 from eventhub.log.base import NO_HOOKS, Hooks, StepNames
 from eventhub.log.records import KeyRecord, Pruned, SourceRecord
 from eventhub.log.sqlite import admin, instances, reads, records
@@ -175,9 +175,7 @@ class SqliteStore:
         result: R = await self._writer_or_fail().submit(op)
         return result
 
-    async def transact(
-        self, fn: Callable[[sqlite3.Cursor, instances.Emit, instances.Clock], R]
-    ) -> R:
+    async def transact(self, fn: Callable[[sqlite3.Cursor, commit.Emit, commit.Clock], R]) -> R:
         """Run ``fn`` inside the next group commit, with ``emit`` to append events in the
         same transaction; return its result once committed."""
         result: R = await self._writer_or_fail().submit(Emitting(fn))
@@ -209,7 +207,7 @@ class SqliteStore:
         emitting = any(isinstance(op, Emitting) for op in ops)
         self._set_durability(bool(appends) or emitting)
         now = self._clock.now()
-        clock = instances.Clock(now, rfc3339(now))
+        clock = commit.Clock(now, rfc3339(now))
         correlated: instances.Correlated | None = None
 
         emitted: list[NewEvent] = []  # lifecycle events of the flush's writes: one append

@@ -23,9 +23,10 @@ from eventhub.codec import parse
 from eventhub.delivery.states import Status
 from eventhub.errors import SnapshotUnsupported
 from eventhub.events import DataKind, NewEvent, digest_of
+from eventhub.log import subscription_rows
 from eventhub.log.base import Hooks
 from eventhub.log.postgres import PostgresStore
-from eventhub.log.sqlite import SqliteStore, records
+from eventhub.log.sqlite import SqliteStore
 from eventhub.log.store import KeyRecord, SourceRecord, Store
 from eventhub.models import Attempt, Subscription
 from eventhub.vault import Vault
@@ -427,7 +428,7 @@ async def test_delivery_records_share_one_write_and_keep_every_attempt(
     for sub in subs:
         attempts = await store.list_attempts(sub.id, 1000)
         assert [a.n for a in attempts][:3] == [130, 129, 128]
-        assert len(attempts) >= records.ATTEMPTS_KEPT and len(attempts) < 130
+        assert len(attempts) >= subscription_rows.ATTEMPTS_KEPT and len(attempts) < 130
         assert (attempts[0].first_offset, attempts[0].last_offset) == (130, 130)
 
 
