@@ -137,6 +137,10 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
+# Renewed every third of it; long enough that a loaded CI machine renews in time.
+PG_LEASE_SECONDS = 4
+
+
 @pytest.fixture
 def backend() -> str:
     """The store the test's hubs run on: SQLite, unless the module parameterises it
@@ -147,12 +151,14 @@ def backend() -> str:
 @pytest.fixture
 def backend_settings(backend: str, request: pytest.FixtureRequest) -> dict[str, Any]:
     """The settings that put a hub on ``backend``: none for SQLite (its file in the test's
-    folder); for PostgreSQL a fresh database of the session's server, and the secret key."""
+    folder); for PostgreSQL a fresh database of the session's server, the secret key, and
+    short leases: a hub restarted after ``kill -9`` waits out its dead self's leases (a new
+    process is a new node) before it delivers again."""
     if backend == "sqlite":
         return {}
     assert backend == "postgres", backend
     dsn: str = request.getfixturevalue("pg_dsn")
-    return {"database": dsn, "secret_key": TEST_SECRET_KEY}
+    return {"database": dsn, "secret_key": TEST_SECRET_KEY, "lease_seconds": PG_LEASE_SECONDS}
 
 
 @pytest.fixture
