@@ -413,6 +413,12 @@ class Subscriptions:
             owned = [s.sub.id for s in self._supervisors.values() if s.sub.owner == owner]
         await asyncio.gather(*(self._revoke_one(sub_id) for sub_id in owned))
 
+    def revoked_elsewhere(self, owner: str) -> None:
+        """Another process revoked ``owner``'s key (PostgreSQL): none of its subscriptions
+        may be resumed here either. That process paused them, and saving each told this one
+        (``changed_elsewhere``), so there is nothing to stop here."""
+        self._revoked.add(owner)
+
     async def _revoke_one(self, sub_id: str) -> None:
         with contextlib.suppress(errors.NotFound):  # deleted meanwhile: nothing to pause
             async with self._hold(sub_id, None) as supervisor:

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from eventhub.log.postgres.connection import Connection
+from eventhub.log.postgres.connection import Connection, affected
 from eventhub.log.sqlite import records
 from eventhub.models import Attempt, Subscription
 from eventhub.vault import Vault
@@ -70,15 +70,17 @@ async def trigger_ids(conn: Connection) -> dict[tuple[str, str], int]:
     return {(r[1], r[2]): r[0] for r in await conn.fetch("SELECT tid, km, trigger FROM triggers")}
 
 
-async def ensure_trigger(conn: Connection, km: str, trigger: str) -> int:
-    await conn.execute(
+async def ensure_trigger(conn: Connection, km: str, trigger: str) -> tuple[int, bool]:
+    """The number of ``(km, trigger)``, and whether it was made now."""
+    status = await conn.execute(
         "INSERT INTO triggers (km, trigger) VALUES ($1, $2) ON CONFLICT (km, trigger) DO NOTHING",
         km,
         trigger,
     )
-    return int(
-        await conn.fetchval("SELECT tid FROM triggers WHERE km = $1 AND trigger = $2", km, trigger)
+    tid = await conn.fetchval(
+        "SELECT tid FROM triggers WHERE km = $1 AND trigger = $2", km, trigger
     )
+    return int(tid), affected(status) > 0
 
 
 # -- subscriptions and attempts ----------------------------------------------------------------
