@@ -16,6 +16,7 @@ under numbers no published trigger has): ``load`` touches only published trigger
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,13 @@ class Catalog:
             "version": (previous.version if previous else 0) + 1,
             "publishedAt": now,
         }
-        tids = await self._store.publish(km, snapshot, now)
+        try:
+            tids = await self._store.publish(km, snapshot, now)
+        except errors.Conflict:
+            # Another process published this version first (PostgreSQL): catch up, so
+            # that a retry publishes the next one.
+            await self.load()
+            raise
         self._tids = {**self._tids, **tids}
         version = ModelVersion.from_json(snapshot)
         self._install(version)
@@ -205,6 +212,16 @@ class Catalog:
                 for t, s in zip(model.triggers, triggers, strict=True)
             ],
         }
+        try:
+            await self._make(km, model, triggers, draft)
+        except errors.Conflict:
+            # Another process starting at the same time published it first (the publish
+            # reloaded the catalogue): done if that is this model, else publish ours next.
+            await self._make(km, model, triggers, draft)
+
+    async def _make(
+        self, km: str, model: FileModel, triggers: list[TriggerSpec], draft: dict[str, Any]
+    ) -> None:
         current = self.drafts.get(km)
         published = self.published.get(km)
         same = (
@@ -212,6 +229,9 @@ class Catalog:
             and published is not None
             and {k: current[k] for k in ("name", "description", "triggers")}
             == {k: draft[k] for k in ("name", "description", "triggers")}
+            # and published as it stands (another process may have published another)
+            and dataclasses.replace(published, version=0, published_at=None)
+            == ModelVersion.from_json(draft)
         )
         if same:
             return

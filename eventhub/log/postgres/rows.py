@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from eventhub import errors
 from eventhub.log.postgres.connection import Connection, affected
 from eventhub.log.sqlite import records
 from eventhub.models import Attempt, Subscription
@@ -42,14 +43,21 @@ async def save_draft(conn: Connection, km: str, draft: dict[str, Any], now: str)
 
 
 async def publish(conn: Connection, km: str, snapshot: dict[str, Any], now: str) -> None:
-    await conn.execute(
+    """Raises Conflict if another process published this version of ``km`` first (its
+    catalogue was behind: it reloads, and a retry publishes the next one)."""
+    status = await conn.execute(
         "INSERT INTO knowledge_model_versions (km, version, snapshot, published_at)"
-        " VALUES ($1, $2, $3, $4)",
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (km, version) DO NOTHING",
         km,
         snapshot["version"],
         orjson.dumps(snapshot).decode(),
         now,
     )
+    if affected(status) == 0:
+        raise errors.Conflict(
+            f"knowledge model {km!r} was published by another process meanwhile (version"
+            f" {snapshot['version']}); read it again and publish again"
+        )
     await conn.execute(
         "UPDATE knowledge_models SET published_version = $1 WHERE id = $2", snapshot["version"], km
     )

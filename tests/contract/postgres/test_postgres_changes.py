@@ -224,3 +224,25 @@ async def test_a_catalogue_load_overtaken_by_an_edit_reads_again(
     tid = catalog.trigger("orders", "created")[1]
     assert catalog.match({"type": "order.created"}) == [tid]
     assert held.read.is_set(), "the load read again"
+
+
+async def test_two_processes_starting_at_once_publish_a_model_once(
+    two: tuple[Process, Process],
+) -> None:
+    """Both ensure the same model (the built-in one, a catalogue file) with no sight of the
+    other's: the second publish of version 1 is refused, and that process catches up."""
+    a, b = two
+    draft = {
+        "id": "orders",
+        "name": "Orders",
+        "triggers": [{"id": "created", "filters": [{"exact": {"type": "order.created"}}]}],
+    }
+    await asyncio.gather(a.catalog.ensure(draft), b.catalog.ensure(draft))
+    assert a.catalog.model("orders") == b.catalog.model("orders")
+    assert a.catalog.model("orders").version == 1
+    # One that differs is published as the next version, even from behind.
+    other = {**draft, "name": "Orders, renamed"}
+    await a.catalog.ensure(other)
+    await b.catalog.ensure({**draft, "name": "Orders, by b"})
+    assert b.catalog.model("orders").version == 3
+    assert b.catalog.model("orders").name == "Orders, by b"
