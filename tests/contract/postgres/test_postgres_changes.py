@@ -8,20 +8,27 @@ with a real ``Catalog`` and match index, as two hubs have."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
+from eventhub import vault
 from eventhub.catalog.filters import TriggerIndex
 from eventhub.catalog.service import Catalog
 from eventhub.catalog.shapes import ModelSpec, TriggerSpec
+from eventhub.delivery.states import Status
+from eventhub.hub import Hub
 from eventhub.log.base import Hooks
 from eventhub.log.postgres import PostgresStore
 from eventhub.log.records import KeyRecord, SourceRecord
-from tests.conftest import ManualClock
-from tests.contract.postgres.test_postgres_store import VAULT, event, until
+from eventhub.vault import Vault
+from tests.conftest import TEST_SECRET_KEY, ManualClock, settings_for
+from tests.contract.postgres.test_postgres_store import VAULT, event, subscription, until
 
 
 class Process:
@@ -246,3 +253,38 @@ async def test_two_processes_starting_at_once_publish_a_model_once(
     await b.catalog.ensure({**draft, "name": "Orders, by b"})
     assert b.catalog.model("orders").version == 3
     assert b.catalog.model("orders").name == "Orders, by b"
+
+
+async def test_a_subscription_made_elsewhere_as_its_key_is_revoked_is_paused(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """The revoking process pauses the key's subscriptions it knows; one that another
+    process made by a request authenticated just before (committed after the revocation)
+    reaches it by NOTIFY, and is paused then."""
+    settings = settings_for(tmp_path, database=pg_dsn, secret_key=TEST_SECRET_KEY)
+    hub = Hub(settings, ManualClock())
+    other = PostgresStore(
+        pg_dsn, ManualClock(), vault=Vault(vault.parse_key(TEST_SECRET_KEY, "key"))
+    )
+    await hub.start()
+    await other.open()
+    try:
+        tid = await publish(hub.catalog, "order.created")
+        key_id = (await hub.create_key("c", "consumer", None)).split("_")[1]
+        await hub.revoke_key(key_id)
+        late = dataclasses.replace(
+            subscription("late", tid), owner=key_id, km="orders", trigger="created"
+        )
+        await other.save_subscription(late)  # as the other process's racing create would
+
+        async def status() -> Status:
+            (found,) = await other.load_subscriptions({"late"})
+            return found.status
+
+        deadline = time.monotonic() + 5
+        while await status() is not Status.PAUSED:
+            assert time.monotonic() < deadline, "not paused"
+            await asyncio.sleep(0.02)
+    finally:
+        await other.close()
+        await hub.stop()
