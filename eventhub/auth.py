@@ -82,6 +82,22 @@ class Keyring:
     def remove(self, key_id: str) -> None:
         self._keys.pop(key_id, None)
 
+    def follow(self, key_id: str, stored: KeyRecord | None) -> None:
+        """Make ``key_id`` what the store holds (another process created or revoked it):
+        live if stored and not revoked, else gone, so a revoked key stops authenticating."""
+        if stored is None or stored.revoked_at is not None:
+            self.remove(key_id)
+        else:
+            self.add(stored)
+
+    def follow_all(self, stored: Iterable[KeyRecord]) -> None:
+        """``follow`` every key: those stored, and those held here but no longer stored."""
+        by_id = {key.key_id: key for key in stored}
+        for key_id in self._keys.keys() - by_id.keys():
+            self.remove(key_id)
+        for key_id, key in by_id.items():
+            self.follow(key_id, key)
+
     def has_admin(self) -> bool:
         return self._env_admin is not None or any(k.role == "admin" for k, _ in self._keys.values())
 

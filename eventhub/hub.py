@@ -24,6 +24,7 @@ from eventhub.delivery.sender import Sender
 from eventhub.delivery.states import Move
 from eventhub.delivery.supervisor import Deps
 from eventhub.events import NewEvent
+from eventhub.follower import Follower
 from eventhub.headwatch import HeadWatch
 from eventhub.log import backend
 from eventhub.log.base import Hooks, Store
@@ -91,6 +92,8 @@ class Hub:
                 on_instances=self._on_instances,
                 on_emitted=self._on_emitted,
                 on_subscription=self._on_subscription,
+                on_change=self._on_change,
+                reload_matcher=self._reload_matcher,
             ),
             observe_commit=self.metrics.committed,
         )
@@ -155,6 +158,8 @@ class Hub:
         )
         # The console's rate chart: samples of the counters above, never the ingest path.
         self.rates = Rates(self.metrics, self.clock)
+        # Keys, sources and the catalogue other processes change (PostgreSQL).
+        self.follower = Follower(self, backend.uses_postgres(settings))
 
     async def start(self) -> None:
         """Start every part; if one fails, what already started is stopped again, so a failed
@@ -210,6 +215,15 @@ class Hub:
         if self._wired:
             self.subscriptions.changed_elsewhere(sub_id)
 
+    def _on_change(self, kind: str, id_: str | None) -> None:
+        """Another process changed a key, a source or the catalogue (PostgreSQL): reload it.
+        From the store's open on: what start loads afterwards is newer anyway."""
+        self.follower.changed(kind, id_)
+
+    async def _reload_matcher(self) -> None:
+        """Inside an append, when the catalogue moved in the database (PostgreSQL)."""
+        await self.catalog.load()
+
     def _on_emitted(self, events: list[NewEvent]) -> None:
         """The lifecycle events a commit made: their log lines (from start to stop)."""
         if self._wired:
@@ -232,6 +246,7 @@ class Hub:
             ("rates", self.rates.stop),
             ("process engine", self.processes.stop),
             ("subscriptions", self.subscriptions.stop),
+            ("follower", self.follower.stop),
             ("delivery client", self.sender.stop),
             ("store", self.store.close),
             ("background tasks", self.tasks.stop),
@@ -380,9 +395,11 @@ class Hub:
         )
         await self.store.put_source(record)
         self.sources[name] = record
+        self.follower.edited_source(name)
         return record, generated
 
     async def delete_source(self, name: str) -> None:
         if not await self.store.delete_source(name):
             raise errors.NotFound(f"no source {name!r}")
         self.sources.pop(name, None)
+        self.follower.edited_source(name)

@@ -2,10 +2,21 @@
 consumers, and the match index the log consults once per appended event.
 
 Only published triggers match events: what consumers can discover is exactly what fires.
+
+With several processes on one PostgreSQL, another process's edits reach this one by ``load``
+(called when it hears of them, and inside an append when the catalogue's version moved:
+``log/postgres/store.py``). ``load`` may run at any time, even while an edit of this process
+awaits its write: every change of the state here is made in one step without an await, after
+the write it reflects committed, and counted (``_changes``); a ``load`` whose reads were
+overtaken by such a change reads again, so it never puts back an older state.
+
+The match index also holds the process engine's own entries (a definition's start filters,
+under numbers no published trigger has): ``load`` touches only published triggers' entries.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +45,27 @@ class Catalog:
         self.published: dict[str, ModelVersion] = {}
         self._tids: dict[tuple[str, str], int] = {}
         self.index = filters.TriggerIndex() if index is None else index
+        self._changes = 0  # every change of the state above, counted (``load``)
 
     async def load(self) -> None:
-        self.drafts = {km: draft for km, draft, _ in await self._store.load_models()}
-        self._tids = await self._store.trigger_ids()
-        for snapshot in await self._store.load_published():
-            self._install(ModelVersion.from_json(snapshot))
+        """Make the stored catalogue this object's state: drafts, published versions and
+        their entries in the match index (only those that changed are compiled again)."""
+        while True:
+            seen = self._changes
+            drafts = {km: draft for km, draft, _ in await self._store.load_models()}
+            tids = await self._store.trigger_ids()
+            published = [ModelVersion.from_json(s) for s in await self._store.load_published()]
+            if seen == self._changes:
+                break  # nothing changed here while we read: what we read is not older
+        self.drafts = drafts
+        self._tids = {**self._tids, **tids}  # numbers are never reused: keep any we knew
+        fresh = {version.id: version for version in published}
+        for km in [km for km in self.published if km not in fresh]:
+            self._uninstall(km)
+        for version in published:
+            if self.published.get(version.id) != version:
+                self._install(version)
+        self._changes += 1
 
     def match(self, attributes: dict[str, Any]) -> list[int]:
         """The triggers an event fires; called by the writer for every new event."""
@@ -53,6 +79,14 @@ class Catalog:
         for trigger in version.triggers.values():
             self.index.add(self._tids[(version.id, trigger.id)], list(trigger.filters))
         self.published[version.id] = version
+        self._changes += 1
+
+    def _uninstall(self, km: str) -> None:
+        previous = self.published.pop(km, None)
+        if previous is not None:
+            for trigger_id in previous.triggers:
+                self.index.remove(self._tids[(km, trigger_id)])
+        self._changes += 1
 
     # -- admin edits -------------------------------------------------------------------------
 
@@ -75,6 +109,7 @@ class Catalog:
         }
         await self._store.save_draft(km, draft, rfc3339(self._clock.now()))
         self.drafts[km] = draft
+        self._changes += 1
         return draft
 
     async def put_trigger(self, km: str, trigger_id: str, spec: TriggerSpec) -> dict[str, Any]:
@@ -96,6 +131,7 @@ class Catalog:
         new = {**draft, "triggers": triggers}
         await self._store.save_draft(km, new, rfc3339(self._clock.now()))
         self.drafts[km] = new
+        self._changes += 1
         return trigger
 
     async def delete_trigger(self, km: str, trigger_id: str) -> None:
@@ -106,15 +142,14 @@ class Catalog:
         new = {**draft, "triggers": triggers}
         await self._store.save_draft(km, new, rfc3339(self._clock.now()))
         self.drafts[km] = new
+        self._changes += 1
 
     async def delete_model(self, km: str) -> None:
         self._draft(km)
-        previous = self.published.pop(km, None)
-        if previous is not None:
-            for trigger_id in previous.triggers:
-                self.index.remove(self._tids[(km, trigger_id)])
         await self._store.delete_model(km)
-        del self.drafts[km]
+        # After the commit, in one step (see the module's docstring).
+        self._uninstall(km)
+        self.drafts.pop(km, None)
 
     async def publish(self, km: str) -> ModelVersion:
         draft = self._draft(km)
@@ -125,7 +160,14 @@ class Catalog:
             "version": (previous.version if previous else 0) + 1,
             "publishedAt": now,
         }
-        self._tids = await self._store.publish(km, snapshot, now)
+        try:
+            tids = await self._store.publish(km, snapshot, now)
+        except errors.Conflict:
+            # Another process published this version first (PostgreSQL): catch up, so
+            # that a retry publishes the next one.
+            await self.load()
+            raise
+        self._tids = {**self._tids, **tids}
         version = ModelVersion.from_json(snapshot)
         self._install(version)
         return version
@@ -170,6 +212,16 @@ class Catalog:
                 for t, s in zip(model.triggers, triggers, strict=True)
             ],
         }
+        try:
+            await self._make(km, model, triggers, draft)
+        except errors.Conflict:
+            # Another process starting at the same time published it first (the publish
+            # reloaded the catalogue): done if that is this model, else publish ours next.
+            await self._make(km, model, triggers, draft)
+
+    async def _make(
+        self, km: str, model: FileModel, triggers: list[TriggerSpec], draft: dict[str, Any]
+    ) -> None:
         current = self.drafts.get(km)
         published = self.published.get(km)
         same = (
@@ -177,6 +229,9 @@ class Catalog:
             and published is not None
             and {k: current[k] for k in ("name", "description", "triggers")}
             == {k: draft[k] for k in ("name", "description", "triggers")}
+            # and published as it stands (another process may have published another)
+            and dataclasses.replace(published, version=0, published_at=None)
+            == ModelVersion.from_json(draft)
         )
         if same:
             return

@@ -89,6 +89,9 @@ class Subscriptions:
         self._locks: dict[str, asyncio.Lock] = {}
         # Owners whose subscriptions may not deliver: revoked keys, and keys that are gone.
         self._revoked: set[str] = set()
+        # Those this process revoked (``revoke``): it pauses their subscriptions, also those
+        # it hears of later (``_reload``).
+        self._revoked_here: set[str] = set()
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -159,6 +162,17 @@ class Subscriptions:
                 if fresh is not None:
                     if sub_id not in self._supervisors:
                         self._leases.poke()  # created elsewhere: maybe ours to claim
+                    previous = self._supervisors.get(sub_id)
+                    if (
+                        fresh.owner in self._revoked_here
+                        and fresh.status in LIVE
+                        and (previous is None or previous.sub.status in LIVE)
+                    ):
+                        # Created on another process by a request authenticated just before
+                        # it heard of our revocation, after ``revoke`` looked: pause it too.
+                        if previous is not None:
+                            await previous.stop()
+                        await self._pause_revoked(fresh)
                     await self._adopt(fresh)
                     continue
                 previous = self._supervisors.pop(sub_id, None)
@@ -410,8 +424,15 @@ class Subscriptions:
         subscriptions; none of its subscriptions may deliver again."""
         async with self._lock:  # a create that passed its check lands before our snapshot
             self._revoked.add(owner)
+            self._revoked_here.add(owner)
             owned = [s.sub.id for s in self._supervisors.values() if s.sub.owner == owner]
         await asyncio.gather(*(self._revoke_one(sub_id) for sub_id in owned))
+
+    def revoked_elsewhere(self, owner: str) -> None:
+        """Another process revoked ``owner``'s key (PostgreSQL): none of its subscriptions
+        may be resumed here either. That process paused them, and saving each told this one
+        (``changed_elsewhere``), so there is nothing to stop here."""
+        self._revoked.add(owner)
 
     async def _revoke_one(self, sub_id: str) -> None:
         with contextlib.suppress(errors.NotFound):  # deleted meanwhile: nothing to pause

@@ -18,7 +18,7 @@ What a store calls back is fixed when it is built (``Hooks``), never set afterwa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -64,6 +64,16 @@ class Hooks:
     on_emitted: Callable[[list[NewEvent]], None] | None = None
     # Another process saved or deleted this subscription (PostgreSQL only: SQLite has one).
     on_subscription: Callable[[str], None] | None = None
+    # Another process changed an API key, a source or the catalogue (PostgreSQL only):
+    # ``(kind, id)``, kind "key" (a key id), "source" (a name) or "model" (a model id); id
+    # None when anything of that kind may have changed (notifications were lost).
+    on_change: Callable[[str, str | None], None] | None = None
+    # The catalogue's version in the database moved since the matcher was last brought up to
+    # it (another process published or deleted a model): awaited inside an append, under the
+    # log head's lock and before its events are matched, to reload the match index from the
+    # committed catalogue (PostgreSQL only; SQLite has one process, whose edits install
+    # themselves).
+    reload_matcher: Callable[[], Awaitable[None]] | None = None
 
 
 # A store that calls nothing back: a tool's, or a test's that needs no hub.

@@ -9,13 +9,16 @@ in offset order, so a reader that sees offset N committed has seen every offset 
 trigger index pages by offset and must never skip a late commit). A sequence would hand
 offsets out in one order and commit them in another; an advisory lock would serialise alike
 but still need a row for the highest offset ever handed out, which retention must not lose.
+The same statement reads the catalogue's version (``catalogue``: the store reloads its match
+index when another process published or deleted a model; store.py says why this closes the
+window), so matching against the latest catalogue costs no round trip of its own.
 Each statement here carries the whole batch as arrays (``unnest``): a round trip per row
 would cost more than the rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -25,8 +28,11 @@ from eventhub.events import Appended, NewEvent
 from eventhub.log.postgres.connection import Connection
 
 Matcher = Callable[[dict[str, Any]], Iterable[int]]
+# Called with the catalogue's version as the log head's lock is taken, before any event of the
+# batch is matched: the store brings its match index up to that version.
+AtCatalogue = Callable[[int], Awaitable[None]]
 
-LOCK_HEAD = "SELECT last_offset FROM log_head WHERE id = 1 FOR UPDATE"
+LOCK_HEAD = "SELECT last_offset, catalogue_version FROM log_head WHERE id = 1 FOR UPDATE"
 
 _LATEST_OF = (
     "SELECT e.source, e.id, e.latest_offset, e.revision, e.digest FROM event_ids AS e"
@@ -90,11 +96,16 @@ async def append_rows(
     matcher: Matcher | None,
     matched: set[int],
     fresh: bool = False,
+    catalogue: AtCatalogue | None = None,
 ) -> tuple[list[Appended], int]:
     """Append ``events`` (duplicates answered, not stored); returns what became of each and
     the highest offset handed out after them. Adds the triggers they fired to ``matched``.
-    ``fresh``: the hub's own events, a new random id each, so no identity is read."""
-    last = int(await conn.fetchval(LOCK_HEAD))
+    ``fresh``: the hub's own events, a new random id each, so no identity is read.
+    ``catalogue``: awaited with the catalogue's version once the head is locked."""
+    head = await conn.fetchrow(LOCK_HEAD)
+    last = int(head[0])
+    if catalogue is not None:
+        await catalogue(int(head[1]))
     known: dict[tuple[str, str], tuple[int, int, bytes]] = {}
     if not fresh:
         keys = list({(e.source, e.id) for e in events})

@@ -10,8 +10,9 @@ from typing import Any
 
 import orjson
 
+from eventhub import errors
 from eventhub.log import subscription_rows
-from eventhub.log.postgres.connection import Connection
+from eventhub.log.postgres.connection import Connection, affected
 from eventhub.models import Attempt, Subscription
 from eventhub.vault import Vault
 
@@ -42,14 +43,21 @@ async def save_draft(conn: Connection, km: str, draft: dict[str, Any], now: str)
 
 
 async def publish(conn: Connection, km: str, snapshot: dict[str, Any], now: str) -> None:
-    await conn.execute(
+    """Raises Conflict if another process published this version of ``km`` first (its
+    catalogue was behind: it reloads, and a retry publishes the next one)."""
+    status = await conn.execute(
         "INSERT INTO knowledge_model_versions (km, version, snapshot, published_at)"
-        " VALUES ($1, $2, $3, $4)",
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (km, version) DO NOTHING",
         km,
         snapshot["version"],
         orjson.dumps(snapshot).decode(),
         now,
     )
+    if affected(status) == 0:
+        raise errors.Conflict(
+            f"knowledge model {km!r} was published by another process meanwhile (version"
+            f" {snapshot['version']}); read it again and publish again"
+        )
     await conn.execute(
         "UPDATE knowledge_models SET published_version = $1 WHERE id = $2", snapshot["version"], km
     )
@@ -70,15 +78,17 @@ async def trigger_ids(conn: Connection) -> dict[tuple[str, str], int]:
     return {(r[1], r[2]): r[0] for r in await conn.fetch("SELECT tid, km, trigger FROM triggers")}
 
 
-async def ensure_trigger(conn: Connection, km: str, trigger: str) -> int:
-    await conn.execute(
+async def ensure_trigger(conn: Connection, km: str, trigger: str) -> tuple[int, bool]:
+    """The number of ``(km, trigger)``, and whether it was made now."""
+    status = await conn.execute(
         "INSERT INTO triggers (km, trigger) VALUES ($1, $2) ON CONFLICT (km, trigger) DO NOTHING",
         km,
         trigger,
     )
-    return int(
-        await conn.fetchval("SELECT tid FROM triggers WHERE km = $1 AND trigger = $2", km, trigger)
+    tid = await conn.fetchval(
+        "SELECT tid FROM triggers WHERE km = $1 AND trigger = $2", km, trigger
     )
+    return int(tid), affected(status) > 0
 
 
 # -- subscriptions and attempts ----------------------------------------------------------------

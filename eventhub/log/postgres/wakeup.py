@@ -23,6 +23,11 @@ CHANNEL = "eventhub_commit"
 # A subscription was saved or deleted by an action (payload: its id), so that every other
 # process reloads its copy and the lease holder restarts its supervisor (SPEC §9).
 SUBSCRIPTION_CHANNEL = "eventhub_subscription"
+# An API key, a source or the catalogue changed (payload ``"<kind> <id>"``, kinds in
+# ``CHANGE_KINDS``; ``"<kind>"`` alone: anything of that kind), so that every other process
+# reloads that part: its keyring entry, the source, the catalogue and its match index.
+CHANGE_CHANNEL = "eventhub_changed"
+CHANGE_KINDS = ("key", "source", "model")
 # NOTIFY payloads must stay under 8000 bytes: tids are cut into payloads of this size.
 _PAYLOAD_CHARS = 7000
 
@@ -65,9 +70,11 @@ class Listener:
         deliver: Callable[[int, set[int]], None],
         wake_all: Callable[[], Awaitable[None]],
         on_subscription: Callable[[int, str], None] | None = None,
+        on_change: Callable[[int, str], None] | None = None,
     ) -> None:
         self._connect = connect
         self._on_subscription = on_subscription
+        self._on_change = on_change
         self._deliver = deliver
         self._wake_all = wake_all
         self._connected_before = False
@@ -81,6 +88,8 @@ class Listener:
             await conn.add_listener(CHANNEL, self._on_notification)
             if self._on_subscription is not None:
                 await conn.add_listener(SUBSCRIPTION_CHANNEL, self._on_subscription_changed)
+            if self._on_change is not None:
+                await conn.add_listener(CHANGE_CHANNEL, self._on_changed)
             if self._connected_before:
                 await self._wake_all()  # what was committed while we were not listening
             self._connected_before = True
@@ -103,7 +112,27 @@ class Listener:
         if self._on_subscription is not None:
             self._on_subscription(pid, payload)
 
+    def _on_changed(self, _conn: Any, pid: int, _channel: str, payload: str) -> None:
+        if self._on_change is not None:
+            self._on_change(pid, payload)
+
 
 async def notify_subscription(conn: Connection, sub_id: str) -> None:
     """Inside the transaction that saved or deleted ``sub_id``."""
     await conn.execute("SELECT pg_notify($1, $2)", SUBSCRIPTION_CHANNEL, sub_id)
+
+
+async def notify_change(conn: Connection, kind: str, id: str) -> None:
+    """Inside the transaction that changed ``id`` of ``kind`` (one of ``CHANGE_KINDS``). An id
+    too long for a payload is sent as the kind alone: the receivers reload all of that kind."""
+    payload = f"{kind} {id}" if len(id.encode()) <= _PAYLOAD_CHARS else kind
+    await conn.execute("SELECT pg_notify($1, $2)", CHANGE_CHANNEL, payload)
+
+
+def parse_change(payload: str) -> tuple[str, str | None] | None:
+    """``(kind, id)`` of a ``CHANGE_CHANNEL`` payload (id None: all of that kind), or None
+    if it is not one of ours."""
+    kind, space, id_ = payload.partition(" ")
+    if kind not in CHANGE_KINDS:
+        return None
+    return kind, (id_ if space else None)
