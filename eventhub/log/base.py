@@ -64,6 +64,12 @@ class Hooks:
     on_emitted: Callable[[list[NewEvent]], None] | None = None
     # Another process saved or deleted this subscription (PostgreSQL only: SQLite has one).
     on_subscription: Callable[[str], None] | None = None
+    # Another process's commit made these instances Running, or set a due time (the
+    # earliest; None: none): the holders of their partitions drive them (PostgreSQL only).
+    on_instance_ids: Callable[[set[str], float | None], None] | None = None
+    # Another process saved or deleted this process definition (None: any may have
+    # changed, e.g. after a lost connection): reload it (PostgreSQL only).
+    on_definition: Callable[[str | None], None] | None = None
 
 
 # A store that calls nothing back: a tool's, or a test's that needs no hub.
