@@ -273,8 +273,11 @@ class Engine:
         found = self._versions.get((definition_id, version))
         if found is None or definition_id not in self._signers:
             async with self._lock:
-                await self._reload_definitions({definition_id})
-            found = self._versions.get((definition_id, version))
+                # Looked at again: runners that queued here for one definition read it once.
+                found = self._versions.get((definition_id, version))
+                if found is None or definition_id not in self._signers:
+                    await self._reload_definitions({definition_id})
+                    found = self._versions.get((definition_id, version))
             if found is None:
                 raise errors.NotFound(f"no version {version} of process {definition_id!r}")
         return found
