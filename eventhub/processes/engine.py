@@ -109,6 +109,7 @@ class Engine:
         self._to_reload: set[str | None] = set()  # definitions changed elsewhere (None: all)
         self._reload_wake = asyncio.Event()
         self._reloader: tasks.Watched | None = None
+        self._regain: set[int] = set()  # partitions whose taking up failed: tried again
         self._store = store
         self._catalog = catalog
         self._sender = sender
@@ -173,10 +174,21 @@ class Engine:
         await self._lose({int(p) for p in lost})
         await self._gain({int(p) for p in gained})
 
+    async def _gain(self, gained: set[int]) -> None:
+        """Take up ``gained``; if the database fails meanwhile, the reload task tries again
+        (the lease task tells a gain once)."""
+        try:
+            await self._take_up(gained)
+        except Exception:
+            log.warning("taking up %d instance partitions failed; retrying", len(gained))
+            self._regain |= gained
+            self._reload_wake.set()
+
     async def _lose(self, lost: set[int]) -> None:
         if not lost:
             return
         self._active -= lost
+        self._regain -= lost
         stopping: list[tasks.Watched] = []
         for definition_id in [d for d in self._starters if partitions.partition_of(d) in lost]:
             stopping.append(self._starters.pop(definition_id)[1])
@@ -189,7 +201,7 @@ class Engine:
             self._timer = None
         await asyncio.gather(*(w.stop() for w in stopping))
 
-    async def _gain(self, gained: set[int]) -> None:
+    async def _take_up(self, gained: set[int]) -> None:
         """Start what runs in ``gained``: the start consumers (from the cursors in the
         database: the previous holder moved them), the Running instances, the timer."""
         if not gained or self._closed:
@@ -229,13 +241,18 @@ class Engine:
             await self._reload_wake.wait()
             self._reload_wake.clear()
             ids, self._to_reload = self._to_reload, set()
-            try:
-                async with self._lock:
-                    await self._reload_definitions(None if None in ids else ids)
-            except Exception:
-                # The database is away: the copies stay until the next change, or until a
-                # runner needs a version (``_version``) or a partition is gained.
-                log.warning("reloading %d process definitions failed", len(ids), exc_info=True)
+            if ids:
+                try:
+                    async with self._lock:
+                        await self._reload_definitions(None if None in ids else ids)
+                except Exception:
+                    # The database is away: the copies stay until the next change, or until
+                    # a runner needs a version (``_version``) or a partition is gained.
+                    log.warning("reloading %d process definitions failed", len(ids), exc_info=True)
+            if self._regain:
+                again, self._regain = set(self._regain), set()
+                await self._clock.sleep(1.0)  # not in a tight loop while the database is away
+                await self._gain(again & self._active)
 
     async def _reload_definitions(
         self, ids: AbstractSet[str | None] | None, cursors_of: AbstractSet[int] = frozenset()
