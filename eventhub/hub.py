@@ -94,6 +94,8 @@ class Hub:
                 on_subscription=self._on_subscription,
                 on_change=self._on_change,
                 reload_matcher=self._reload_matcher,
+                on_instance_ids=self._on_instance_ids,
+                on_definition=self._on_definition,
             ),
             observe_commit=self.metrics.committed,
         )
@@ -143,7 +145,13 @@ class Hub:
             backend.leases_for(settings, self.store),
         )
         self.processes = Engine(
-            self.store, self.catalog, self.sender, self.clock, policy, self.tasks
+            self.store,
+            self.catalog,
+            self.sender,
+            self.clock,
+            policy,
+            self.tasks,
+            backend.partitions_for(settings, self.store),
         )
         self.retention = retention.Retention(
             self.store,
@@ -234,6 +242,14 @@ class Hub:
 
     def _on_instances(self, woken: list[Woken], earliest: float | None) -> None:
         self.processes.woken(woken, earliest)  # the engine ignores it outside start..stop
+
+    def _on_instance_ids(self, ids: set[str], due: float | None) -> None:
+        """Another process made these instances Running or set a due time (PostgreSQL)."""
+        self.processes.nudged(ids, due)  # the engine ignores it outside start..stop
+
+    def _on_definition(self, definition_id: str | None) -> None:
+        """Another process saved or deleted this process definition (PostgreSQL)."""
+        self.processes.changed_elsewhere(definition_id)
 
     async def stop(self) -> None:
         """Supervisors first (an in-flight delivery is abandoned; its cursor did not move, so

@@ -4,7 +4,11 @@ for a subscription whose lease it holds.
 On SQLite one process holds everything (``Local``). On PostgreSQL several processes share
 the subscriptions through lease rows (``log/postgres/leases.py``): a lease task renews and
 claims, and tells the manager what it gained (start those supervisors, from the committed
-cursor) and what it lost (stop them, before anyone else can claim them)."""
+cursor) and what it lost (stop them, before anyone else can claim them).
+
+The process engine holds the partitions of process instances through the same interface
+(ids ``"0"`` .. ``"31"``, ``processes/partitions.py``): only ``holds``, ``start`` and
+``stop`` matter there."""
 
 from __future__ import annotations
 

@@ -64,3 +64,22 @@ def leases_for(settings: Settings, store: Store) -> Leases | None:
 
     assert isinstance(store, PostgresStore)
     return store.leases(settings.lease_seconds)
+
+
+def partitions_for(settings: Settings, store: Store) -> Leases | None:
+    """The process instances' partition leases of a hub on PostgreSQL (SPEC §9,
+    ``processes/partitions.py``); None on SQLite, where the one process holds them all."""
+    if not settings.database:
+        return None
+    from eventhub.log.postgres import PostgresStore
+    from eventhub.log.postgres.leases import Kind
+    from eventhub.processes import partitions
+
+    assert isinstance(store, PostgresStore)
+    last = partitions.PARTITIONS - 1
+    kind = Kind(
+        "partition",
+        f"SELECT g::text FROM generate_series(0, {last}) AS g",
+        "partition-leases",
+    )
+    return store.leases(settings.lease_seconds, kind)

@@ -74,6 +74,12 @@ class Hooks:
     # committed catalogue (PostgreSQL only; SQLite has one process, whose edits install
     # themselves).
     reload_matcher: Callable[[], Awaitable[None]] | None = None
+    # Another process's commit made these instances Running, or set a due time (the
+    # earliest; None: none): the holders of their partitions drive them (PostgreSQL only).
+    on_instance_ids: Callable[[set[str], float | None], None] | None = None
+    # Another process saved or deleted this process definition (None: any may have
+    # changed, e.g. after a lost connection): reload it (PostgreSQL only).
+    on_definition: Callable[[str | None], None] | None = None
 
 
 # A store that calls nothing back: a tool's, or a test's that needs no hub.

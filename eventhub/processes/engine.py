@@ -21,6 +21,19 @@ Three kinds of work, each owned and watched (``eventhub.tasks``):
 Every change of an instance is a compare-and-set in the store, so a cancel, a wake, the
 timer and a running task can race and the first commit wins; the others find the instance
 moved and stop.
+
+**Several processes** (PostgreSQL, SPEC §9): instances are spread over partitions
+(``partitions.py``), leased to one process at a time like subscriptions (``leases``: on
+SQLite ``Local``, everything). A process drives only the instances of the partitions it
+holds, runs only the start consumers of definitions whose id falls in them, and the timer
+only while it holds partition 0. Losing a partition stops those tasks before the lease is
+handed back (the release goes through the group commit, after their queued writes), so
+another process never drives an instance at the same time; gaining one reads its Running
+instances from the database (a call that was in flight on a dead holder is sent again, with
+the same ``ce-id``). A commit on another process that makes an instance Running or sets a
+due time reaches this one as ``nudged``; definitions saved or deleted elsewhere are
+reloaded (``changed_elsewhere``), and a version this process never loaded is read from the
+store when an instance needs it.
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ import dataclasses
 import logging
 import secrets
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from eventhub import auth, errors, notifications, tasks, traces
@@ -41,12 +55,13 @@ from eventhub.consume.consumer import Consumer, Outcome, Result
 from eventhub.consume.pages import Pages
 from eventhub.consume.permit import Permit
 from eventhub.delivery import http1, policy, signing
+from eventhub.delivery.leases import Leases, Local
 from eventhub.delivery.owners import PerOwner
 from eventhub.delivery.policy import RetryPolicy, Verdict
 from eventhub.delivery.sender import Sender
 from eventhub.events import StoredEvent
 from eventhub.log.base import ProcessStore
-from eventhub.processes import definitions, lifecycle
+from eventhub.processes import definitions, lifecycle, partitions
 from eventhub.processes.definitions import Call, Definition, Stored, Wait
 from eventhub.processes.instances import (
     CALLED,
@@ -67,6 +82,7 @@ log = logging.getLogger(__name__)
 RUNNER_PREFIX = "instance-"
 STARTER_PREFIX = "process-start-"
 TIMER_TASK = "process-timer"
+RELOAD_TASK = "process-definitions"
 # A call's answer is read up to this many bytes for its variables; a longer one is taken as
 # a success that sets none (said in the history).
 MAX_ANSWER_BYTES = 1024 * 1024
@@ -86,7 +102,14 @@ class Engine:
         clock: Clock,
         retry: RetryPolicy,
         owner: tasks.Tasks,
+        leases: Leases | None = None,
     ) -> None:
+        self._leases: Leases = leases or Local()
+        self._active: set[int] = set()  # the partitions whose work runs here
+        self._to_reload: set[str | None] = set()  # definitions changed elsewhere (None: all)
+        self._reload_wake = asyncio.Event()
+        self._reloader: tasks.Watched | None = None
+        self._regain: set[int] = set()  # partitions whose taking up failed: tried again
         self._store = store
         self._catalog = catalog
         self._sender = sender
@@ -122,24 +145,168 @@ class Engine:
         self._listening = True  # from here on, a commit's wake-ups drive instances
         for stored in current:
             self._install(stored)
-        for instance in await store.running_instances():
-            self._drive(instance.id)
-        self._timer = self._tasks.watch(TIMER_TASK, self._timer_loop)
+        self._reloader = self._tasks.watch(RELOAD_TASK, self._reload_loop)
+        # The first share is claimed (and ``_changed`` told) before this returns; ``Local``
+        # tells nothing: what it holds (everything) is taken up here.
+        await self._leases.start(self._tasks, self._changed)
+        held = {p for p in partitions.ALL if self._leases.holds(partitions.lease_id(p))}
+        await self._gain(held - self._active)
 
     async def stop(self) -> None:
         self._closed = True
         self._listening = False
         running = [w for _, w in self._starters.values()] + list(self._runners.values())
-        if self._timer is not None:
-            running.append(self._timer)
+        for side in (self._timer, self._reloader):
+            if side is not None:
+                running.append(side)
         await asyncio.gather(*(w.stop() for w in running))
+        await self._leases.stop()  # after the runners: nobody else drives them before
+
+    # -- partitions (several processes: ``partitions.py``) -----------------------------------
+
+    def _holds(self, key: str) -> bool:
+        """Whether the instance (or definition start) ``key`` is driven by this process."""
+        return partitions.partition_of(key) in self._active
+
+    async def _changed(self, gained: AbstractSet[str], lost: AbstractSet[str]) -> None:
+        """The lease task's word: stop what was lost first (before the release commits),
+        then take up what was gained."""
+        await self._lose({int(p) for p in lost})
+        await self._gain({int(p) for p in gained})
+
+    async def _gain(self, gained: set[int]) -> None:
+        """Take up ``gained``; if the database fails meanwhile, the reload task tries again
+        (the lease task tells a gain once)."""
+        try:
+            await self._take_up(gained)
+        except Exception:
+            log.warning("taking up %d instance partitions failed; retrying", len(gained))
+            self._regain |= gained
+            self._reload_wake.set()
+
+    async def _lose(self, lost: set[int]) -> None:
+        if not lost:
+            return
+        self._active -= lost
+        self._regain -= lost
+        stopping: list[tasks.Watched] = []
+        for definition_id in [d for d in self._starters if partitions.partition_of(d) in lost]:
+            stopping.append(self._starters.pop(definition_id)[1])
+        for instance_id in [i for i in self._runners if partitions.partition_of(i) in lost]:
+            stopping.append(self._runners.pop(instance_id))
+            self._again.discard(instance_id)
+            self._fresh.pop(instance_id, None)
+        if partitions.TIMER_PARTITION in lost and self._timer is not None:
+            stopping.append(self._timer)
+            self._timer = None
+        await asyncio.gather(*(w.stop() for w in stopping))
+
+    async def _take_up(self, gained: set[int]) -> None:
+        """Start what runs in ``gained``: the start consumers (from the cursors in the
+        database: the previous holder moved them), the Running instances, the timer."""
+        if not gained or self._closed:
+            return
+        self._active |= gained
+        async with self._lock:
+            await self._reload_definitions(None, gained)
+        for stored in list(self.definitions.values()):
+            if partitions.partition_of(stored.definition.id) in gained:
+                self._start_consumer(stored)
+        for instance in await self._store.running_instances():
+            if partitions.partition_of(instance.id) in gained:
+                self._drive(instance.id)
+        if partitions.TIMER_PARTITION in gained and self._timer is None and not self._closed:
+            self._planned = None
+            self._timer = self._tasks.watch(TIMER_TASK, self._timer_loop)
+
+    def nudged(self, ids: set[str], due: float | None) -> None:
+        """Another process's commit made ``ids`` Running, or set a due time: drive those
+        this process holds (the others are their holders' business)."""
+        if not self._listening:
+            return
+        for instance_id in ids:
+            self._drive(instance_id)
+        if due is not None:
+            self._due(due)
+
+    def changed_elsewhere(self, definition_id: str | None) -> None:
+        """Another process saved or deleted ``definition_id`` (None: maybe any): reload."""
+        if self._closed:
+            return
+        self._to_reload.add(definition_id)
+        self._reload_wake.set()
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await self._reload_wake.wait()
+            self._reload_wake.clear()
+            ids, self._to_reload = self._to_reload, set()
+            if ids:
+                try:
+                    async with self._lock:
+                        await self._reload_definitions(None if None in ids else ids)
+                except Exception:
+                    # The database is away: the copies stay until the next change, or until
+                    # a runner needs a version (``_version``) or a partition is gained.
+                    log.warning("reloading %d process definitions failed", len(ids), exc_info=True)
+            if self._regain:
+                again, self._regain = set(self._regain), set()
+                await self._clock.sleep(1.0)  # not in a tight loop while the database is away
+                await self._gain(again & self._active)
+
+    async def _reload_definitions(
+        self, ids: AbstractSet[str | None] | None, cursors_of: AbstractSet[int] = frozenset()
+    ) -> None:
+        """Under ``_lock``: make the copies of ``ids`` (None: all) what the database holds,
+        every version included; and take the stored cursors of definitions whose start
+        falls in ``cursors_of`` (partitions being gained)."""
+        current, versions = await self._store.load_definitions()
+        for version in versions:
+            self._versions.setdefault((version.id, version.version), version)
+        fresh = {s.definition.id: s for s in current}
+        wanted = set(fresh) | set(self.definitions) if ids is None else ids
+        for definition_id in wanted:
+            if definition_id is None:
+                continue
+            stored, previous = fresh.get(definition_id), self.definitions.get(definition_id)
+            if stored is None:
+                if previous is not None:
+                    await self._uninstall(previous, keep_index=False)
+                    del self.definitions[definition_id]
+                    self._signers.pop(definition_id, None)
+                continue
+            if previous is not None and previous.definition.version == stored.definition.version:
+                if partitions.partition_of(definition_id) in cursors_of:
+                    previous.cursor = max(previous.cursor, stored.cursor)
+                continue
+            if previous is not None:
+                await self._uninstall(previous, keep_index=previous.start_tid == stored.start_tid)
+                stored.cursor = max(stored.cursor, previous.cursor)
+            self._install(stored)
+
+    async def _version(self, definition_id: str, version: int) -> Definition:
+        """The definition an instance runs on; one saved on another process and not heard
+        of yet (or whose secret is not here yet) is read from the store."""
+        found = self._versions.get((definition_id, version))
+        if found is None or definition_id not in self._signers:
+            async with self._lock:
+                # Looked at again: runners that queued here for one definition read it once.
+                found = self._versions.get((definition_id, version))
+                if found is None or definition_id not in self._signers:
+                    await self._reload_definitions({definition_id})
+                    found = self._versions.get((definition_id, version))
+            if found is None:
+                raise errors.NotFound(f"no version {version} of process {definition_id!r}")
+        return found
 
     def on_commit(self, tids: Sequence[int]) -> None:
         """After a commit that appended events of these triggers: start consumers read on."""
         self._pages.appended(tids)
         for tid in tids:
             for definition_id in self._by_tid.get(tid, ()):
-                self._starters[definition_id][0].wake()
+                found = self._starters.get(definition_id)
+                if found is not None:  # else another process holds its partition
+                    found[0].wake()
 
     def step_id(self, definition_id: str, version: int, index: int) -> str | None:
         found = self._versions.get((definition_id, version))
@@ -232,12 +399,21 @@ class Engine:
         return tid
 
     def _install(self, stored: Stored) -> None:
-        """Adopt ``stored``: its start filters in the match index, its start consumer on."""
+        """Adopt ``stored``: its start filters in the match index, its start consumer on
+        (where this process holds the partition of its id)."""
         definition = stored.definition
         self.definitions[definition.id] = stored
+        self._versions.setdefault((definition.id, definition.version), definition)
         self._signers[definition.id] = signing.Signer(stored.secret)
         if definition.start.filters is not None:
             self._catalog.index.add(stored.start_tid, list(definition.start.filters))
+        self._by_tid.setdefault(stored.start_tid, set()).add(definition.id)
+        self._start_consumer(stored)
+
+    def _start_consumer(self, stored: Stored) -> None:
+        definition = stored.definition
+        if self._closed or definition.id in self._starters or not self._holds(definition.id):
+            return
         consumer = Consumer(
             stored.start_tid,
             self._pages,
@@ -249,10 +425,8 @@ class Engine:
             page_size=START_PAGE,
             read_ahead=START_PAGE,
         )
-        self._by_tid.setdefault(stored.start_tid, set()).add(definition.id)
-        if not self._closed:
-            task = self._tasks.watch(STARTER_PREFIX + definition.id, consumer.run)
-            self._starters[definition.id] = (consumer, task)
+        task = self._tasks.watch(STARTER_PREFIX + definition.id, consumer.run)
+        self._starters[definition.id] = (consumer, task)
 
     async def _uninstall(self, stored: Stored, keep_index: bool) -> None:
         definition_id = stored.definition.id
@@ -343,8 +517,8 @@ class Engine:
     def _drive(self, instance_id: str, fresh: tuple[Instance, StoredEvent] | None = None) -> None:
         """Make sure a task carries ``instance_id`` on (it is Running); ``fresh``: the instance
         as just committed and its cause, so the task need not read them back."""
-        if self._closed:
-            return
+        if self._closed or not self._holds(instance_id):
+            return  # another process's (``_gain`` there reads it from the database)
         if instance_id in self._runners:
             self._again.add(instance_id)  # it may be on its way out: it looks again first
             return
@@ -378,7 +552,7 @@ class Engine:
         ``cause``: the event at ``instance.last_offset``, if at hand."""
         store = self._store
         while True:
-            definition = self._versions[(instance.definition_id, instance.version)]
+            definition = await self._version(instance.definition_id, instance.version)
             if instance.step >= len(definition.steps):
                 await store.finish_instance(
                     instance.id, (State.RUNNING,), State.COMPLETED, step=instance.step

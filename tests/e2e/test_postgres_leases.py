@@ -124,7 +124,9 @@ async def owners(dsn: str) -> dict[str, set[str]]:
     """Live leases: holder -> subscription ids."""
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch("SELECT owner, id FROM leases WHERE expires_at > now()")
+        rows = await conn.fetch(
+            "SELECT owner, id FROM leases WHERE kind = 'subscription' AND expires_at > now()"
+        )
     finally:
         await conn.close()
     out: dict[str, set[str]] = defaultdict(set)

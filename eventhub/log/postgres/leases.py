@@ -1,4 +1,7 @@
-"""Subscription leases on PostgreSQL (SPEC §9; the interface is ``delivery/leases.py``).
+"""Leases on PostgreSQL (SPEC §9; the interface is ``delivery/leases.py``): of subscriptions
+(kind ``subscription``) and of the partitions process instances are spread over (kind
+``partition``, ``processes/partitions.py``). One class, parameterised by a ``Kind``: which
+rows, and what there is to lease (a SELECT of ids); the rules below are the same for both.
 
 Why lease rows rather than advisory locks: an advisory lock lives as long as the session
 that took it, so holding 100 subscriptions would pin a connection (the pool's would lose
@@ -25,6 +28,7 @@ import logging
 import math
 import secrets
 from collections.abc import Awaitable, Callable, Set
+from dataclasses import dataclass
 
 from eventhub import tasks
 from eventhub.delivery.leases import Changed
@@ -32,54 +36,89 @@ from eventhub.log.postgres.connection import Connection
 
 log = logging.getLogger(__name__)
 
-KIND = "subscription"
 Write = Callable[[Callable[[Connection], Awaitable[None]]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """What one ``PgLeases`` leases: rows of ``leases`` with ``kind = name``, over the ids
+    that ``ids`` (a SELECT of one text column, fixed in code) lists."""
+
+    name: str
+    ids: str
+    task: str  # the lease task's name (``tasks.Tasks``)
+
+
+SUBSCRIPTIONS = Kind("subscription", "SELECT id FROM subscriptions", "subscription-leases")
 
 _HEARTBEAT = (
     "INSERT INTO nodes (id, seen_until) VALUES ($1, now() + $2 * interval '1 second')"
     " ON CONFLICT (id) DO UPDATE SET seen_until = excluded.seen_until"
 )
 _FORGET_NODES = "DELETE FROM nodes WHERE seen_until < now() - interval '1 minute'"
-_FORGET_LEASES = (
-    "DELETE FROM leases l WHERE l.kind = 'subscription'"
-    " AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = l.id)"
-)
-_RENEW = (
-    "UPDATE leases SET expires_at = now() + $2 * interval '1 second'"
-    " WHERE kind = 'subscription' AND owner = $1 RETURNING id"
-)
-_COUNT = (
-    "SELECT (SELECT count(*) FROM nodes WHERE seen_until > now()),"
-    " (SELECT count(*) FROM subscriptions)"
-)
-# The claim: free subscriptions (no row) and expired leases, up to $3 of them, in a random
-# order so that nodes claiming at once mostly pick different ones. The DO UPDATE's WHERE
-# is re-checked on the row as it is when the conflict is found: a lease someone renewed or
-# claimed meanwhile is left alone.
-_CLAIM = (
-    "INSERT INTO leases (kind, id, owner, expires_at)"
-    " SELECT 'subscription', s.id, $1, now() + $2 * interval '1 second' FROM subscriptions s"
-    " LEFT JOIN leases l ON l.kind = 'subscription' AND l.id = s.id"
-    " WHERE l.id IS NULL OR l.expires_at < now()"
-    " ORDER BY random() LIMIT $3"
-    " ON CONFLICT (kind, id) DO UPDATE SET owner = excluded.owner,"
-    " expires_at = excluded.expires_at WHERE leases.expires_at < now()"
-    " RETURNING id"
-)
-_CLAIM_ONE = (
-    "INSERT INTO leases (kind, id, owner, expires_at)"
-    " VALUES ('subscription', $3, $1, now() + $2 * interval '1 second')"
-    " ON CONFLICT (kind, id) DO UPDATE SET owner = excluded.owner,"
-    " expires_at = excluded.expires_at WHERE leases.expires_at < now()"
-    " RETURNING id"
-)
-_RELEASE = "DELETE FROM leases WHERE kind = 'subscription' AND owner = $1 AND id = ANY($2)"
-_RELEASE_ALL = "DELETE FROM leases WHERE owner = $1"
 _LEAVE = "DELETE FROM nodes WHERE id = $1"
 
 
+@dataclass(frozen=True, slots=True)
+class _Sql:
+    """The statements of one kind ($kind is always the last parameter)."""
+
+    forget: str
+    renew: str
+    count: str
+    claim: str
+    claim_one: str
+    release: str
+    release_all: str
+
+
+def _sql(kind: Kind) -> _Sql:
+    ids = f"({kind.ids}) AS s(id)"
+    return _Sql(
+        forget=(
+            "DELETE FROM leases l WHERE l.kind = $1"
+            f" AND NOT EXISTS (SELECT 1 FROM {ids} WHERE s.id = l.id)"
+        ),
+        renew=(
+            "UPDATE leases SET expires_at = now() + $2 * interval '1 second'"
+            " WHERE kind = $3 AND owner = $1 RETURNING id"
+        ),
+        count=(
+            "SELECT (SELECT count(*) FROM nodes WHERE seen_until > now()),"
+            f" (SELECT count(*) FROM {ids})"
+        ),
+        # The claim: free ids (no row) and expired leases, up to $3 of them, in a random
+        # order so that nodes claiming at once mostly pick different ones. The DO UPDATE's
+        # WHERE is re-checked on the row as it is when the conflict is found: a lease
+        # someone renewed or claimed meanwhile is left alone.
+        claim=(
+            "INSERT INTO leases (kind, id, owner, expires_at)"
+            f" SELECT $4, s.id, $1, now() + $2 * interval '1 second' FROM {ids}"
+            " LEFT JOIN leases l ON l.kind = $4 AND l.id = s.id"
+            " WHERE l.id IS NULL OR l.expires_at < now()"
+            " ORDER BY random() LIMIT $3"
+            " ON CONFLICT (kind, id) DO UPDATE SET owner = excluded.owner,"
+            " expires_at = excluded.expires_at WHERE leases.expires_at < now()"
+            " RETURNING id"
+        ),
+        claim_one=(
+            "INSERT INTO leases (kind, id, owner, expires_at)"
+            " VALUES ($4, $3, $1, now() + $2 * interval '1 second')"
+            " ON CONFLICT (kind, id) DO UPDATE SET owner = excluded.owner,"
+            " expires_at = excluded.expires_at WHERE leases.expires_at < now()"
+            " RETURNING id"
+        ),
+        release="DELETE FROM leases WHERE owner = $1 AND id = ANY($2) AND kind = $3",
+        # Only this kind: the node's other leases are handed back by their own owner, after
+        # the parts that use them stopped.
+        release_all="DELETE FROM leases WHERE owner = $1 AND kind = $2",
+    )
+
+
 class PgLeases:
-    """This process's subscription leases (``delivery.leases.Leases``)."""
+    """This process's leases of one kind (``delivery.leases.Leases``): subscriptions, or
+    the process instances' partitions (``processes/partitions.py``). The kinds of one
+    process share its ``node`` (one heartbeat, one count of live nodes)."""
 
     def __init__(
         self,
@@ -87,7 +126,10 @@ class PgLeases:
         write: Write,
         lease_seconds: float,
         node: str | None = None,
+        kind: Kind = SUBSCRIPTIONS,
     ) -> None:
+        self.kind = kind
+        self._sql = _sql(kind)
         self._db = db
         self._write = write
         self._seconds = lease_seconds
@@ -114,7 +156,7 @@ class PgLeases:
     async def start(self, owner: tasks.Tasks, changed: Changed) -> None:
         self._changed = changed
         await self.tick()
-        self._task = owner.watch("subscription-leases", self._run)
+        self._task = owner.watch(self.kind.task, self._run)
 
     def poke(self) -> None:
         self._wake.set()
@@ -125,7 +167,9 @@ class PgLeases:
             self.poke()  # not ours: whoever is under its share claims it at its next tick
             return False
         async with self._round:
-            got = await self._db().fetch(_CLAIM_ONE, self.node, self._seconds, sub_id)
+            got = await self._db().fetch(
+                self._sql.claim_one, self.node, self._seconds, sub_id, self.kind.name
+            )
             if got:
                 self._held.add(sub_id)
         return bool(got)
@@ -138,10 +182,10 @@ class PgLeases:
             await self._task.stop()
             self._task = None
         self._held.clear()
-        node = self.node
+        node, sql, name = self.node, self._sql, self.kind.name
 
         async def release(conn: Connection) -> None:
-            await conn.execute(_RELEASE_ALL, node)
+            await conn.execute(sql.release_all, node, name)
             await conn.execute(_LEAVE, node)
 
         try:
@@ -158,11 +202,11 @@ class PgLeases:
             try:
                 await self.tick()
             except Exception:
-                log.warning("renewing the subscription leases failed", exc_info=True)
+                log.warning("renewing the %s leases failed", self.kind.name, exc_info=True)
                 if self._held and loop.time() - self._renewed_at > self._seconds / 2:
                     # Someone may claim them soon: stop delivering before that can happen.
                     lost, self._held = set(self._held), set()
-                    log.error("lost %d subscription leases (cannot renew)", len(lost))
+                    log.error("lost %d %s leases (cannot renew)", len(lost), self.kind.name)
                     await self._tell(set(), lost)
 
     async def tick(self) -> None:
@@ -172,18 +216,18 @@ class PgLeases:
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
-        db = self._db()
+        db, sql, name = self._db(), self._sql, self.kind.name
         sent = loop.time()
         await db.execute(_HEARTBEAT, self.node, self._seconds)
         # Leases of deleted subscriptions go first, so they count neither as held nor below.
         await db.execute(_FORGET_NODES)
-        await db.execute(_FORGET_LEASES)
-        still = {str(r[0]) for r in await db.fetch(_RENEW, self.node, self._seconds)}
+        await db.execute(sql.forget, name)
+        still = {str(r[0]) for r in await db.fetch(sql.renew, self.node, self._seconds, name)}
         self._renewed_at = sent
         lost = self._held - still
         gained = still - self._held  # ours in the table (a retry after a failed renewal)
         self._held = set(still)
-        live, total = await db.fetchrow(_COUNT)
+        live, total = await db.fetchrow(sql.count)
         self._live, self._total = max(1, int(live)), int(total)
         self._share = math.ceil(self._total / self._live)
         surplus = len(self._held) - self._share
@@ -196,12 +240,13 @@ class PgLeases:
             node = self.node
 
             async def release(conn: Connection) -> None:
-                await conn.execute(_RELEASE, node, list(released))
+                await conn.execute(sql.release, node, list(released), name)
 
             await self._write(release)
         elif surplus < 0:
             claimed = {
-                str(r[0]) for r in await db.fetch(_CLAIM, self.node, self._seconds, -surplus)
+                str(r[0])
+                for r in await db.fetch(sql.claim, self.node, self._seconds, -surplus, name)
             }
             self._held |= claimed
             gained |= claimed

@@ -15,8 +15,12 @@ What differs from SQLite, and why:
 - Durability is PostgreSQL's (``synchronous_commit``); a full disk (SQLSTATE 53100) fails the
   flush with ``errors.InsufficientStorage``, as on SQLite.
 - Backups are ``pg_dump``'s: ``snapshot`` refuses (``SnapshotUnsupported``).
-- ``on_instances`` and ``on_emitted`` stay local to the process that committed: the instances
-  an append woke run there (which process owns which instance is the leases' business).
+- ``on_instances`` and ``on_emitted`` stay local to the process that committed. A commit
+  that made instances Running (a start, a wake) or set a due time also sends ``NOTIFY
+  eventhub_instance`` (``wakeup.Nudges``), which reaches the other processes as
+  ``on_instance_ids``: the holder of each instance's partition drives it
+  (``processes/partitions.py``). Definitions saved or deleted send ``NOTIFY
+  eventhub_process`` (``on_definition`` elsewhere).
 - Keys, sources and the catalogue: every write of one notifies ``eventhub_changed`` in its
   transaction (``wakeup.py``), so the other processes reload that part (``on_change``). The
   keyring and the sources follow within milliseconds of the COMMIT; a request that reaches
@@ -41,6 +45,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -60,7 +65,7 @@ from eventhub.log.postgres import append, rows, schema, wakeup
 from eventhub.log.postgres import instances as pg_instances
 from eventhub.log.postgres import retention as pg_retention
 from eventhub.log.postgres.connection import Connection, Session, affected
-from eventhub.log.postgres.leases import PgLeases
+from eventhub.log.postgres.leases import Kind, PgLeases
 from eventhub.log.store import KeyRecord, Pruned, SourceRecord
 from eventhub.log.writer import GroupCommitWriter
 from eventhub.models import Attempt, Subscription
@@ -168,6 +173,8 @@ class PostgresStore:
         # append reloads it, whatever was loaded before).
         self._catalogue_version = -1
         self._moved_catalogue = False  # a write of the flush under way moved it
+        self._nudges: wakeup.Nudges | None = None  # the flush under way's (``_write``)
+        self.node = secrets.token_hex(6)  # this process in ``nodes``: every kind of lease
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -212,6 +219,8 @@ class PostgresStore:
             self._woken,
             self._wake_all,
             self._subscription_changed,
+            on_instances=self._instances_nudged,
+            on_process=self._definition_changed,
             on_change=self._changed,
         )
         self._listener = owner.watch("log-listener", listener.run)
@@ -263,6 +272,11 @@ class PostgresStore:
         if self._hooks.on_change is not None:
             for kind in wakeup.CHANGE_KINDS:  # keys, sources and the catalogue, reloaded whole
                 self._hooks.on_change(kind, None)
+        if self._hooks.on_definition is not None:
+            self._hooks.on_definition(None)
+        if self._hooks.on_instance_ids is not None:
+            running = {i.id for i in await pg_instances.running(self._db)}
+            self._hooks.on_instance_ids(running, await pg_instances.next_due(self._db))
 
     # -- the group commit --------------------------------------------------------------------
 
@@ -300,6 +314,7 @@ class PostgresStore:
         correlated: pg_instances.Correlated | None = None
         emitted: list[NewEvent] = []
         emit = emitted.extend
+        nudges = self._nudges = wakeup.Nudges()
         checked: list[int] = []  # the catalogue version this flush matched at, once read
         self._moved_catalogue = False
 
@@ -336,6 +351,7 @@ class PostgresStore:
                         a if word is None else dataclasses.replace(a, correlation=word)
                         for a, word in zip(appended, correlated.receipts, strict=True)
                     ]
+                    nudges.add((w.instance.id for w in correlated.woken), correlated.earliest)
                 start = 0
                 for each in appends:
                     each.result = appended[start : start + len(each.events)]
@@ -354,6 +370,7 @@ class PostgresStore:
                 )
             if head is not None:
                 await wakeup.notify(conn, head, matched)
+            await nudges.notify(conn)
             await tx.commit()
             if checked and not self._moved_catalogue:
                 # Committed: the matcher is at this version. (If this flush moved it, the
@@ -371,6 +388,8 @@ class PostgresStore:
             if full is None:
                 raise
             raise full from exc
+        finally:
+            self._nudges = None
         if emitted and self._hooks.on_emitted is not None:
             self._hooks.on_emitted(emitted)
         if (
@@ -733,9 +752,33 @@ class PostgresStore:
 
         await self.write(op)
 
-    def leases(self, lease_seconds: float) -> PgLeases:
-        """This process's subscription leases on this database (open the store first)."""
-        return PgLeases(lambda: self._db, self.write, lease_seconds)
+    def leases(self, lease_seconds: float, kind: Kind | None = None) -> PgLeases:
+        """This process's subscription leases on this database (open the store first), or
+        its leases of another ``kind`` (the instances' partitions), as the same node."""
+        if kind is None:
+            return PgLeases(lambda: self._db, self.write, lease_seconds, self.node)
+        return PgLeases(lambda: self._db, self.write, lease_seconds, self.node, kind)
+
+    def _nudge(self, ids: Iterable[str] = (), due: float | None = None) -> None:
+        """Inside a flush: tell the holders of these instances (``wakeup.Nudges``)."""
+        assert self._nudges is not None, "only inside a flush"
+        self._nudges.add(ids, due)
+
+    def _instances_nudged(self, pid: int, payload: str) -> None:
+        """A notification of ``eventhub_instance``: only another process's is news (this
+        process's commits reach its engine by ``on_instances`` and the writes' results)."""
+        if pid == self._writer_pid or self._hooks.on_instance_ids is None:
+            return
+        try:
+            ids, due = wakeup.parse_instances(payload)
+        except ValueError:
+            log.warning("ignored a malformed %s notification", wakeup.INSTANCE_CHANNEL)
+            return
+        self._hooks.on_instance_ids(ids, due)
+
+    def _definition_changed(self, pid: int, definition_id: str) -> None:
+        if pid != self._writer_pid and self._hooks.on_definition is not None:
+            self._hooks.on_definition(definition_id)
 
     def _changed(self, pid: int, payload: str) -> None:
         """A notification of ``wakeup.CHANGE_CHANNEL``: only another process's is news."""
@@ -770,21 +813,29 @@ class PostgresStore:
         return await pg_instances.load_definitions(self._db, self._vault)
 
     async def save_definition(self, stored: definitions.Stored) -> tuple[int, int]:
-        return await self.write(
-            lambda conn: pg_instances.save_definition(conn, stored, self._vault)
-        )
+        async def op(conn: Connection) -> tuple[int, int]:
+            saved = await pg_instances.save_definition(conn, stored, self._vault)
+            await wakeup.notify_process(conn, stored.definition.id)  # the others reload it
+            return saved
+
+        return await self.write(op)
 
     async def delete_definition(self, definition_id: str) -> None:
-        await self.write(lambda conn: pg_instances.delete_definition(conn, definition_id))
+        async def op(conn: Connection) -> None:
+            await pg_instances.delete_definition(conn, definition_id)
+            await wakeup.notify_process(conn, definition_id)
+
+        await self.write(op)
 
     async def start_instances(
         self, definition_id: str, cursor: int, started: Sequence[tuple[Instance, str | None]]
     ) -> list[str]:
-        return await self.transact(
-            lambda conn, emit, clock: pg_instances.start(
-                conn, emit, definition_id, cursor, started, clock
-            )
-        )
+        async def op(conn: Connection, emit: Emit, clock: CommitClock) -> list[str]:
+            ids = await pg_instances.start(conn, emit, definition_id, cursor, started, clock)
+            self._nudge(ids)  # to the holders of their partitions
+            return ids
+
+        return await self.transact(op)
 
     async def advance_instance(
         self,
@@ -795,11 +846,16 @@ class PostgresStore:
         then: Then | None = None,
     ) -> Advanced:
         names = self._names()
-        return await self.transact(
-            lambda conn, emit, clock: pg_instances.advance(
+
+        async def op(conn: Connection, emit: Emit, clock: CommitClock) -> Advanced:
+            advanced = await pg_instances.advance(
                 conn, emit, instance_id, step, variables, entries, names, clock, then
             )
-        )
+            if then is not None and then.timeout is not None:
+                self._waited(advanced.opened, then.timeout, clock)
+            return advanced
+
+        return await self.transact(op)
 
     async def note_instance(self, instance_id: str, entries: Sequence[Entry]) -> None:
         await self.write(lambda conn: pg_instances.note(conn, instance_id, entries))
@@ -808,11 +864,21 @@ class PostgresStore:
         self, instance_id: str, step: int, type_: str, timeout_seconds: float | None
     ) -> Opened | None:
         names = self._names()
-        return await self.transact(
-            lambda conn, emit, clock: pg_instances.open_wait(
+
+        async def op(conn: Connection, emit: Emit, clock: CommitClock) -> Opened | None:
+            opened = await pg_instances.open_wait(
                 conn, emit, instance_id, step, names, type_, timeout_seconds, clock
             )
-        )
+            if timeout_seconds is not None:
+                self._waited(opened, timeout_seconds, clock)
+            return opened
+
+        return await self.transact(op)
+
+    def _waited(self, opened: Opened | None, timeout: float, clock: CommitClock) -> None:
+        """A wait opened asleep with a timeout: the timer's holder must hear of its due."""
+        if opened is not None and opened.offset is None:
+            self._nudge(due=clock.now + timeout)
 
     async def finish_instance(
         self,

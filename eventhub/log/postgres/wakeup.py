@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from eventhub.log.postgres.connection import Connection, Session
@@ -28,6 +28,11 @@ SUBSCRIPTION_CHANNEL = "eventhub_subscription"
 # reloads that part: its keyring entry, the source, the catalogue and its match index.
 CHANGE_CHANNEL = "eventhub_changed"
 CHANGE_KINDS = ("key", "source", "model")
+# A commit made process instances Running (payload: their ids) or set a due time (a wait's
+# timeout, a buffered event's expiry) the holder of their partition must hear of (SPEC §9).
+INSTANCE_CHANNEL = "eventhub_instance"
+# A process definition was saved or deleted (payload: its id): the others reload it.
+PROCESS_CHANNEL = "eventhub_process"
 # NOTIFY payloads must stay under 8000 bytes: tids are cut into payloads of this size.
 _PAYLOAD_CHARS = 7000
 
@@ -59,6 +64,54 @@ async def notify(conn: Connection, head: int, tids: set[int]) -> None:
         await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
 
 
+def instance_payloads(ids: set[str], due: float | None) -> list[str]:
+    """``"<due or -> <id>,<id>,..."``: as many as the ids need (at least one)."""
+    when = "-" if due is None else repr(due)
+    out: list[str] = []
+    chunk: list[str] = []
+    size = 0
+    for instance_id in sorted(ids):
+        if chunk and size + len(instance_id) + 1 > _PAYLOAD_CHARS:
+            out.append(f"{when} {','.join(chunk)}")
+            chunk, size = [], 0
+        chunk.append(instance_id)
+        size += len(instance_id) + 1
+    out.append(f"{when} {','.join(chunk)}")
+    return out
+
+
+def parse_instances(payload: str) -> tuple[set[str], float | None]:
+    when, _, ids = payload.partition(" ")
+    return {i for i in ids.split(",") if i}, None if when == "-" else float(when)
+
+
+class Nudges:
+    """What one flush tells the holders of instances: the ids it made Running and the
+    earliest due time it set. Sent once, inside the flush's transaction."""
+
+    __slots__ = ("due", "ids")
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.due: float | None = None
+
+    def add(self, ids: Iterable[str] = (), due: float | None = None) -> None:
+        self.ids.update(ids)
+        if due is not None and (self.due is None or due < self.due):
+            self.due = due
+
+    async def notify(self, conn: Connection) -> None:
+        if not self.ids and self.due is None:
+            return
+        for payload in instance_payloads(self.ids, self.due):
+            await conn.execute("SELECT pg_notify($1, $2)", INSTANCE_CHANNEL, payload)
+
+
+async def notify_process(conn: Connection, definition_id: str) -> None:
+    """Inside the transaction that saved or deleted the definition ``definition_id``."""
+    await conn.execute("SELECT pg_notify($1, $2)", PROCESS_CHANNEL, definition_id)
+
+
 class Listener:
     """Holds one connection that LISTENs, and hands each notification to ``deliver``.
     ``run`` is a watched task (``tasks.Tasks``): it returns never, raises when the connection
@@ -70,8 +123,12 @@ class Listener:
         deliver: Callable[[int, set[int]], None],
         wake_all: Callable[[], Awaitable[None]],
         on_subscription: Callable[[int, str], None] | None = None,
+        on_instances: Callable[[int, str], None] | None = None,
+        on_process: Callable[[int, str], None] | None = None,
         on_change: Callable[[int, str], None] | None = None,
     ) -> None:
+        self._on_instances = on_instances
+        self._on_process = on_process
         self._connect = connect
         self._on_subscription = on_subscription
         self._on_change = on_change
@@ -88,8 +145,12 @@ class Listener:
             await conn.add_listener(CHANNEL, self._on_notification)
             if self._on_subscription is not None:
                 await conn.add_listener(SUBSCRIPTION_CHANNEL, self._on_subscription_changed)
+            if self._on_instances is not None:
+                await conn.add_listener(INSTANCE_CHANNEL, _relay(self._on_instances))
+            if self._on_process is not None:
+                await conn.add_listener(PROCESS_CHANNEL, _relay(self._on_process))
             if self._on_change is not None:
-                await conn.add_listener(CHANGE_CHANNEL, self._on_changed)
+                await conn.add_listener(CHANGE_CHANNEL, _relay(self._on_change))
             if self._connected_before:
                 await self._wake_all()  # what was committed while we were not listening
             self._connected_before = True
@@ -112,9 +173,14 @@ class Listener:
         if self._on_subscription is not None:
             self._on_subscription(pid, payload)
 
-    def _on_changed(self, _conn: Any, pid: int, _channel: str, payload: str) -> None:
-        if self._on_change is not None:
-            self._on_change(pid, payload)
+
+def _relay(to: Callable[[int, str], None]) -> Callable[[Any, int, str, str], None]:
+    """An asyncpg listener that hands (sender pid, payload) to ``to``."""
+
+    def listener(_conn: Any, pid: int, _channel: str, payload: str) -> None:
+        to(pid, payload)
+
+    return listener
 
 
 async def notify_subscription(conn: Connection, sub_id: str) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from eventhub import tasks
 from eventhub.log.postgres import PostgresStore
-from eventhub.log.postgres.leases import PgLeases
+from eventhub.log.postgres.leases import Kind, PgLeases
 from tests.conftest import ManualClock
 from tests.contract.postgres.test_postgres_store import VAULT, subscription
 
@@ -121,3 +121,50 @@ async def test_shares_rebalance_take_over_and_hand_back(pg_dsn: str, nodes: list
         assert len(c.leases.held) == 10
     finally:
         await owner.stop()
+
+
+async def test_partition_leases_beside_subscription_leases(pg_dsn: str, nodes: list[Node]) -> None:
+    """The instances' partitions are leased by the same class, as another kind on the same
+    node: shared fairly, and neither kind's rounds or hand-back touch the other's rows."""
+    a, b, _ = nodes
+    kind = Kind("partition", "SELECT g::text FROM generate_series(0, 31) AS g", "partitions")
+    owner = tasks.Tasks()
+    try:
+        await a.store.save_subscription(subscription("s0"))
+        await a.start(owner)
+        a_parts = a.store.leases(LEASE, kind)
+        b_parts = b.store.leases(LEASE, kind)
+        assert a_parts.node == a.leases.node  # one node: one heartbeat, one count
+        told: list[tuple[Set[str], Set[str]]] = []
+
+        async def changed(gained: Set[str], lost: Set[str]) -> None:
+            told.append((gained, lost))
+
+        await a_parts.start(owner, changed)
+        assert a_parts.held == {str(p) for p in range(32)} and told == [(a_parts.held, set())]
+        assert a.leases.held == {"s0"}  # the subscription's lease is its own kind's
+        await b_parts.start(owner, changed)
+        await a_parts.tick()
+        await b_parts.tick()
+        assert len(a_parts.held) == len(b_parts.held) == 16
+        assert a_parts.held.isdisjoint(b_parts.held)
+        await a.leases.tick()  # a subscription round renews only subscriptions
+        assert a.leases.held == {"s0"} and len(a_parts.held) == 16
+        # A hand-back of partitions leaves the node's subscription lease in place.
+        await a_parts.stop()
+        rows = await kinds(pg_dsn)
+        assert rows.get(("subscription", "s0")) == a.leases.node
+        assert a.leases.node not in {n for (k, _), n in rows.items() if k == "partition"}
+        await b_parts.tick()
+        assert len(b_parts.held) == 32
+    finally:
+        await owner.stop()
+
+
+async def kinds(dsn: str) -> dict[tuple[str, str], str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT kind, id, owner FROM leases WHERE expires_at > now()")
+    finally:
+        await conn.close()
+    return {(r["kind"], r["id"]): r["owner"] for r in rows}
