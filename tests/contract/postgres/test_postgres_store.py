@@ -24,7 +24,7 @@ from eventhub.delivery.states import Status
 from eventhub.errors import SnapshotUnsupported
 from eventhub.events import DataKind, NewEvent, digest_of
 from eventhub.log.base import Hooks
-from eventhub.log.postgres import PostgresStore
+from eventhub.log.postgres import PostgresStore, schema
 from eventhub.log.sqlite import SqliteStore, records
 from eventhub.log.store import KeyRecord, SourceRecord, Store
 from eventhub.models import Attempt, Subscription
@@ -189,7 +189,7 @@ async def test_migrations_run_once_and_record_the_version(pg_dsn: str) -> None:
         }
     finally:
         await conn.close()
-    assert versions == [1, 2, 3]
+    assert versions == [n for n, _ in schema._migrations()]
     assert {"events", "event_ids", "api_keys", "sources", "trigger_events", "log_head"} <= tables
 
 
