@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import itertools
 import tempfile
 import time
@@ -73,24 +74,24 @@ class SqliteBackend:
 class PostgresBackend:
     """Databases on the session's PostgreSQL server (``tests/postgres.py``: one server for
     the whole run, shared with the e2e tests). Each ``database()`` is copied from a template
-    this backend migrated once (``CREATE DATABASE ... TEMPLATE``: tens of milliseconds, where
-    migrating each would double it); it holds the schema and the vault's check for ``VAULT``,
-    no data. Migrating an empty database is ``tests/contract/postgres``' business."""
+    this backend migrated once (``CREATE DATABASE ... TEMPLATE``), so it holds the schema
+    and the vault's check for ``VAULT``, no data; migrating an empty database is
+    ``tests/contract/postgres``' business. A copy costs ~40 ms on an idle machine (several
+    times that on a busy one), so the next one is made, and the used ones dropped, on a
+    thread of their own while the test runs."""
 
     _numbers = itertools.count(1)
 
     def __init__(self, request: pytest.FixtureRequest, scratch: Path) -> None:
         self._server: str = request.getfixturevalue("pg_server")
-        self._template: str | None = None
+        self._template = "eventhub_contract_template"
+        _admin(self._server, f'CREATE DATABASE "{self._template}"')
+        _run(self._migrate(with_database(self._server, self._template)))
+        # One thread, so creations and drops run one at a time, in the order asked.
+        self._admin = concurrent.futures.ThreadPoolExecutor(1, "contract-databases")
+        self._next = self._admin.submit(self._create)
         self._made: list[str] = []
-
-    def _template_name(self) -> str:
-        if self._template is None:
-            name = "eventhub_contract_template"
-            _admin(self._server, f'CREATE DATABASE "{name}"')
-            _run(self._migrate(with_database(self._server, name)))
-            self._template = name
-        return self._template
+        self._dropped: list[concurrent.futures.Future[None]] = []
 
     @staticmethod
     async def _migrate(dsn: str) -> None:
@@ -98,10 +99,18 @@ class PostgresBackend:
         await store.open()
         await store.close()
 
-    def database(self) -> str:
-        template = self._template_name()
+    def _create(self) -> str:
         name = f"eventhub_contract_{next(self._numbers)}"
-        _admin(self._server, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        _admin(self._server, f'CREATE DATABASE "{name}" TEMPLATE "{self._template}"')
+        return name
+
+    def _drop(self, name: str) -> None:
+        # FORCE: a store a failed test left open must not keep its database.
+        _admin(self._server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def database(self) -> str:
+        name = self._next.result()
+        self._next = self._admin.submit(self._create)
         self._made.append(name)
         return with_database(self._server, name)
 
@@ -110,14 +119,15 @@ class PostgresBackend:
 
     def forget(self) -> None:
         made, self._made = self._made, []
-        for name in made:
-            # FORCE: a store a failed test left open must not keep its database.
-            _admin(self._server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self._dropped += [self._admin.submit(self._drop, name) for name in made]
 
     def close(self) -> None:
         self.forget()
-        if self._template is not None:
-            _admin(self._server, f'DROP DATABASE IF EXISTS "{self._template}"')
+        self._dropped.append(self._admin.submit(self._drop, self._next.result()))
+        self._dropped.append(self._admin.submit(self._drop, self._template))
+        self._admin.shutdown(wait=True)
+        for dropped in self._dropped:
+            dropped.result()  # a drop that failed says so at the session's end
 
 
 def _run(coroutine: object) -> None:
@@ -175,7 +185,6 @@ class Heard:
             self._changed.clear()
             left = deadline - time.monotonic()
             assert left > 0, "timed out waiting for a hook"
-            try:
+            # A timeout: the assert above says so, with the condition still false.
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), left)
-            except TimeoutError:
-                pass  # the assert above says it, with the condition still false
