@@ -55,7 +55,8 @@ class Hooks:
     was called when the call that committed returned."""
 
     # Which triggers an event fires: called once per appended event, inside the commit (the
-    # trigger index is written in the append transaction).
+    # trigger index is written in the append transaction). Only numbers the store handed out
+    # (``publish``, ``ensure_trigger``): retention cuts the index of those.
     matcher: Matcher | None = None
     # After a commit that fired triggers: their numbers (wakes supervisors and starters).
     on_commit: Callable[[set[int]], None] | None = None
