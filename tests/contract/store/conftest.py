@@ -16,10 +16,12 @@ import contextlib
 import itertools
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from eventhub.clock import Clock
@@ -35,6 +37,8 @@ VAULT = Vault(b"k" * 32)
 # How long a test waits for a hook the store calls after a commit (NOTIFY: milliseconds).
 HOOK_SECONDS = 5.0
 
+R = TypeVar("R")
+
 
 class Backend(Protocol):
     def database(self) -> str:
@@ -46,7 +50,7 @@ class Backend(Protocol):
         ...
 
     def forget(self) -> None:
-        """The databases made so far go (their stores are closed): after each test."""
+        """The databases made so far are done with (their stores closed): after each test."""
         ...
 
     def close(self) -> None:
@@ -73,12 +77,15 @@ class SqliteBackend:
 
 class PostgresBackend:
     """Databases on the session's PostgreSQL server (``tests/postgres.py``: one server for
-    the whole run, shared with the e2e tests). Each ``database()`` is copied from a template
-    this backend migrated once (``CREATE DATABASE ... TEMPLATE``), so it holds the schema
-    and the vault's check for ``VAULT``, no data; migrating an empty database is
-    ``tests/contract/postgres``' business. A copy costs ~40 ms on an idle machine (several
-    times that on a busy one), so the next one is made, and the used ones dropped, on a
-    thread of their own while the test runs."""
+    the whole run, shared with the e2e tests), each holding the schema and the vault's check
+    for ``VAULT``, no data (migrating an empty database is ``tests/contract/postgres``').
+
+    ``CREATE DATABASE`` copies a whole database (~8 MB, with an fsync): tens of milliseconds
+    on an idle machine, several hundred on a busy one, which a Hypothesis test pays per
+    example. So a database is made once, from a template this backend migrated, and when a
+    test is done with it, it is emptied (``DELETE`` from every table, identities restarted,
+    the template's rows put back) and handed out again: as empty as a new one, for a few
+    milliseconds."""
 
     _numbers = itertools.count(1)
 
@@ -86,31 +93,43 @@ class PostgresBackend:
         self._server: str = request.getfixturevalue("pg_server")
         self._template = "eventhub_contract_template"
         _admin(self._server, f'CREATE DATABASE "{self._template}"')
-        _run(self._migrate(with_database(self._server, self._template)))
-        # One thread, so creations and drops run one at a time, in the order asked.
-        self._admin = concurrent.futures.ThreadPoolExecutor(1, "contract-databases")
-        self._next = self._admin.submit(self._create)
-        self._made: list[str] = []
-        self._dropped: list[concurrent.futures.Future[None]] = []
+        self._seed = _run(self._migrate(with_database(self._server, self._template)))
+        self._free: list[str] = []  # emptied, to be handed out again
+        self._made: list[str] = []  # handed out during this test
+        self._all: list[str] = []
 
     @staticmethod
-    async def _migrate(dsn: str) -> None:
+    async def _migrate(dsn: str) -> _Seed:
+        """Migrate the template; returns its tables and the rows the migration left."""
         store = PostgresStore(dsn, ManualClock(), vault=VAULT)
         await store.open()
         await store.close()
-
-    def _create(self) -> str:
-        name = f"eventhub_contract_{next(self._numbers)}"
-        _admin(self._server, f'CREATE DATABASE "{name}" TEMPLATE "{self._template}"')
-        return name
-
-    def _drop(self, name: str) -> None:
-        # FORCE: a store a failed test left open must not keep its database.
-        _admin(self._server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn = await asyncpg.connect(dsn)
+        try:
+            tables = [
+                str(r[0])
+                for r in await conn.fetch(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                )
+            ]
+            rows = {t: [tuple(r) for r in await conn.fetch(f'SELECT * FROM "{t}"')] for t in tables}
+            sequences = [
+                (f'"{r[0]}"."{r[1]}"', int(r[2]))
+                for r in await conn.fetch(
+                    "SELECT schemaname, sequencename, start_value FROM pg_sequences"
+                )
+            ]
+        finally:
+            await conn.close()
+        return _Seed(tables, {t: found for t, found in rows.items() if found}, sequences)
 
     def database(self) -> str:
-        name = self._next.result()
-        self._next = self._admin.submit(self._create)
+        if self._free:
+            name = self._free.pop()
+        else:
+            name = f"eventhub_contract_{next(self._numbers)}"
+            _admin(self._server, f'CREATE DATABASE "{name}" TEMPLATE "{self._template}"')
+            self._all.append(name)
         self._made.append(name)
         return with_database(self._server, name)
 
@@ -119,21 +138,53 @@ class PostgresBackend:
 
     def forget(self) -> None:
         made, self._made = self._made, []
-        self._dropped += [self._admin.submit(self._drop, name) for name in made]
+        for name in made:
+            _run(self._empty(with_database(self._server, name)))
+            self._free.append(name)
+
+    async def _empty(self, dsn: str) -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            # A store a failed test left open must not keep what it wrote (nor block this).
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            async with conn.transaction():
+                # DELETE, not TRUNCATE: a test leaves a few rows, and TRUNCATE makes new files
+                # for every table and index (as slow as a new database). No fsync awaited:
+                # the server is the session's, gone with it.
+                await conn.execute("SET LOCAL synchronous_commit = off")
+                await conn.execute(
+                    "".join(f'DELETE FROM "{t}";' for t in self._seed.tables)
+                    + "".join(
+                        f"SELECT setval('{q}', {start}, false);"
+                        for q, start in self._seed.sequences
+                    )
+                )
+                for table, rows in self._seed.rows.items():
+                    await conn.copy_records_to_table(table, records=rows)
+        finally:
+            await conn.close()
 
     def close(self) -> None:
-        self.forget()
-        self._dropped.append(self._admin.submit(self._drop, self._next.result()))
-        self._dropped.append(self._admin.submit(self._drop, self._template))
-        self._admin.shutdown(wait=True)
-        for dropped in self._dropped:
-            dropped.result()  # a drop that failed says so at the session's end
+        for name in [*self._all, self._template]:
+            _admin(self._server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _run(coroutine: object) -> None:
+@dataclass(frozen=True)
+class _Seed:
+    """A migrated, empty database: its tables, and the rows migrating left in some."""
+
+    tables: list[str]
+    rows: dict[str, list[tuple[Any, ...]]]
+    sequences: list[tuple[str, int]]  # (qualified name, first value): identities restart
+
+
+def _run(coroutine: Coroutine[Any, Any, R]) -> R:
     """Run ``coroutine`` to its end on a loop of its own thread (a test's loop may run)."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, coroutine).result()  # type: ignore[arg-type]
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 # name -> how to set the backend up, given the session's request and a scratch folder.
