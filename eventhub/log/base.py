@@ -44,10 +44,19 @@ Matcher = Callable[[dict[str, Any]], Iterable[int]]
 @dataclass(frozen=True, slots=True)
 class Hooks:
     """What a store calls, given at construction (so a store is never half-built). The hub
-    builds them from its parts; each may be None (a store in a test, a tool)."""
+    builds them from its parts; each may be None (a store in a test, a tool).
+
+    When (the contract both backends keep, ``tests/contract/store``): ``matcher`` and
+    ``step_names`` inside the commit; every other hook after the commit is durable, on the
+    event loop, possibly after the call that committed returned (PostgreSQL hears commits by
+    ``LISTEN/NOTIFY``, milliseconds later: SPEC §9), and one commit's calls before any later
+    commit's of the same hook. A commit that appended no new event (duplicates only) calls
+    neither ``on_commit`` nor ``on_appended``. Callers wait for a hook: none may assume it
+    was called when the call that committed returned."""
 
     # Which triggers an event fires: called once per appended event, inside the commit (the
-    # trigger index is written in the append transaction).
+    # trigger index is written in the append transaction). Only numbers the store handed out
+    # (``publish``, ``ensure_trigger``): retention cuts the index of those.
     matcher: Matcher | None = None
     # After a commit that fired triggers: their numbers (wakes supervisors and starters).
     on_commit: Callable[[set[int]], None] | None = None

@@ -14,7 +14,8 @@ from eventhub import tasks
 from eventhub.log.postgres import PostgresStore
 from eventhub.log.postgres.leases import Kind, PgLeases
 from tests.conftest import ManualClock
-from tests.contract.postgres.test_postgres_store import VAULT, subscription
+from tests.contract.store.conftest import VAULT
+from tests.contract.store.samples import subscription
 
 LEASE = 30.0  # the rounds are driven by hand: nothing expires unless a test says so
 

@@ -47,22 +47,22 @@ def traced(source: str, id_: str, trace: str | None, stamp: str | None, data: in
     return NewEvent(attributes, body, kind, digest_of(attributes, body, kind))
 
 
-def subscription(sub_id: str) -> Subscription:
+def subscription(sub_id: str, tid: int = 1, status: Status = Status.ACTIVE) -> Subscription:
     return Subscription(
         id=sub_id,
         owner="k",
         km="km",
         trigger="t",
-        tid=1,
+        tid=tid,
         name=sub_id,
         uri="http://127.0.0.1:9/hook",
-        headers={},
+        headers={"X-Token": "hidden"},
         skip_errors=False,
         format="envelope",
         batch_size=1,
         max_retries=0,
         secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-        status=Status.ACTIVE,
+        status=status,
         cursor=0,
         created_at="2026-01-01T00:00:00Z",
         updated_at="2026-01-01T00:00:00Z",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from eventhub.delivery.states import Status
 from eventhub.log.base import Store
 from eventhub.models import Attempt
 from tests.contract.store.samples import subscription
@@ -39,3 +40,18 @@ async def test_a_deleted_subscription_is_gone_and_a_saved_one_keeps_its_secret(
     await store.delete_subscription("gone")
     (loaded,) = await store.load_subscriptions()
     assert loaded.id == "kept" and loaded.secret == kept.secret and loaded.tid == 1
+
+
+async def test_a_subscription_round_trips_and_its_attempts_go_with_it(store: Store) -> None:
+    sub = subscription("s1")
+    await store.save_subscription(sub)
+    (loaded,) = await store.load_subscriptions()
+    assert loaded == sub
+    sub.cursor, sub.status = 7, Status.PAUSED
+    await store.save_subscription(sub)
+    assert await store.load_subscriptions(["s1", "nope"]) == [sub]
+    assert await store.load_subscriptions([]) == []
+    await store.save_delivery(sub, Attempt(1, "t", 1, 7, 500, 2.5, "boom", "msg_1"))
+    assert [a.error for a in await store.list_attempts("s1", 10)] == ["boom"]
+    await store.delete_subscription("s1")
+    assert await store.load_subscriptions() == [] and await store.list_attempts("s1", 10) == []

@@ -102,5 +102,8 @@ def _split(batch: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
 def test_store_traces_equal_a_recomputation_from_the_log(
     backend: Backend, batches: list[list[tuple[Any, ...]]]
 ) -> None:
-    expected, actual = asyncio.run(_expected_and_actual(backend, batches))
+    try:
+        expected, actual = asyncio.run(_expected_and_actual(backend, batches))
+    finally:
+        backend.forget()  # each example's database goes with it, not at the test's end
     assert actual == expected
