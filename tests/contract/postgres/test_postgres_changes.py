@@ -28,7 +28,9 @@ from eventhub.log.postgres import PostgresStore
 from eventhub.log.records import KeyRecord, SourceRecord
 from eventhub.vault import Vault
 from tests.conftest import TEST_SECRET_KEY, ManualClock, settings_for
-from tests.contract.postgres.test_postgres_store import VAULT, event, subscription, until
+from tests.contract.postgres.test_postgres_store import until
+from tests.contract.store.conftest import VAULT
+from tests.contract.store.samples import event, subscription
 
 
 class Process:

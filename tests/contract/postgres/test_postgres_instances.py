@@ -6,15 +6,16 @@ one win each."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from eventhub.log.base import Hooks
 from eventhub.log.postgres import PostgresStore
 from eventhub.processes.definitions import Stored
-from eventhub.processes.instances import State
+from eventhub.processes.instances import State, Then
 from tests.conftest import ManualClock
 from tests.contract.store.conftest import VAULT
 from tests.contract.store.samples import event
-from tests.contract.store.test_instances import DEFINITION, T0, instance, names
+from tests.contract.store.test_instances import DEFINITION, T0, instance, names, naming
 
 
 async def test_a_wait_is_taken_once_when_two_processes_race(pg_dsn: str) -> None:
@@ -68,7 +69,7 @@ class Nudged:
             self.dues.append(due)
 
 
-async def heard(check: Any) -> None:
+async def heard(check: Callable[[], bool]) -> None:
     async with asyncio.timeout(5):
         while not check():
             await asyncio.sleep(0.01)
@@ -96,7 +97,7 @@ async def test_commits_reach_the_other_processes_by_notify(pg_dsn: str) -> None:
         await one.advance_instance("i1", 0, {"n": 1}, [], then)
         await heard(lambda: theirs.dues == [T0 + 60.0])
         # An event wakes i1 (Running again), one for i2 is buffered until T0 + 30.
-        await one.append([named("p1", "i1", "paid"), named("p2", "i2", "paid")])
+        await one.append([naming("p1", "i1", "paid"), naming("p2", "i2", "paid")])
         await heard(lambda: theirs.ids[1:] == [{"i1"}] and theirs.dues[1:] == [T0 + 30.0])
         await one.delete_definition("order")
         await heard(lambda: theirs.definitions == ["order", "order"])
