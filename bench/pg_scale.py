@@ -1,11 +1,11 @@
 """Two eventhub processes on one PostgreSQL against one (issue 12): delivery throughput,
 end-to-end latency, the scaling ratio two/one, and fail-over after SIGKILL.
 
-Each phase takes a fresh database of a throwaway PostgreSQL (``pg.py``) and its processes on
-it: ``eventhub serve``, the same ``EVENTHUB_SECRET_KEY`` and ``EVENTHUB_DATABASE``, a port
-each, a small ``EVENTHUB_LEASE_SECONDS`` (3 s; 1 s at ``--size tiny``). The run's models are
-published on the first process before the others start (a process reads the catalogue at its
-start: README, "PostgreSQL"). Each scenario's subscriptions are created on the first process
+A fresh database of a throwaway PostgreSQL (``pg.py``) and hub processes on it: ``eventhub
+serve``, the same ``EVENTHUB_SECRET_KEY`` and ``EVENTHUB_DATABASE``, a port each, a small
+``EVENTHUB_LEASE_SECONDS`` (3 s; 1 s at ``--size tiny``). One process first, with the run's
+models published on it (a process reads the catalogue at its start: README, "PostgreSQL");
+its figures; then a second process joins, and the same scenarios again. Each scenario's subscriptions are created on the first process
 and spread by the leases (the run waits until every process holds its fair share), and are
 deleted afterwards, so the next scenario's spread alone; producers send to the processes in
 turn (round robin).
@@ -109,11 +109,25 @@ async def _publish(hub: harness.Hub, runs: list[str]) -> None:
 
 @dataclasses.dataclass
 class Cluster:
-    """``n`` processes on one database; ``nodes[i]`` is process i's id in ``nodes``."""
+    """Hub processes on one database; ``nodes[i]`` is process i's id in ``nodes``."""
 
     dsn: str
-    hubs: list[harness.Hub]
-    nodes: list[str]
+    tmp: Path
+    env: dict[str, str]
+    run: str
+    hubs: list[harness.Hub] = dataclasses.field(default_factory=list)
+    nodes: list[str] = dataclasses.field(default_factory=list)
+
+    def add(self) -> harness.Hub:
+        """One more process, returned once it answers and heartbeats in ``nodes`` (so each
+        process's id is told apart: the new one in ``nodes``)."""
+        i = len(self.hubs)
+        hub = harness.start_local(self.tmp, self.tmp / f"p{i}.db", self.run, self.dsn, self.env)
+        self.hubs.append(hub)
+        asyncio.run(harness.wait_http(hub.url + "/readyz", 60))
+        (node,) = asyncio.run(_until_nodes(self.dsn, i + 1)) - set(self.nodes)
+        self.nodes.append(node)
+        return hub
 
     def view(self, run: str) -> list[harness.Hub]:
         """The processes as a scenario of run ``run`` sees them (its model, its events)."""
@@ -121,23 +135,16 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def cluster(tmp: Path, uri: str, n: int, lease: float, runs: list[str]) -> Iterator[Cluster]:
-    """``n`` hub processes on a fresh database, every run's model published on the first
-    before the others start; each started only once the one before is in ``nodes``, so
-    their ids are told apart."""
-    dsn = pg.fresh_database(uri, f"scale{n}")
-    env = {"EVENTHUB_LEASE_SECONDS": str(lease)}
-    made = Cluster(dsn, [], [])
+def cluster(tmp: Path, uri: str, lease: float, runs: list[str]) -> Iterator[Cluster]:
+    """One hub process on a fresh database, with every run's model published on it (a
+    process reads the catalogue at its start: publish first, then add the others)."""
+    made = Cluster(
+        pg.fresh_database(uri, "scale"), tmp, {"EVENTHUB_LEASE_SECONDS": f"{lease:g}"}, runs[0]
+    )
     try:
-        for i in range(n):
-            hub = harness.start_local(tmp, tmp / f"p{n}-{i}.db", runs[0], dsn, env)
-            made.hubs.append(hub)
-            asyncio.run(harness.wait_http(hub.url + "/readyz", 60))
-            if i == 0:
-                pg.check_migrated(dsn)
-                asyncio.run(_publish(hub, runs))
-            (node,) = asyncio.run(_until_nodes(dsn, i + 1)) - set(made.nodes)
-            made.nodes.append(node)
+        first = made.add()
+        pg.check_migrated(made.dsn)
+        asyncio.run(_publish(first, runs))
         yield made
     finally:
         for hub in made.hubs:
@@ -371,22 +378,23 @@ def _median(values: list[float]) -> float | None:
 
 
 def phase(
-    tmp: Path, uri: str, n: int, size: dict[str, float], pool: harness.Pool
+    c: Cluster,
+    runs: list[str],
+    receiver: tuple[str, str],
+    size: dict[str, float],
+    pool: harness.Pool,
 ) -> dict[str, Any]:
-    """Throughput and latency on ``n`` processes (and, on two, fail-over last: it kills one)."""
-    runs = [harness.new_run_id() for _ in range(3)]
+    """Throughput and latency on the cluster's processes (and, on two, fail-over last: it
+    kills one); ``runs``: a run id for each scenario."""
+    n = len(c.hubs)
     out: dict[str, Any] = {"processes": n}
-    with (
-        harness.receiver(tmp, harness.Network(), latency=True) as receiver,
-        cluster(tmp, uri, n, size["lease"], runs) as c,
-    ):
-        print(f"  {n} process(es): throughput ...", file=sys.stderr, flush=True)
-        out["throughput"] = asyncio.run(throughput(c, runs[0], receiver, pool, size))
-        print(f"  {n} process(es): latency ...", file=sys.stderr, flush=True)
-        out["latency"] = asyncio.run(latency(c, runs[1], receiver, pool, size))
-        if n == 2:
-            print("  2 processes: fail-over after SIGKILL ...", file=sys.stderr, flush=True)
-            out["failover"] = asyncio.run(failover(c, runs[2], receiver, pool, size))
+    print(f"  {n} process(es): throughput ...", file=sys.stderr, flush=True)
+    out["throughput"] = asyncio.run(throughput(c, runs[0], receiver, pool, size))
+    print(f"  {n} process(es): latency ...", file=sys.stderr, flush=True)
+    out["latency"] = asyncio.run(latency(c, runs[1], receiver, pool, size))
+    if n == 2:
+        print("  2 processes: fail-over after SIGKILL ...", file=sys.stderr, flush=True)
+        out["failover"] = asyncio.run(failover(c, runs[2], receiver, pool, size))
     return out
 
 
@@ -428,7 +436,7 @@ def markdown(report: dict[str, Any]) -> str:
     one, two, s = report["one"], report["two"], report["summary"]
     f = two["failover"]
     lines = [
-        f"Two hub processes on one PostgreSQL, each phase on a fresh database; "
+        f"Two hub processes on one PostgreSQL (the second joins after the one-process figures); "
         f"`EVENTHUB_LEASE_SECONDS={s['lease_seconds']:g}`; producers round robin over the "
         "processes. One run, not medians: on a shared machine these are noisy.",
         "",
@@ -475,12 +483,17 @@ def main(argv: list[str] | None = None) -> int:
     pool = payloads.build_pool()
     size = SIZES[args.size]
     report: dict[str, Any] = {"benchmark": "pg_scale", "size": args.size, "sizes": size}
+    runs = [harness.new_run_id() for _ in range(5)]
     with (
         tempfile.TemporaryDirectory(prefix="eventhub-bench-scale-") as folder,
         pg.server() as uri,
+        harness.receiver(Path(folder), harness.Network(), latency=True) as receiver,
+        cluster(Path(folder), uri, size["lease"], runs) as c,
     ):
-        report["one"] = phase(Path(folder), uri, 1, size, pool)
-        report["two"] = phase(Path(folder), uri, 2, size, pool)
+        report["one"] = phase(c, runs[:2], receiver, size, pool)
+        # The second process joins the first's database: the same log, the same server.
+        c.add()
+        report["two"] = phase(c, runs[2:], receiver, size, pool)
     report["summary"] = summarize(report["one"], report["two"])
     report["markdown"] = markdown(report)
     harness.write_report(report, "pg_scale", args.out)

@@ -105,7 +105,7 @@ def delivery_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def summarize(report: dict[str, Any]) -> dict[str, Any]:
     """The figures the issue asks for, with their ratios."""
     summary = report["ingest"]["summary"]
-    pg = next(iter(summary.get("postgres", {}).values()), {})
+    pg: dict[str, Any] = next(iter(summary.get("postgres", {}).values()), {})
     ceiling = summary.get("pg_ceiling") or {}
     sqlite, postgres = report["delivery"]["sqlite"], report["delivery"]["postgres"]
     single = pg.get("binary_pg_over_sqlite")
