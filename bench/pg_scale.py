@@ -19,6 +19,7 @@ turn (round robin).
                 after the kill, under 250 ms end to end)
 
     .venv/bin/python bench/pg_scale.py --size quick
+    .venv/bin/python bench/pg_scale.py --size full --rate 500 --lease-seconds 5
 """
 
 from __future__ import annotations
@@ -486,12 +487,18 @@ def markdown(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="quick")
+    parser.add_argument("--rate", type=int, help="the latency scenario's events/s")
+    parser.add_argument("--lease-seconds", type=float, help="EVENTHUB_LEASE_SECONDS")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     import payloads
 
     pool = payloads.build_pool()
-    size = SIZES[args.size]
+    size = dict(SIZES[args.size])
+    if args.rate:
+        size["rate"] = args.rate
+    if args.lease_seconds:
+        size["lease"] = args.lease_seconds
     report: dict[str, Any] = {"benchmark": "pg_scale", "size": args.size, "sizes": size}
     runs = [harness.new_run_id() for _ in range(5)]
     with (
