@@ -231,6 +231,22 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         ratio = pg["summary"]["ingest_binary_pg_over_sqlite"]
         met = pg["summary"]["ingest_binary_pg_target_met"]
         add("single-event ingest, PostgreSQL / SQLite (one hub process)", ratio, "≥ 0.50", met)
+        scale = pg["summary"]
+        if "scale_e2e_p99_ms_two" in scale:
+            rate = scale["scale_e2e_offered_per_s"]
+            add(
+                f"end-to-end p99 at {rate:,} events/s, two processes on PostgreSQL, ms",
+                scale["scale_e2e_p99_ms_two"],
+                "< 50 at 1,000/s",
+                scale["scale_e2e_two_target_met"],
+            )
+            lease = scale["scale_lease_seconds"]
+            add(
+                f"fail-over after SIGKILL, max over subscriptions (lease_seconds {lease:g}), s",
+                scale["scale_failover_first_max_s"],
+                f"< {scale['scale_failover_target_s']:g}",
+                scale["scale_failover_target_met"],
+            )
     return rows
 
 

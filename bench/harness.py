@@ -243,8 +243,11 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def start_local(tmp: Path, data: Path, run: str, dsn: str | None = None) -> Hub:
-    """A hub on ``data`` (SQLite), or with ``dsn`` on that PostgreSQL database."""
+def start_local(
+    tmp: Path, data: Path, run: str, dsn: str | None = None, env: dict[str, str] | None = None
+) -> Hub:
+    """A hub on ``data`` (SQLite), or with ``dsn`` on that PostgreSQL database; ``env``: more
+    settings (``EVENTHUB_LEASE_SECONDS``, ...)."""
     port = free_port()
     proc = Process(
         [sys.executable, "-m", "eventhub", "serve", "--port", str(port), "--data", str(data)],
@@ -254,6 +257,7 @@ def start_local(tmp: Path, data: Path, run: str, dsn: str | None = None) -> Hub:
             "EVENTHUB_LOG_LEVEL": "warning",
             **LOOPBACK_CALLBACKS,
             **database_env(dsn),
+            **(env or {}),
         },
     )
     return Hub(f"http://127.0.0.1:{port}", ADMIN_KEY, run, proc, dsn=dsn)

@@ -1,10 +1,11 @@
 """A webhook receiver for the delivery benchmarks, in its own process: answers 200 at once,
 counts requests and events; with ``--calls`` it records when each process call step
 (``ce-id``, ``bench/processes.py``) first arrived; and (with ``--latency``) records for every event how long it
-took from the producer's send time (``data.sentAt``, epoch seconds) to arrival here.
+took from the producer's send time (``data.sentAt``, epoch seconds) to arrival here;
+``POST /hook/<name>`` counts the same, and with ``--latency`` keeps each name's arrivals apart.
 
     GET  /stats   {"requests", "events", "latencies_ms": [...], "unique", "per_event"}  (latencies only with
-                  --latency; "unique" (subscription, event) pairs only with --record, and with
+                  --latency, and with ?detail=1 "paths" {name: [[arrival epoch s, latency ms]]}; "unique" (subscription, event) pairs only with --record, and with
                   ?detail=1 how many subscriptions got each event id; with --calls, "calls":
                   distinct ``ce-id``s, and with ?detail=1 "arrivals" {ce-id: epoch seconds of
                   its first arrival})
@@ -31,6 +32,9 @@ class Counts:
         self.events = 0
         self.latencies: list[float] = []
         self.seen: set[tuple[str, str]] = set()  # (subscription, event id), with --record
+        # With --latency, for POST /hook/<name>: (arrival, latency ms) of each event, by name
+        # (one name a subscription: the fail-over of bench/pg_scale.py reads them).
+        self.paths: dict[str, list[tuple[float, float]]] = {}
 
 
 async def hook(request: web.Request) -> web.Response:
@@ -52,11 +56,14 @@ async def hook(request: web.Request) -> web.Response:
     elif counts.latency:
         now = time.time()
         items = orjson.loads(body)
+        name = request.match_info.get("name")
         for item in items if isinstance(items, list) else [items]:
             event = item.get("event", item)
             data = event.get("data")
             if isinstance(data, dict) and "sentAt" in data:
                 counts.latencies.append((now - data["sentAt"]) * 1000)
+                if name is not None:
+                    counts.paths.setdefault(name, []).append((now, counts.latencies[-1]))
         counts.events += len(items) if isinstance(items, list) else 1
     else:
         # Envelope and batch deliveries carry many events, each with its specversion; a
@@ -71,6 +78,8 @@ async def stats(request: web.Request) -> web.Response:
     body: dict[str, Any] = {"requests": counts.requests, "events": counts.events}
     if counts.latency:
         body["latencies_ms"] = counts.latencies
+        if request.query.get("detail"):
+            body["paths"] = counts.paths
     if counts.calls:
         body["calls"] = len(counts.arrivals)
         if request.query.get("detail"):
@@ -102,6 +111,7 @@ def main() -> None:
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app["counts"] = Counts(args.latency, args.record, args.calls)
     app.router.add_post("/hook", hook)
+    app.router.add_post("/hook/{name}", hook)
     app.router.add_get("/stats", stats)
     app.router.add_post("/reset", reset)
     web.run_app(app, host=args.host, port=args.port, access_log=None, print=None, backlog=4096)

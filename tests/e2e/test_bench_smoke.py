@@ -73,12 +73,24 @@ def test_python_m_bench_tiny_writes_a_report(tmp_path: Path) -> None:
     for store in ("sqlite", "postgres"):
         assert pg["delivery"][store]["deliveries_per_s"] > 0
         assert pg["delivery"][store]["latency"]["single"]["missing"] == 0
+    scale = pg["scale_out"]  # two hub processes on one PostgreSQL against one
+    for phase in ("one", "two"):
+        assert scale[phase]["throughput"]["deliveries_per_s"] > 0
+        assert scale[phase]["latency"]["missing"] == 0
+    # the leases spread the subscriptions over both processes
+    assert len(scale["two"]["latency"]["held_by_process"]) == 2
+    failover = scale["two"]["failover"]
+    assert failover["victim_held"] >= 1 and failover["taken_over"] == failover["victim_held"]
+    assert failover["first_delivery_s"]["max"] > 0 and failover["caught_up"] >= 1
+    assert pg["summary"]["scale_delivery_two_over_one"] > 0
+    assert "### Two hub processes" in pg["markdown"]
     assert "## PostgreSQL (issue 12)" in out.with_suffix(".md").read_text()
     measured = {t["target"] for t in report["targets"]}
     assert "events lost after kill -9" in measured
     assert any(t.startswith("binary ingest / bare endpoint") for t in measured)
     assert "restart with 200 waiting instances, s" in measured
     assert "RSS of 200 waiting instances above an empty hub, MB" in measured
+    assert any(t.startswith("fail-over after SIGKILL") for t in measured)
     summary = out.with_suffix(".md").read_text()
     assert "## Targets" in summary and "## Delivery" in summary and "## Scale" in summary
     assert "## Process instances (issue 9)" in summary
