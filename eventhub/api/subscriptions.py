@@ -7,6 +7,8 @@ their values; its signing secret is shown on create and on rotation only.
 
 from __future__ import annotations
 
+import dataclasses
+
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
@@ -129,7 +131,11 @@ FROM_OFFSET = IntQuery.of(
 )
 
 
-async def _view(request: Request, sub: models.Subscription) -> SubscriptionView:
+async def _view(request: Request, live: models.Subscription) -> SubscriptionView:
+    # A copy first: the supervisor moves the live record on while the lag is counted (an
+    # await), and a view must be of one moment (a lag of the old cursor beside the new state
+    # would say a Suspended subscription still has its dropped backlog to deliver).
+    sub = dataclasses.replace(live)
     lag = await hub_of(request).subscriptions.lag(sub)
     return SubscriptionView(
         id=sub.id,
