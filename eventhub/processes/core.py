@@ -18,7 +18,7 @@ from eventhub.delivery.policy import RetryPolicy
 from eventhub.delivery.sender import Sender
 from eventhub.events import StoredEvent
 from eventhub.log.base import ProcessStore
-from eventhub.processes import partitions
+from eventhub.processes import partitions, starts
 from eventhub.processes.definitions import Definition, Stored
 from eventhub.processes.instances import Instance
 
@@ -46,6 +46,7 @@ class Core:
         self._regain: set[int] = set()  # partitions whose taking up failed: tried again
         self._store = store
         self._catalog = catalog
+        self._starts = starts.Starts(catalog.index)  # the definitions' starts in the index
         self._sender = sender
         self._clock = clock
         self._retry = retry

@@ -33,7 +33,8 @@ instances from the database (a call that was in flight on a dead holder is sent 
 the same ``ce-id``). A commit on another process that makes an instance Running or sets a
 due time reaches this one as ``nudged``; definitions saved or deleted elsewhere are
 reloaded (``changed_elsewhere``), and a version this process never loaded is read from the
-store when an instance needs it.
+store when an instance needs it. Their start filters do not wait for that: the first append
+after the save, on any process, puts them in the match index (``refresh_starts``).
 
 The parts, each a module and a layer of ``Engine`` (each calls only those below it):
 ``core`` (the shared state), ``timer``, ``runner`` (instances and their steps),

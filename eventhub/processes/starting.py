@@ -23,7 +23,7 @@ from eventhub.consume.consumer import Consumer, Outcome, Result
 from eventhub.consume.permit import Permit
 from eventhub.delivery import signing
 from eventhub.events import StoredEvent
-from eventhub.processes import core, definitions, lifecycle, partitions, runner
+from eventhub.processes import core, definitions, lifecycle, partitions, runner, starts
 from eventhub.processes.definitions import Definition, Stored
 from eventhub.processes.instances import (
     Instance,
@@ -32,7 +32,6 @@ from eventhub.processes.instances import (
 )
 
 STARTER_PREFIX = "process-start-"  # task names: /readyz shows these ids only to an admin
-PRIVATE_MODEL = "process/"  # the match-index name of a definition's own start filters
 
 
 class Starting(runner.Runner):
@@ -65,6 +64,30 @@ class Starting(runner.Runner):
                 await self._uninstall(previous, keep_index=previous.start_tid == stored.start_tid)
                 stored.cursor = max(stored.cursor, previous.cursor)
             self._install(stored)
+
+    async def refresh_starts(self) -> None:
+        """Inside an append that found the catalogue version moved (PostgreSQL: the hub's
+        ``reload_matcher``; a definition saved or deleted on any process moves it): put in
+        force in the match index every definition's start as the database holds it, before
+        the flush matches anything. So a definition starts instances from every event
+        appended after its save committed, whichever process appends it; the rest of the
+        change (the copy, the start consumer) follows by ``changed_elsewhere``.
+
+        One read (each definition's version and start trigger); the bodies only when a
+        version not known here changed. Not under ``_lock``: a ``put`` holding it may be
+        waiting for this very flush."""
+        current = await self._store.definition_starts()
+        behind = self._starts.behind(current)
+        if any((i, v) not in self._versions for i, (v, _) in behind.items()):
+            _, versions = await self._store.load_definitions()
+            for each in versions:
+                self._versions.setdefault((each.id, each.version), each)
+        for definition_id, (version, tid) in behind.items():
+            found = self._versions.get((definition_id, version))
+            if found is not None:  # (versions are never deleted: always found)
+                self._starts.put(definition_id, version, tid, found.start.filters)
+        for definition_id, version in self._starts.gone(current).items():
+            self._starts.deleted(definition_id, version)
 
     async def _version(self, definition_id: str, version: int) -> Definition:
         """The definition an instance runs on; one saved on another process and not heard
@@ -153,8 +176,7 @@ class Starting(runner.Runner):
             except BaseException:
                 self._install(stored)
                 raise
-            if stored.definition.start.filters is not None:
-                self._catalog.index.remove(stored.start_tid)
+            self._starts.deleted(definition_id, stored.definition.version)
             del self.definitions[definition_id]
             self._signers.pop(definition_id, None)
 
@@ -170,7 +192,7 @@ class Starting(runner.Runner):
     async def _start_tid(self, definition: Definition) -> int:
         start = definition.start
         if start.filters is not None:
-            return await self._store.ensure_trigger(PRIVATE_MODEL + definition.id, "start")
+            return await self._store.ensure_trigger(starts.PRIVATE_MODEL + definition.id, "start")
         assert start.km is not None and start.trigger is not None
         try:
             _, tid = self._catalog.trigger(start.km, start.trigger)
@@ -185,8 +207,9 @@ class Starting(runner.Runner):
         self.definitions[definition.id] = stored
         self._versions.setdefault((definition.id, definition.version), definition)
         self._signers[definition.id] = signing.Signer(stored.secret)
-        if definition.start.filters is not None:
-            self._catalog.index.add(stored.start_tid, list(definition.start.filters))
+        self._starts.put(
+            definition.id, definition.version, stored.start_tid, definition.start.filters
+        )
         self._by_tid.setdefault(stored.start_tid, set()).add(definition.id)
         self._start_consumer(stored)
 
@@ -214,8 +237,8 @@ class Starting(runner.Runner):
         if found is not None:
             await found[1].stop()
         self._by_tid.get(stored.start_tid, set()).discard(definition_id)
-        if not keep_index and stored.definition.start.filters is not None:
-            self._catalog.index.remove(stored.start_tid)
+        if not keep_index:
+            self._starts.take_out(definition_id, stored.definition.version)
 
     async def _start_page(self, stored: Stored, page: Sequence[StoredEvent]) -> Result:
         """The start consumer's handler: an instance per event that may start one, and the
