@@ -229,8 +229,10 @@ class Hub:
         self.follower.changed(kind, id_)
 
     async def _reload_matcher(self) -> None:
-        """Inside an append, when the catalogue moved in the database (PostgreSQL)."""
+        """Inside an append, when the catalogue moved in the database (PostgreSQL): the
+        models, and the process definitions' own start filters (also in the match index)."""
         await self.catalog.load()
+        await self.processes.refresh_starts()
 
     def _on_emitted(self, events: list[NewEvent]) -> None:
         """The lifecycle events a commit made: their log lines (from start to stop)."""

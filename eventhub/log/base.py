@@ -211,6 +211,12 @@ class Instances(Protocol):
         ...
 
     async def delete_definition(self, definition_id: str) -> None: ...
+
+    async def definition_starts(self) -> dict[str, tuple[int, int]]:
+        """Every current definition's (version, start trigger): what an append checks its
+        starts against when the catalogue version moved (PostgreSQL)."""
+        ...
+
     async def start_instances(
         self, definition_id: str, cursor: int, started: Sequence[tuple[Instance, str | None]]
     ) -> list[str]:

@@ -15,8 +15,8 @@ from eventhub.delivery import egress, signing
 from eventhub.events import DataKind, StoredEvent
 from eventhub.processes import definitions, lifecycle
 from eventhub.processes.definitions import Call, Wait
-from eventhub.processes.engine import _answered
 from eventhub.processes.instances import Fate, Named, State, correlate
+from eventhub.processes.runner import _answered
 
 RULES = egress.Rules.from_settings(("127.0.0.0/8",), True)
 

@@ -24,7 +24,7 @@ from eventhub.log import sealing
 from eventhub.log.base import StepNames
 from eventhub.log.commit import Clock, Emit
 from eventhub.log.postgres.connection import Connection, affected
-from eventhub.processes import definitions, lifecycle
+from eventhub.processes import definitions, lifecycle, starts
 from eventhub.processes.instances import (
     BUFFERED,
     FINAL_MOVES,
@@ -130,6 +130,28 @@ async def save_definition(
 
 async def delete_definition(conn: Connection, definition_id: str) -> None:
     await conn.execute("DELETE FROM process_definitions WHERE id = $1", definition_id)
+
+
+async def move_starts(conn: Connection, definition_id: str, filters: bool) -> bool:
+    """First in a save or delete of ``definition_id``: move ``log_head.catalogue_version``
+    (under the head's row lock, as a publish does: ``store.py`` says why) when what it
+    matches changes: the definition starts by its own filters (``filters``: the new
+    version's start), or did (its current start trigger is its private one). True if moved.
+    The look at the current row locks nothing, so the lock order stays head first."""
+    moved = await conn.fetchval(
+        "UPDATE log_head SET catalogue_version = catalogue_version + 1 WHERE id = 1 AND ($2"
+        " OR EXISTS (SELECT 1 FROM process_definitions p JOIN triggers t ON t.tid = p.start_tid"
+        " WHERE p.id = $1 AND t.km = $3)) RETURNING 1",
+        definition_id,
+        filters,
+        starts.PRIVATE_MODEL + definition_id,
+    )
+    return moved is not None
+
+
+async def definition_starts(conn: Connection) -> dict[str, tuple[int, int]]:
+    rows = await conn.fetch("SELECT id, version, start_tid FROM process_definitions")
+    return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 
 
 async def load_definitions(

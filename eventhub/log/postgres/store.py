@@ -20,7 +20,9 @@ What differs from SQLite, and why:
   eventhub_instance`` (``wakeup.Nudges``), which reaches the other processes as
   ``on_instance_ids``: the holder of each instance's partition drives it
   (``processes/partitions.py``). Definitions saved or deleted send ``NOTIFY
-  eventhub_process`` (``on_definition`` elsewhere).
+  eventhub_process`` (``on_definition`` elsewhere); one whose start filters are in the
+  match index also moves ``catalogue_version`` (below), and ``reload_matcher`` brings the
+  engine's start filters up to date too.
 - Keys, sources and the catalogue: every write of one notifies ``eventhub_changed`` in its
   transaction (``wakeup.py``), so the other processes reload that part (``on_change``). The
   keyring and the sources follow within milliseconds of the COMMIT; a request that reaches
@@ -813,7 +815,10 @@ class PostgresStore:
         return await pg_instances.load_definitions(self._db, self._vault)
 
     async def save_definition(self, stored: definitions.Stored) -> tuple[int, int]:
+        filters = stored.definition.start.filters is not None
+
         async def op(conn: Connection) -> tuple[int, int]:
+            await self._move_starts(conn, stored.definition.id, filters)
             saved = await pg_instances.save_definition(conn, stored, self._vault)
             await wakeup.notify_process(conn, stored.definition.id)  # the others reload it
             return saved
@@ -822,10 +827,21 @@ class PostgresStore:
 
     async def delete_definition(self, definition_id: str) -> None:
         async def op(conn: Connection) -> None:
+            await self._move_starts(conn, definition_id, False)
             await pg_instances.delete_definition(conn, definition_id)
             await wakeup.notify_process(conn, definition_id)
 
         await self.write(op)
+
+    async def _move_starts(self, conn: Connection, definition_id: str, filters: bool) -> None:
+        """A definition's start filters are in the match index too: a change of them moves
+        the catalogue version like a publish, so every append after the COMMIT, on any
+        process, matches the new start (``processes/starting.py``: ``refresh_starts``)."""
+        if await pg_instances.move_starts(conn, definition_id, filters):
+            self._moved_catalogue = True
+
+    async def definition_starts(self) -> dict[str, tuple[int, int]]:
+        return await pg_instances.definition_starts(self._db)
 
     async def start_instances(
         self, definition_id: str, cursor: int, started: Sequence[tuple[Instance, str | None]]

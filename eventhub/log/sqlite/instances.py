@@ -141,6 +141,11 @@ def delete_definition(cur: sqlite3.Cursor, definition_id: str) -> None:
     cur.execute("DELETE FROM process_definitions WHERE id = ?", (definition_id,))
 
 
+def definition_starts(cur: sqlite3.Cursor) -> dict[str, tuple[int, int]]:
+    rows = cur.execute("SELECT id, version, start_tid FROM process_definitions").fetchall()
+    return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
+
 def load_definitions(
     cur: sqlite3.Cursor, sealer: Vault
 ) -> tuple[list[definitions.Stored], list[definitions.Definition]]:

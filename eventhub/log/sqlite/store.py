@@ -552,6 +552,9 @@ class SqliteStore:
     async def delete_definition(self, definition_id: str) -> None:
         await self.write(lambda cur: instances.delete_definition(cur, definition_id))
 
+    async def definition_starts(self) -> dict[str, tuple[int, int]]:
+        return await self._read(instances.definition_starts)
+
     async def start_instances(
         self, definition_id: str, cursor: int, started: Sequence[tuple[Instance, str | None]]
     ) -> list[str]:

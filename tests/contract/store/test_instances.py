@@ -170,11 +170,13 @@ async def test_definitions_get_new_versions_and_keep_their_start_cursor(procs: P
         ("order", 2, "k2", 5)
     ]
     assert current[0].secret == "whsec_x" and current[0].start_tid == tid
+    assert await store.definition_starts() == {"order": (2, tid)}
     assert sorted((v.id, v.version) for v in versions) == [("order", 1), ("order", 2)]
     assert all(v.steps == DEFINITION.steps for v in versions)  # header values opened again
     await store.delete_definition("order")
     current, versions = await store.load_definitions()
     assert current == [] and len(versions) == 2  # old instances still read their version
+    assert await store.definition_starts() == {}
     # Made again: a version no old instance names.
     assert (await store.save_definition(Stored(DEFINITION, "k1", "w", tid, 0, "c", "u")))[0] == 3
 
