@@ -168,7 +168,8 @@ class PostgresStore:
         self._pool: Any = None  # asyncpg.Pool: read through ``_db`` (typed)
         self._writer: GroupCommitWriter[WriteOp, Any] | None = None
         self._listener: tasks.Watched | None = None
-        self._deliveries: _Deliveries | None = None
+        self._deliveries: _Deliveries | None = None  # the batch record_delivery fills
+        self._written_deliveries: _Deliveries | None = None  # the one before it
         self._seen_head = 0  # the highest head notified so far: on_appended never goes back
         self._hooks = hooks  # what the store calls, as on SqliteStore (log/base.py)
         # The catalogue version the matcher was last brought up to (-1: never, so the first
@@ -741,6 +742,9 @@ class PostgresStore:
         the next flush share one queued write."""
         batch = self._deliveries
         if batch is None or batch.written:
+            # The writer flushes one batch at a time, so the one before may still be
+            # committing, and none older (``_settle_attempts``).
+            self._written_deliveries = batch
             batch = self._deliveries = _Deliveries()
             self._writer_or_fail().enqueue(batch)
         batch.subs[sub.id] = sub
@@ -801,7 +805,19 @@ class PostgresStore:
         return await rows.load_subscriptions(self._db, self._vault, ids)
 
     async def list_attempts(self, sub_id: str, limit: int) -> list[Attempt]:
+        await self._settle_attempts(sub_id)
         return await rows.list_attempts(self._db, sub_id, limit)
+
+    async def _settle_attempts(self, sub_id: str) -> None:
+        """Attempts of ``sub_id`` recorded without waiting (``record_delivery``) and not yet
+        committed are committed first, so a read lists every attempt whose effect (the
+        delivered count, the cursor) the subscription already shows: an empty write queued
+        after them returns once they are durable."""
+        if any(
+            batch is not None and sub_id in batch.subs
+            for batch in (self._deliveries, self._written_deliveries)
+        ):
+            await self.write(_nothing)
 
     # -- process definitions and instances (SPEC §6.2; postgres/instances.py) ------------------
 
@@ -972,3 +988,7 @@ def _logged(step: str) -> Iterator[None]:
         yield
     except Exception:
         log.exception("%s failed", step)
+
+
+async def _nothing(_conn: Connection) -> None:
+    """A write that writes nothing: it commits after everything queued before it."""

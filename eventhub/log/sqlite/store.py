@@ -101,6 +101,7 @@ class SqliteStore:
         self._writer: GroupCommitWriter[WriteOp, Any] | None = None
         self._hooks = hooks  # what the store calls: which triggers fire, who to tell
         self._deliveries: Deliveries | None = None  # the batch record_delivery fills
+        self._written_deliveries: Deliveries | None = None  # the one before it
         self._last_offset = 0
         self._committer: concurrent.futures.ThreadPoolExecutor | None = None
         self._quiet = asyncio.Event()  # set: no transaction is open on the writer connection
@@ -505,7 +506,19 @@ class SqliteStore:
         return await self._read(lambda cur: records.load_subscriptions(cur, self._vault, ids))
 
     async def list_attempts(self, sub_id: str, limit: int) -> list[Attempt]:
+        await self._settle_attempts(sub_id)
         return await self._read(lambda cur: records.list_attempts(cur, sub_id, limit))
+
+    async def _settle_attempts(self, sub_id: str) -> None:
+        """Attempts of ``sub_id`` recorded without waiting (``record_delivery``) and not yet
+        committed are committed first, so a read lists every attempt whose effect (the
+        delivered count, the cursor) the subscription already shows: an empty write queued
+        after them returns once they are durable."""
+        if any(
+            batch is not None and sub_id in batch.subs
+            for batch in (self._deliveries, self._written_deliveries)
+        ):
+            await self.write(_nothing)
 
     async def trigger_head(self, tid: int) -> int:
         return await self._read(lambda cur: records.trigger_head(cur, tid))
@@ -529,6 +542,9 @@ class SqliteStore:
         ``executemany`` for hundreds of deliveries instead of two statements each."""
         batch = self._deliveries
         if batch is None or batch.written:
+            # The writer flushes one batch at a time, so the one before may still be
+            # committing, and none older (``_settle_attempts``).
+            self._written_deliveries = batch
             batch = self._deliveries = Deliveries()
             self._writer_or_fail().enqueue(batch)
         batch.subs[sub.id] = sub
@@ -642,3 +658,7 @@ class SqliteStore:
         """The event at ``offset``, if the log still holds it."""
         found = await self.read_after(offset - 1, 1)
         return found[0] if found and found[0].offset == offset else None
+
+
+def _nothing(_cur: sqlite3.Cursor) -> None:
+    """A write that writes nothing: it commits after everything queued before it."""

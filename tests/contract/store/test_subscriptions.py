@@ -31,6 +31,17 @@ async def test_delivery_records_share_one_write_and_keep_every_attempt(store: St
         assert (attempts[0].first_offset, attempts[0].last_offset) == (130, 130)
 
 
+async def test_attempts_are_listed_as_soon_as_recorded(store: Store) -> None:
+    """A read lists every attempt recorded before it, committed or still queued: the API
+    shows a delivered count and the attempt behind it together."""
+    sub = subscription("s")
+    await store.save_subscription(sub)
+    for n in range(1, 4):
+        sub.cursor = sub.delivered = sub.attempts = n
+        store.record_delivery(sub, Attempt(n, "t", n, n, 200, 1.0, None, f"msg_{n}"))
+        assert [a.n for a in await store.list_attempts("s", 10)] == list(range(n, 0, -1))
+
+
 async def test_a_deleted_subscription_is_gone_and_a_saved_one_keeps_its_secret(
     store: Store,
 ) -> None:
