@@ -22,36 +22,22 @@ from aiohttp import web
 
 from eventhub.processes import lifecycle, partitions
 from tests.e2e.helpers import ServerProcess, bearer
+from tests.e2e.loopback import LoopbackReceiver
 from tests.e2e.test_postgres_leases import LEASE, hub_process, running, until
 
 DEFINITION = "orders"
 
 
-class Calls:
+class Calls(LoopbackReceiver):
     """A receiver on 127.0.0.1 for call steps: every request's ``ce-id`` and when it came,
     answered after ``delay`` seconds (so that calls are in flight for a while)."""
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
         self.arrivals: dict[str, list[float]] = defaultdict(list)  # ce-id -> arrival times
-        self.url = ""
-        self._runner: web.AppRunner | None = None
+        super().__init__()
 
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/{name}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.Response:
         await request.read()
         self.arrivals[request.headers["ce-id"]].append(time.monotonic())
         if self.delay:

@@ -24,34 +24,20 @@ from aiohttp import web
 from tests.conftest import TEST_SECRET_KEY
 from tests.e2e.delivery_helpers import KM, SUBS
 from tests.e2e.helpers import ServerProcess, bearer
+from tests.e2e.loopback import LoopbackReceiver
 
 LEASE = 2.0  # seconds: small, so a takeover is quick
 
 
-class Calls:
+class Calls(LoopbackReceiver):
     """A receiver on 127.0.0.1 recording, per subscription (the path), the offsets of every
     request in the order they arrived."""
 
     def __init__(self) -> None:
         self.offsets: dict[str, list[int]] = defaultdict(list)
-        self.url = ""
-        self._runner: web.AppRunner | None = None
+        super().__init__()
 
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/{name}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.Response:
         envelope = orjson.loads(await request.read())
         self.offsets[request.match_info["name"]].extend(int(e["offset"]) for e in envelope)
         return web.Response(status=200)
