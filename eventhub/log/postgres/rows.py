@@ -174,6 +174,72 @@ async def add_attempts(conn: Connection, attempts: Sequence[tuple[str, Attempt]]
         await conn.executemany(_PRUNE, prune)
 
 
+# The PostgreSQL type of each column of ``_PROGRESS``, for ``unnest``.
+_PROGRESS_TYPES = {
+    "status": "text",
+    "cursor": "bigint",
+    "latest_succeed_event": "text",
+    "latest_succeed_offset": "bigint",
+    "last_error": "text",
+    "delivered": "bigint",
+    "skipped": "bigint",
+    "lost": "bigint",
+    "failed_since": "double precision",
+    "attempts": "bigint",
+    "updated_at": "text",
+}
+_N = len(_PROGRESS)
+# ``save_progress_of`` and ``add_attempts`` of a batch of deliveries as one statement (one
+# round trip in the writer's flush, not two): the arrays of ``_PROGRESS`` and the ids, then
+# those of ``_ADD_ATTEMPT``. The two parts touch different tables, so the order the CTE runs
+# them in does not matter.
+_SAVE_DELIVERIES = (
+    "WITH p AS (UPDATE subscriptions AS s SET "
+    + ", ".join(f"{c} = v.{c}" for c in _PROGRESS)
+    + " FROM unnest("
+    + ", ".join(f"${i}::{_PROGRESS_TYPES[c]}[]" for i, c in enumerate(_PROGRESS, 1))
+    + f", ${_N + 1}::text[]) AS v ({', '.join(_PROGRESS)}, id)"
+    + " WHERE s.id = v.id AND s.updated_at <= v.updated_at)"
+    + " INSERT INTO attempts (subscription_id, n, at, offsets, status, latency_ms, error,"
+    + " webhook_id) SELECT * FROM unnest("
+    + ", ".join(
+        f"${_N + 2 + i}::{t}[]"
+        for i, t in enumerate(
+            ("text", "bigint", "text", "text", "integer", "double precision", "text", "text")
+        )
+    )
+    + ") ON CONFLICT (subscription_id, n) DO UPDATE SET at = excluded.at,"
+    " offsets = excluded.offsets, status = excluded.status,"
+    " latency_ms = excluded.latency_ms, error = excluded.error,"
+    " webhook_id = excluded.webhook_id"
+)
+
+
+async def save_deliveries(
+    conn: Connection, subs: Collection[Subscription], attempts: Sequence[tuple[str, Attempt]]
+) -> None:
+    """``save_progress_of(subs)`` then ``add_attempts(attempts)``, in one round trip (and a
+    second when attempts are pruned, every ``PRUNE_EVERY`` of a subscription)."""
+    if not subs and not attempts:
+        return
+    progress = [(*subscription_rows.progress_of(sub), sub.id) for sub in subs]
+    # One upsert per key in a statement: the last attempt of a key wins, as in a sequence.
+    latest = {(sub_id, a.n): _attempt_row(sub_id, a) for sub_id, a in attempts}
+    added = list(latest.values())
+    await conn.execute(
+        _SAVE_DELIVERIES,
+        *[[row[i] for row in progress] for i in range(_N + 1)],
+        *[[row[i] for row in added] for i in range(8)],
+    )
+    prune = [
+        (sub_id, a.n - subscription_rows.ATTEMPTS_KEPT)
+        for sub_id, a in attempts
+        if subscription_rows.prune_after(a)
+    ]
+    if prune:
+        await conn.executemany(_PRUNE, prune)
+
+
 async def list_attempts(conn: Connection, sub_id: str, limit: int) -> list[Attempt]:
     rows = await conn.fetch(
         "SELECT n, at, offsets, status, latency_ms, error, webhook_id FROM attempts"
