@@ -127,7 +127,8 @@ class _Deliveries:
     async def __call__(self, conn: Connection) -> None:
         # Idempotent, so the writer may run it again alone after a failed group commit.
         self.written = True
-        await rows.save_deliveries(conn, self.subs.values(), self.attempts)
+        await rows.save_progress_of(conn, self.subs.values())
+        await rows.add_attempts(conn, self.attempts)
 
 
 class _Emitting:
@@ -739,7 +740,9 @@ class PostgresStore:
         """The subscription's new cursor and counters, and the attempt that moved them."""
 
         async def op(conn: Connection) -> None:
-            await rows.save_deliveries(conn, [sub], [] if attempt is None else [(sub.id, attempt)])
+            await rows.save_progress_of(conn, [sub])
+            if attempt is not None:
+                await rows.add_attempts(conn, [(sub.id, attempt)])
 
         await self.write(op)
 

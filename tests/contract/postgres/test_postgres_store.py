@@ -21,7 +21,6 @@ from eventhub.errors import SnapshotUnsupported
 from eventhub.log.base import Hooks
 from eventhub.log.postgres import PostgresStore, schema
 from eventhub.log.store import SourceRecord, Store
-from eventhub.models import Attempt
 from eventhub.vault import Vault
 from tests.conftest import ManualClock
 from tests.contract.store.conftest import VAULT
@@ -288,33 +287,3 @@ async def test_a_flush_of_appends_is_four_round_trips_and_notifies_its_triggers(
     (member,) = await store.get_trace("trace-1")
     assert member.offset == 3
     assert await store.head() == 4
-
-
-async def test_a_flush_of_deliveries_is_one_statement_each(store: PostgresStore) -> None:
-    """A batch of delivery records (``record_delivery``) and an awaited ``save_delivery``
-    each cost the flush one statement: progress and attempts together."""
-    subs = [subscription(f"s{i}") for i in range(3)]
-    for sub in subs:
-        await store.save_subscription(sub)
-    await store.save_delivery(subs[0], Attempt(1, "t", 1, 1, 200, 1.0, None, "msg_1"))
-    sent: list[str] = []
-    writer = store._conn  # the writer's connection: what one flush sends, in order
-    assert writer is not None
-    with writer.query_logger(lambda q: sent.append(q.query)):
-        for n, sub in enumerate(subs, 2):
-            sub.cursor = sub.delivered = sub.attempts = n
-            store.record_delivery(sub, Attempt(n, "t", n, n, 200, 1.0, None, f"msg_{n}"))
-        subs[0].cursor = 9
-        await store.save_delivery(subs[0], Attempt(9, "t", 9, 9, 500, 2.0, "boom", "msg_9"))
-    assert len(sent) == 4, sent  # BEGIN, the batch, the awaited one, COMMIT
-    loaded = {s.id: s for s in await store.load_subscriptions()}
-    assert [(loaded[s.id].cursor, loaded[s.id].delivered) for s in subs] == [
-        (9, 2),
-        (3, 3),
-        (4, 4),
-    ]
-    assert [(a.n, a.error) for a in await store.list_attempts("s0", 10)] == [
-        (9, "boom"),
-        (2, None),
-        (1, None),
-    ]
