@@ -30,8 +30,8 @@ What differs from SQLite, and why:
 - The match index, though, must not lag: an event appended on B just after A published a
   model must fire its triggers, or subscriptions on it miss the event for good. So a publish
   or delete also moves ``log_head.catalogue_version``, under the row lock every append takes
-  first, and the append reads the version in the statement that takes the lock (no round trip
-  of its own). When it moved since this process last looked, the append reloads the match
+  first, and the append reads the version with the identities, in the first statement
+  after the lock (no round trip of its own). When it moved since this process last looked, the append reloads the match
   index (``reload_matcher``) before it matches anything, still holding the lock, so no other
   change of the catalogue can commit meanwhile: every event is matched against exactly the
   models published before it was appended, whichever process published them. No window
@@ -313,7 +313,6 @@ class PostgresStore:
         now = self._clock.now()
         clock = CommitClock(now, rfc3339(now))
         matched: set[int] = set()
-        head: int | None = None
         correlated: pg_instances.Correlated | None = None
         emitted: list[NewEvent] = []
         emit = emitted.extend
@@ -329,17 +328,23 @@ class PostgresStore:
             if version != self._catalogue_version and self._hooks.reload_matcher is not None:
                 await self._hooks.reload_matcher()
 
-        tx = conn.transaction()
-        await tx.start()
+        appends = [op for op in ops if isinstance(op, _Append)]
+        # Round trips are most of a flush's time (append.py): no ``conn.transaction()``,
+        # whose BEGIN is one of its own; a flush that appends takes the head's lock with it.
+        await conn.execute(append.BEGIN_LOCKED if appends else "BEGIN")
         try:
-            appends = [op for op in ops if isinstance(op, _Append)]
             if appends:
                 merged = [event for op in appends for event in op.events]
-                appended, last = await append.append_rows(
-                    conn, merged, clock.text, self._hooks.matcher, matched, False, at_catalogue
+                appended, _ = await append.append_rows(
+                    conn,
+                    merged,
+                    clock.text,
+                    self._hooks.matcher,
+                    matched,
+                    False,
+                    at_catalogue,
+                    locked=True,
                 )
-                if any(not a.duplicate for a in appended):
-                    head = last
                 if self._hooks.step_names is not None and any(
                     CORRELATION_ATTRIBUTE in e.attributes for e in merged
                 ):
@@ -368,13 +373,20 @@ class PostgresStore:
                 else:
                     results.append(await op(conn))
             if emitted:
-                _, head = await append.append_rows(
-                    conn, emitted, clock.text, self._hooks.matcher, matched, True, at_catalogue
+                # It notifies the new head with every trigger the flush fired, as the
+                # appends' own statement did with theirs.
+                await append.append_rows(
+                    conn,
+                    emitted,
+                    clock.text,
+                    self._hooks.matcher,
+                    matched,
+                    True,
+                    at_catalogue,
+                    locked=bool(appends),
                 )
-            if head is not None:
-                await wakeup.notify(conn, head, matched)
             await nudges.notify(conn)
-            await tx.commit()
+            await conn.execute("COMMIT")
             if checked and not self._moved_catalogue:
                 # Committed: the matcher is at this version. (If this flush moved it, the
                 # model's own process installs the change after the commit, so the next
@@ -386,7 +398,7 @@ class PostgresStore:
                     queued.written = True  # later deliveries start a batch that is queued
             with _logged("rolling back a failed flush"):
                 if not conn.is_closed():
-                    await tx.rollback()
+                    await conn.execute("ROLLBACK")
             full = _storage_error(exc)
             if full is None:
                 raise

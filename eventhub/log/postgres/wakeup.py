@@ -38,7 +38,8 @@ _PAYLOAD_CHARS = 7000
 
 
 def payloads(head: int, tids: set[int]) -> list[str]:
-    """``"<head> <tid>,<tid>,..."``: as many as the triggers need (at least one)."""
+    """``"<head> <tid>,<tid>,..."``: as many as the triggers need (at least one); sent by
+    the statement that writes the appended batch (``append.py``)."""
     out: list[str] = []
     chunk: list[str] = []
     size = 0
@@ -56,12 +57,6 @@ def payloads(head: int, tids: set[int]) -> list[str]:
 def parse(payload: str) -> tuple[int, set[int]]:
     head, _, tids = payload.partition(" ")
     return int(head), {int(t) for t in tids.split(",") if t}
-
-
-async def notify(conn: Connection, head: int, tids: set[int]) -> None:
-    """Inside the commit's transaction: PostgreSQL sends it when (and only if) it commits."""
-    for payload in payloads(head, tids):
-        await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
 
 
 def instance_payloads(ids: set[str], due: float | None) -> list[str]:

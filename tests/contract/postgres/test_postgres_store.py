@@ -16,6 +16,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from eventhub import errors
+from eventhub.codec import parse
 from eventhub.errors import SnapshotUnsupported
 from eventhub.log.base import Hooks
 from eventhub.log.postgres import PostgresStore, schema
@@ -243,3 +244,46 @@ async def test_wake_ups_survive_a_lost_listen_connection(
 def _conforms(store: PostgresStore) -> Store:
     """mypy checks here that PostgresStore implements the storage port, method for method."""
     return store
+
+
+# -- the flush's round trips ---------------------------------------------------------------------
+
+
+async def test_a_flush_of_appends_is_four_round_trips_and_notifies_its_triggers(
+    store: PostgresStore, wiring: Wiring
+) -> None:
+    """Round trips are most of a flush's time on PostgreSQL (append.py): BEGIN with the head's
+    lock, one read, one write carrying the NOTIFY, COMMIT; whatever the batch fires."""
+    tid = await store.ensure_trigger("km", "all")
+    wiring.matcher = lambda _attributes: [tid]
+    heard: list[set[int]] = []
+    wiring.on_commit = heard.append
+    traced = parse.parse_binary(
+        [
+            (b"ce-specversion", b"1.0"),
+            (b"ce-id", b"traced"),
+            (b"ce-source", b"/s"),
+            (b"ce-type", b"t"),
+            (b"ce-traceid", b"trace-1"),
+        ],
+        "application/json",
+        b"{}",
+    )
+    await store.append([event("warm-up")])  # asyncpg prepares each statement once
+    sent: list[str] = []
+    writer = store._conn  # the writer's connection: what one flush sends, in order
+    assert writer is not None
+    with writer.query_logger(lambda q: sent.append(q.query)):
+        appended = await store.append([event("a"), traced, event("b")])
+        assert [a.offset for a in appended] == [2, 3, 4]
+        assert len(sent) == 4, sent
+        await until(lambda: {tid} in heard)  # the NOTIFY went with the write
+        # Duplicates only: nothing written, nothing notified.
+        sent.clear()
+        again = await store.append([event("a"), event("b")])
+        assert [(a.offset, a.duplicate) for a in again] == [(2, True), (4, True)]
+        assert len(sent) == 3, sent
+    assert [e.offset for e in await store.read_trigger_after(tid, 0, 10)] == [1, 2, 3, 4]
+    (member,) = await store.get_trace("trace-1")
+    assert member.offset == 3
+    assert await store.head() == 4
