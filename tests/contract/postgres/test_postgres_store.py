@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
@@ -271,7 +272,9 @@ async def test_a_flush_of_appends_is_four_round_trips_and_notifies_its_triggers(
     )
     await store.append([event("warm-up")])  # asyncpg prepares each statement once
     sent: list[str] = []
-    writer = store._conn  # the writer's connection: what one flush sends, in order
+    # The writer's connection (asyncpg's, beyond our Session protocol): what one flush
+    # sends, in order.
+    writer: Any = store._conn
     assert writer is not None
     with writer.query_logger(lambda q: sent.append(q.query)):
         appended = await store.append([event("a"), traced, event("b")])
