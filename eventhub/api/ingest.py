@@ -233,6 +233,8 @@ def _signature(incoming: _asgi.Incoming, names: Sequence[bytes]) -> str | None:
 def _receipt(events: list[NewEvent], appended: list[Appended]) -> bytes:
     """What was stored; an event that names a process instance (``cxpinstanceid``) also
     says what it did there: ``correlation`` is woke, buffered or unrouted (SPEC §6.2)."""
+    if len(events) == 1 and appended[0].correlation is None:
+        return _one_receipt(events[0], appended[0])
     entries = []
     for e, a in zip(events, appended, strict=True):
         entry = {
@@ -246,6 +248,22 @@ def _receipt(events: list[NewEvent], appended: list[Appended]) -> bytes:
             entry["correlation"] = a.correlation
         entries.append(entry)
     return orjson.dumps({"accepted": len(events), "events": entries})
+
+
+def _one_receipt(event: NewEvent, appended: Appended) -> bytes:
+    """``_receipt`` of one event without a correlation, the same bytes, written without
+    building the dicts for the JSON encoder (2.6 µs against 1.1 µs; only the two strings
+    need escaping)."""
+    return (
+        b'{"accepted":1,"events":[{"source":%b,"id":%b,"offset":%d,"revision":%d,"duplicate":%b}]}'
+        % (
+            orjson.dumps(event.source),
+            orjson.dumps(event.id),
+            appended.offset,
+            appended.revision,
+            b"true" if appended.duplicate else b"false",
+        )
+    )
 
 
 async def post_events(ingest: Ingest, incoming: _asgi.Incoming, caller: auth.Caller) -> bytes:
