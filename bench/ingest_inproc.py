@@ -4,7 +4,7 @@ keep what they are given, against the bare Starlette endpoint (bench/bare_app.py
 uvicorn's protocol on the same bytes. No sockets, no load generator: what differs between
 the modes is only the server's Python, so the figures hold on a busy machine, where
 bench/ingest.py's rates swing by ±25%. Process CPU time (the commit thread's included),
-modes alternating round by round.
+modes alternating round by round, in reverse order every other round.
 
 Modes: ``bare`` (the ceiling), ``direct`` (``POST /events`` answered by the protocol,
 api/_direct.py), ``asgi`` (the same hub with the direct path off: uvicorn's cycle and the
@@ -147,8 +147,9 @@ async def measure(rounds: int, batches: int, modes: list[str]) -> None:
     figures: dict[str, list[float]] = {mode: [] for mode in modes}
     first = 0
     try:
-        for _ in range(rounds):
-            for mode in figures:
+        for round_ in range(rounds):
+            # Every other round in reverse: what runs first in a round gains nothing.
+            for mode in list(figures)[:: 1 if round_ % 2 == 0 else -1]:
                 if mode == "bare":
                     cls, config = HttpToolsProtocol, bare_config
                 else:
@@ -164,6 +165,14 @@ async def measure(rounds: int, batches: int, modes: list[str]) -> None:
     for mode, values in figures.items():
         spread = f"{min(values):.1f} to {max(values):.1f}"
         print(f"{mode:7s} {medians[mode]:7.1f} µs/request (median of {rounds}; {spread})")
+    if "direct" in figures and "asgi" in figures:
+        # Each round's pair ran back to back: their ratio holds better than the medians do
+        # when the machine's load moves between rounds.
+        paired = [a / d for d, a in zip(figures["direct"], figures["asgi"], strict=True)]
+        rounds_text = " ".join(f"{r:.2f}" for r in paired)
+        print(
+            f"asgi/direct, round by round: {rounds_text} (median {statistics.median(paired):.3f})"
+        )
     for mode in ("direct", "asgi") if "bare" in medians else ():
         if mode not in medians:
             continue
