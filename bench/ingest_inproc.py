@@ -137,6 +137,7 @@ async def measure(rounds: int, batches: int, modes: list[str]) -> None:
     app = app_module.build(settings)
     hub = app.state.hub
     await hub.start()
+    eventhub_server.tune_gc()  # as ``eventhub serve`` does once the hub has started
     hub_config = eventhub_server.config(app, settings, log_level="warning")
     hub_config.load()
     hub_cls = hub_config.http
