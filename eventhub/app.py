@@ -17,6 +17,7 @@ from starlette.routing import Route, request_response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eventhub.api import (
+    _direct,
     admin,
     backup,
     catalog,
@@ -49,11 +50,14 @@ class _App(Starlette):
     ServerErrorMiddleware. Every HTTP request gets its access line here (ops/logs.py), when
     the ``eventhub.access`` logger is on."""
 
-    def __init__(self, post_events: ASGIApp, **kwargs: Any) -> None:
+    def __init__(self, post_events: ingest.Endpoint, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._post_events = ServerErrorMiddleware(
             post_events, handler=errors.HANDLERS[Exception], debug=self.debug
         )
+        # Served by the HTTP protocol itself under eventhub's server (api/_direct.py); it
+        # mirrors the non-debug ServerErrorMiddleware, so debug mode keeps the ASGI way.
+        self.direct_ingest = None if self.debug else _direct.Direct(post_events, self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

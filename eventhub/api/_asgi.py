@@ -9,6 +9,8 @@ does. The other endpoints keep Starlette; errors of both kinds become responses 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
@@ -20,11 +22,15 @@ class Incoming:
     """One request: its scope, its headers (lower-case names; the last of repeated ones wins, as
     ``_http.header`` has it) and its body, read on demand."""
 
-    __slots__ = ("events", "headers", "mode", "receive", "scope")
+    __slots__ = ("events", "headers", "mode", "ready", "receive", "scope")
 
-    def __init__(self, scope: Scope, receive: Receive) -> None:
+    def __init__(
+        self, scope: Scope, receive: Receive, ready: Callable[[], bytes | None] | None = None
+    ) -> None:
         self.scope = scope
         self.receive = receive
+        # The body when the server already holds all of it (api/_direct.py), else None.
+        self.ready = ready
         self.headers: dict[bytes, bytes] = dict(scope["headers"])
         # What the handler found the request to be, for /metrics (ops/metrics.py): its mode
         # (binary, structured, batch, webhook) and how many events it parsed.
@@ -39,6 +45,11 @@ class Incoming:
         """The whole body, refused before it is read when too large or unsized, and given up on
         when the client takes longer than ``deadlines.seconds`` to send it (it holds a slot)."""
         check_length(self.header(b"content-length"), limit)
+        if self.ready is not None:
+            # Arrived whole with the head (the common case): no read, so no deadline either.
+            body = self.ready()
+            if body is not None:
+                return body
         try:
             return await deadlines.within(_collect(self.receive))
         except Expired:

@@ -17,6 +17,9 @@ connection the kernel hands it. This subclass adds, before the app sees anything
   a fresh connection.
 - Errors uvicorn answers in plain text (a malformed request) are answered in eventhub's JSON
   shape (``api/errors.http1_error``).
+- ``POST /events`` is served by the ingest endpoint directly, without the ASGI stack
+  (``api/_direct.py``), when the app offers it (``direct_ingest``); every limit above applies
+  to it as to any request, since it is decided only once the head has passed them.
 
 Keep-alive, flow control and pipelining stay uvicorn's: this class only observes the parser
 callbacks and calls up. On the hot path (a head that arrives in one read) it adds a few
@@ -36,6 +39,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from eventhub import errors
+from eventhub.api import _direct
 from eventhub.api import errors as api_errors
 
 log = logging.getLogger(__name__)
@@ -119,6 +123,7 @@ class LimitedProtocol(HttpToolsProtocol):
     _read_bytes = 0  # size of the read being parsed
     _refused = False  # an error answer was sent or is due: ignore further bytes
     _drained = 0  # bytes ignored since
+    _direct_ingest: _direct.Direct | None = None  # how POST /events is served without ASGI
 
     # -- connection ----------------------------------------------------------------------------
 
@@ -130,6 +135,10 @@ class LimitedProtocol(HttpToolsProtocol):
             transport.close()
             return
         self._header_timer = self.loop.call_later(self.limits.header_timeout, self._head_timeout)
+        direct = getattr(self.config.app, "direct_ingest", None)
+        # The ASGI way wherever the direct one would differ from it (api/_direct.py).
+        if not self.root_path and self.limit_concurrency is None:
+            self._direct_ingest = direct
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.registry.forget(self)
@@ -210,7 +219,45 @@ class LimitedProtocol(HttpToolsProtocol):
             raise self._too_large()
         # Only now is a request in progress: a head still arriving may be evicted at the cap.
         self.registry.busy(self)
+        if self._direct_ingest is not None and self.parser.get_method() == b"POST":
+            query = _direct.query_of(self.url)
+            if query is not None and not self.parser.should_upgrade():
+                self._start_direct(self._direct_ingest, query)
+                return
         super().on_headers_complete()
+
+    def _start_direct(self, direct: _direct.Direct, query: bytes) -> None:
+        """uvicorn's ``on_headers_complete`` for ``POST /events``, with a ``DirectCycle``:
+        the same scope, keep-alive and pipelining."""
+        http_version = self.parser.get_http_version()
+        scope = self.scope
+        scope["method"] = "POST"
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        scope["path"] = "/events"
+        scope["raw_path"] = b"/events"
+        scope["query_string"] = query
+        existing_cycle = self.cycle
+        cycle = self.cycle = _direct.DirectCycle(
+            scope=scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=http_version != "1.0" and self.parser.should_keep_alive(),
+            on_response=self.on_response_complete,
+        )
+        cycle.direct = direct
+        if existing_cycle is None or existing_cycle.response_complete:
+            self._start_asgi_task(cycle, self.app)
+        else:
+            # Pipelined: queued as uvicorn queues its own cycles.
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, self.app))
 
     def on_message_complete(self) -> None:
         self._in_body = False

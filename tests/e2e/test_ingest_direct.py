@@ -1,0 +1,138 @@
+"""``POST /events`` is answered by the HTTP protocol itself (api/_direct.py), not through
+ASGI: what a client sees is what the ASGI way gives. A request whose target is in absolute
+form (``POST http://host/events``) still takes the ASGI way, so the two can be compared."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+
+from tests.conftest import ADMIN_KEY, Running
+from tests.e2e.helpers import STRUCTURED
+from tests.reliability.ingest_raw import Answer, head, read_answer
+
+_AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def _event(event_id: str) -> bytes:
+    return json.dumps(
+        {"specversion": "1.0", "id": event_id, "source": "/direct", "type": "com.example.t"}
+    ).encode()
+
+
+def _port(server: Running) -> int:
+    return int(server.url.rsplit(":", 1)[1])
+
+
+def _post(target: str, body: bytes, **headers: str) -> bytes:
+    return head("POST", target, {**_AUTH, "Content-Type": STRUCTURED, **headers}, len(body)) + body
+
+
+@contextlib.asynccontextmanager
+async def _connection(server: Running):  # type: ignore[no-untyped-def]
+    reader, writer = await asyncio.open_connection("127.0.0.1", _port(server))
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+def _without_date(answer: Answer) -> bytes:
+    return re.sub(rb"(?im)^date: .*\r\n", b"", answer.head)
+
+
+async def test_the_direct_answer_is_the_asgi_answer(server: Running) -> None:
+    async with _connection(server) as (reader, writer):
+        writer.write(_post("/events", _event("d-1")))
+        direct = await read_answer(reader)
+        writer.write(_post(f"{server.url}/events", _event("d-2")))
+        via_asgi = await read_answer(reader)
+    assert direct.status == via_asgi.status == 200
+    # Byte for byte the same head: status line, server, content-length, content-type.
+    assert _without_date(direct) == _without_date(via_asgi)
+    assert json.loads(direct.body)["events"][0]["id"] == "d-1"
+    assert json.loads(via_asgi.body)["events"][0]["id"] == "d-2"
+    # Errors too: an event without a type, 400 in the one error shape, either way.
+    bad = json.dumps({"specversion": "1.0", "id": "x", "source": "/direct"}).encode()
+    async with _connection(server) as (reader, writer):
+        writer.write(_post("/events", bad))
+        direct = await read_answer(reader)
+        writer.write(_post(f"{server.url}/events", bad))
+        via_asgi = await read_answer(reader)
+    assert direct.status == via_asgi.status == 400
+    assert _without_date(direct) == _without_date(via_asgi)
+    assert direct.body == via_asgi.body
+
+
+async def test_pipelined_requests_are_answered_in_order(server: Running) -> None:
+    async with _connection(server) as (reader, writer):
+        # Three requests in one write; the middle one goes the ASGI way (another route).
+        writer.write(
+            _post("/events", _event("p-1"))
+            + head("GET", "/healthz", {})
+            + _post("/events?x=1", _event("p-2"))
+        )
+        first, health, second = [await read_answer(reader) for _ in range(3)]
+    assert first.status == 200 and json.loads(first.body)["events"][0]["id"] == "p-1"
+    assert health.status == 200
+    assert second.status == 200 and json.loads(second.body)["events"][0]["id"] == "p-2"
+    assert [e["event"]["id"] for e in await server.log()] == ["p-1", "p-2"]
+
+
+async def test_a_body_sent_after_100_continue(server: Running) -> None:
+    body = _event("c-1")
+    async with _connection(server) as (reader, writer):
+        writer.write(
+            head(
+                "POST",
+                "/events",
+                {**_AUTH, "Content-Type": STRUCTURED, "Expect": "100-continue"},
+                len(body),
+            )
+        )
+        interim = await reader.readline()
+        assert interim.startswith(b"HTTP/1.1 100 ")
+        assert await reader.readline() == b"\r\n"
+        # Sent in two parts: the endpoint reads a body still arriving.
+        writer.write(body[:10])
+        await writer.drain()
+        await asyncio.sleep(0)
+        writer.write(body[10:])
+        answer = await read_answer(reader)
+    assert answer.status == 200, answer.body
+    assert json.loads(answer.body)["events"][0]["id"] == "c-1"
+
+
+async def test_http_1_0_is_answered_and_closed(server: Running) -> None:
+    body = _event("h-1")
+    raw = _post("/events", body).replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
+    async with _connection(server) as (reader, writer):
+        writer.write(raw)
+        answer = await read_answer(reader)
+        assert b"connection: close\r\n" in answer.head.lower()
+        assert await reader.read() == b""  # closed by the server
+    assert answer.status == 200
+
+
+async def test_a_chunked_body_is_refused_as_before(server: Running) -> None:
+    raw = head(
+        "POST", "/events", {**_AUTH, "Content-Type": STRUCTURED, "Transfer-Encoding": "chunked"}
+    )
+    body = _event("k-1")
+    async with _connection(server) as (reader, writer):
+        writer.write(raw + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
+        answer = await read_answer(reader)
+    assert answer.status == 411
+    assert json.loads(answer.body)["error"]["code"] == "length_required"
+    assert await server.log() == []
+
+
+async def test_head_on_events_still_takes_the_router(server: Running) -> None:
+    async with _connection(server) as (reader, writer):
+        writer.write(head("HEAD", "/events", _AUTH))
+        status = await reader.readline()
+    assert status.split()[1] in (b"200", b"204")
