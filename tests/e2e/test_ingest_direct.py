@@ -13,7 +13,7 @@ from tests.conftest import ADMIN_KEY, Running
 from tests.e2e.helpers import STRUCTURED
 from tests.reliability.ingest_raw import Answer, head, read_answer
 
-_AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+_AUTH: dict[str, str | bytes] = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def _event(event_id: str) -> bytes:
