@@ -79,7 +79,10 @@ class Subscriptions:
         self._default_retries = default_retries
         self._overlap = rotation_overlap
         self._supervisors: dict[str, Supervisor] = {}
-        self._by_tid: dict[int, set[str]] = defaultdict(set)
+        # Per trigger, its supervisors in the order they were adopted (at start: the order the
+        # subscriptions were created in, which is their rows' order on disk): a fan-out wakes
+        # them in that order, so the cursor writes of one commit land on neighbouring pages.
+        self._by_tid: dict[int, dict[str, Supervisor]] = defaultdict(dict)
         self._pages = Pages(deps.store)
         # Pages held per owner: twice its connections, as ``Deps.pages`` is for the whole hub.
         self._owner_pages = owners.PerOwner(2 * deps.sender.per_owner)
@@ -178,7 +181,7 @@ class Subscriptions:
                 previous = self._supervisors.pop(sub_id, None)
                 if previous is not None:
                     await previous.stop()
-                    self._by_tid[previous.sub.tid].discard(sub_id)
+                    self._by_tid[previous.sub.tid].pop(sub_id, None)
 
     async def fresh(self, ids: AbstractSet[str] | None = None) -> None:
         """Before a read: on PostgreSQL, bring the copies this process does not deliver up
@@ -206,7 +209,7 @@ class Subscriptions:
             await previous.stop()
         supervisor = Supervisor(sub, self._deps, self._pages, self._owner_pages)
         self._supervisors[sub.id] = supervisor
-        self._by_tid[sub.tid].add(sub.id)
+        self._by_tid[sub.tid][sub.id] = supervisor
         if sub.status in LIVE and not self._closed and self._leases.holds(sub.id):
             supervisor.start()
         return supervisor
@@ -236,8 +239,10 @@ class Subscriptions:
         tids = tuple(tids)
         self._pages.appended(tids)  # before any supervisor reads again
         for tid in tids:
-            for sub_id in self._by_tid.get(tid, ()):
-                self._supervisors[sub_id].wake()
+            supervisors = self._by_tid.get(tid)
+            if supervisors is not None:
+                for supervisor in supervisors.values():
+                    supervisor.wake()
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -357,7 +362,7 @@ class Subscriptions:
         if status is None:
             await store.delete_subscription(sub.id)  # first: a failure leaves it as it was
             del self._supervisors[sub.id]
-            self._by_tid[sub.tid].discard(sub.id)
+            self._by_tid[sub.tid].pop(sub.id, None)
             del self._locks[sub.id]  # whoever waits on it finds the subscription gone
             await self._deps.notify(sub, move, "deleted")
             return None

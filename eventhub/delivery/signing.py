@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
+import hashlib
 import secrets
 from collections.abc import Sequence
 
@@ -34,17 +34,52 @@ def parse_secret(secret: str) -> bytes:
     return key
 
 
-def sign(msg_id: str, timestamp: int, body: bytes, keys: Sequence[bytes]) -> str:
+# RFC 2104: SHA-256 hashes 64-byte blocks; the key, padded to one, XORed with these bytes.
+_BLOCK = 64
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+class Key:
+    """One HMAC-SHA256 key with its inner and outer pads hashed once (RFC 2104).
+
+    A signature then copies two hash states instead of keying an HMAC afresh: on OpenSSL 3
+    ``hmac.digest`` spends more on setting up the key than on hashing a 1 KB body (4.5 us
+    against 1.6 us a signature here), and a fan-out signs once per subscription."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+
+    def entry(self, prefix: bytes, body: bytes) -> str:
+        """``v1,<base64 HMAC of prefix + body>``: the body is hashed where it lies, not copied
+        behind the prefix first."""
+        inner = self._inner.copy()
+        inner.update(prefix)
+        inner.update(body)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return "v1," + binascii.b2a_base64(outer.digest(), newline=False).decode()
+
+
+def _signed_prefix(msg_id: str, timestamp: int) -> bytes:
+    return b"%s.%d." % (msg_id.encode("utf-8"), timestamp)
+
+
+def sign(msg_id: str, timestamp: int, body: bytes, keys: Sequence[bytes | Key]) -> str:
     """The ``webhook-signature`` header value: one ``v1,`` entry per key, space-separated."""
-    signed = b"%s.%d.%s" % (msg_id.encode("utf-8"), timestamp, body)
-    # hmac.digest: OpenSSL's one-shot HMAC, without an hmac object per key (~20% less).
-    return " ".join(
-        "v1," + binascii.b2a_base64(hmac.digest(key, signed, "sha256"), newline=False).decode()
-        for key in keys
-    )
+    prefix = _signed_prefix(msg_id, timestamp)
+    return " ".join((key if isinstance(key, Key) else Key(key)).entry(prefix, body) for key in keys)
 
 
-def headers(msg_id: str, timestamp: int, body: bytes, keys: Sequence[bytes]) -> dict[str, str]:
+def headers(
+    msg_id: str, timestamp: int, body: bytes, keys: Sequence[bytes | Key]
+) -> dict[str, str]:
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
@@ -54,16 +89,17 @@ def headers(msg_id: str, timestamp: int, body: bytes, keys: Sequence[bytes]) -> 
 
 class Signer:
     """The keys of one subscription: the current secret, and the previous one until
-    ``previous_expires`` (seconds since the epoch) during a rotation overlap."""
+    ``previous_expires`` (seconds since the epoch) during a rotation overlap. Each key's
+    HMAC pads are hashed here, once (``Key``), not on every delivery."""
 
     def __init__(
         self, current: str, previous: str | None = None, previous_expires: float | None = None
     ) -> None:
-        self._current = parse_secret(current)
-        self._previous = parse_secret(previous) if previous else None
+        self._current = Key(parse_secret(current))
+        self._previous = Key(parse_secret(previous)) if previous else None
         self._previous_expires = previous_expires
 
-    def keys(self, now: float) -> list[bytes]:
+    def keys(self, now: float) -> list[Key]:
         keys = [self._current]
         if self._previous is not None and (
             self._previous_expires is None or now < self._previous_expires

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hmac
 import json
 import time
 from pathlib import Path
@@ -88,3 +90,14 @@ def test_verifiers_reject_tampering(tamper: str) -> None:
 def test_bad_secrets_are_refused(bad: str) -> None:
     with pytest.raises(errors.InvalidRequest):
         signing.parse_secret(bad)
+
+
+@pytest.mark.parametrize("length", [1, 24, 32, 63, 64, 65, 200])
+def test_precomputed_key_signs_as_hmac_does(length: int) -> None:
+    # Key hashes its pads once; any key length (longer than a block: hashed first, RFC 2104)
+    # must give what hmac itself gives for the same id, timestamp and body.
+    key = bytes(range(256))[:length]
+    body = b'{"offset": 7}' * 50
+    expected = base64.b64encode(hmac.digest(key, b"msg_9.1700000000." + body, "sha256")).decode()
+    assert signing.sign("msg_9", 1700000000, body, [signing.Key(key)]) == f"v1,{expected}"
+    assert signing.sign("msg_9", 1700000000, body, [key]) == f"v1,{expected}"

@@ -1,5 +1,6 @@
 """Delivery batching: cursors and attempts written by the group commit, one queued write for
-every successful delivery that arrives before the next flush."""
+every successful delivery recorded while the batch was held and queued (``SqliteStore.
+record_delivery`` says how long it is held)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from eventhub.models import Attempt, Subscription
 class Deliveries:
     """Successful deliveries waiting for the next flush: one queued write for all of them."""
 
-    __slots__ = ("attempts", "subs", "written")
+    __slots__ = ("attempts", "queued", "subs", "written")
 
     def __init__(self) -> None:
         self.subs: dict[str, Subscription] = {}
         self.attempts: list[tuple[str, Attempt]] = []
+        self.queued = False  # handed to the writer (until then the store holds it)
         self.written = False  # from now on, a new delivery starts the next batch
 
     def __call__(self, cur: sqlite3.Cursor) -> None:

@@ -69,6 +69,11 @@ log = logging.getLogger(__name__)
 
 R = TypeVar("R")
 
+# How long the records of deliveries that caught up are held before their write is queued, and
+# how many attempts queue it at once (``record_delivery``): ~5 ms of the loop for the write.
+DELIVERIES_HOLD = 0.05
+DELIVERIES_HELD = 512
+
 
 def _probe(cur: sqlite3.Cursor) -> None:
     """The smallest real write: page 1 rewritten with the value it holds (a WAL frame)."""
@@ -102,6 +107,11 @@ class SqliteStore:
         self._hooks = hooks  # what the store calls: which triggers fire, who to tell
         self._deliveries: Deliveries | None = None  # the batch record_delivery fills
         self._written_deliveries: Deliveries | None = None  # the one before it
+        self._hold: asyncio.TimerHandle | None = None  # queues a held batch when it expires
+        # Per trigger, an offset at or after its last event (the head of the flush that last
+        # appended to it): a cursor there has caught up (``record_delivery``). Unknown until
+        # a commit appends to the trigger: until then every record is queued at once.
+        self._heads: dict[int, int] = {}
         self._last_offset = 0
         self._committer: concurrent.futures.ThreadPoolExecutor | None = None
         self._quiet = asyncio.Event()  # set: no transaction is open on the writer connection
@@ -138,6 +148,7 @@ class SqliteStore:
     async def close(self) -> None:
         """Release everything, whatever failed before or fails now: each step on its own, so
         a full disk at the last checkpoint still closes every connection and thread."""
+        self._queue_deliveries()  # a held batch goes with the last flush
         writer, self._writer = self._writer, None
         with logged("stopping the writer"):
             if writer is not None:
@@ -189,7 +200,11 @@ class SqliteStore:
         return result
 
     def _writer_or_fail(self) -> GroupCommitWriter[WriteOp, Any]:
+        """The writer, for a write about to be queued: held deliveries are queued first, so
+        they share its commit and keep their place before it."""
         assert self._writer is not None, "store is not open"
+        if self._hold is not None:
+            self._queue_deliveries()
         return self._writer
 
     async def _write(self, ops: list[WriteOp]) -> list[Any]:
@@ -279,6 +294,8 @@ class SqliteStore:
             hooks.on_appended(self._last_offset)
         if emitted and hooks.on_emitted is not None:
             hooks.on_emitted(emitted)
+        for tid in matched:
+            self._heads[tid] = self._last_offset
         if matched and hooks.on_commit is not None:
             hooks.on_commit(matched)
         if (
@@ -538,18 +555,47 @@ class SqliteStore:
         """Like ``save_delivery``, without waiting for the commit: for a cursor moving forward
         after a 2xx, where a crash before the commit only means a re-delivery.
 
-        The records that arrive before the next flush share one queued write: two
-        ``executemany`` for hundreds of deliveries instead of two statements each."""
+        The records share one write (two ``executemany`` for hundreds of deliveries). A
+        subscription with more to deliver queues that write at once, so a crash re-delivers
+        only what was in flight, as before. One that has caught up with its trigger (a
+        fan-out: 10,000 subscriptions each delivering the one new event) lets the write wait
+        for up to ``DELIVERIES_HOLD`` seconds, ``DELIVERIES_HELD`` attempts, its own next
+        delivery, or any other write (it goes first, in the same commit): a commit's cost is
+        in the pages it dirties (a subscription's row, its attempts' leaf), and queued as soon
+        as the writer was free a fan-out committed ~50 deliveries at a time, at ~3x the cost
+        a delivery of 500 (measured on a copy of the schema). A crash in that window
+        re-delivers that subscription's last page, once. A read of the attempts
+        (``_settle_attempts``) queues a write, so it still lists them all."""
         batch = self._deliveries
         if batch is None or batch.written:
             # The writer flushes one batch at a time, so the one before may still be
             # committing, and none older (``_settle_attempts``).
+            assert self._writer is not None, "store is not open"
             self._written_deliveries = batch
             batch = self._deliveries = Deliveries()
-            self._writer_or_fail().enqueue(batch)
+        again = sub.id in batch.subs
         batch.subs[sub.id] = sub
         if attempt is not None:
             batch.attempts.append((sub.id, attempt))
+        if batch.queued:
+            return  # it fills on until the writer takes it
+        head = self._heads.get(sub.tid)
+        if again or head is None or sub.cursor < head or len(batch.attempts) >= DELIVERIES_HELD:
+            self._queue_deliveries()
+        elif self._hold is None:
+            self._hold = asyncio.get_running_loop().call_later(
+                DELIVERIES_HOLD, self._queue_deliveries
+            )
+
+    def _queue_deliveries(self) -> None:
+        """Hand the held batch, if any, to the writer (it fills on until it is written)."""
+        hold, self._hold = self._hold, None
+        if hold is not None:
+            hold.cancel()
+        batch = self._deliveries
+        if batch is not None and not batch.queued and self._writer is not None:
+            batch.queued = True
+            self._writer.enqueue(batch)
 
     # -- process definitions and instances (SPEC §6.2; log/sqlite/instances.py) ---------------------
 
