@@ -143,9 +143,13 @@ def event_from_json(
     has_data, has_b64 = "data" in obj, "data_base64" in obj
     if has_data and has_b64:
         problems.append(Problem("data and data_base64 are mutually exclusive", "data", index))
-    attrs, found = attributes.check(
-        {k: v for k, v in obj.items() if k not in attributes.RESERVED}, index
-    )
+    if has_data or has_b64:
+        fields = dict(obj)  # a copy in C, then the two members that are not attributes out
+        fields.pop("data", None)
+        fields.pop("data_base64", None)
+    else:
+        fields = obj  # check copies what it returns: obj is not changed
+    attrs, found = attributes.check(fields, index)
     problems.extend(found)
     if extra_rules is not None:
         problems.extend(extra_rules(attrs, index))

@@ -219,3 +219,44 @@ def test_the_quick_acceptance_agrees_with_the_full_check(base: bool, extra: dict
     assert (accepted is not None) == (problems == [])
     if accepted is not None:
         assert accepted == normalised
+
+
+timestamps = st.builds(
+    lambda y, mo, d, t, h, mi, s, frac, zone: (
+        f"{y:04d}-{mo:02d}-{d:02d}{t}{h:02d}:{mi:02d}:{s:02d}{frac}{zone}"
+    ),
+    st.integers(0, 9999),
+    st.integers(0, 13),
+    st.integers(0, 32),
+    st.sampled_from(["T", "t", " "]),
+    st.integers(0, 25),
+    st.integers(0, 61),
+    st.integers(0, 61),
+    st.sampled_from(["", ".5", ".123456789", "."]),
+    st.sampled_from(["Z", "z", "+00:00", "-23:59", "+24:00", "+05:60", "", "+0500"]),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(value=st.one_of(timestamps, st.text(max_size=30)))
+def test_the_quick_time_check_agrees_with_the_full_one(value: str) -> None:
+    """``valid_time`` accepts most timestamps by one pattern with the ranges in it, and sends
+    the rest (the 29th-31st, leap seconds, anything odd) to the full check: never a
+    different answer."""
+    assert attributes.valid_time(value) == attributes._valid_time_full(value)
+
+
+def test_the_quick_time_check_leaves_the_calendar_to_the_full_one() -> None:
+    expected = {
+        "2024-02-29T23:59:59Z": True,
+        "2023-02-29T23:59:59Z": False,  # not a leap year
+        "1900-02-29T00:00:00Z": False,
+        "2000-02-29T00:00:00Z": True,
+        "2023-04-31T10:00:00+02:00": False,
+        "2023-12-31T23:59:60Z": True,  # a leap second
+        "2023-02-28T00:00:00Z": True,
+        "2023-02-28T24:00:00Z": False,
+    }
+    for stamp, valid in expected.items():
+        assert attributes.valid_time(stamp) is valid, stamp
+        assert attributes._valid_time_full(stamp) is valid, stamp
