@@ -88,19 +88,35 @@ def check(
 
 
 _Plan = tuple[Callable[[dict[str, Any]], tuple[Any, ...]], bool, tuple[str, ...]]
+# Plans by tuple of names. Bounded in entries and in what one entry may hold, so that events
+# with many or long made-up names cannot make it grow: those are planned every time.
+_PLANS: dict[tuple[str, ...], _Plan | None] = {}
+_PLANS_MAX, _PLAN_NAMES_MAX, _PLAN_NAME_CHARS_MAX = 1024, 32, 64
 
 
-@functools.lru_cache(maxsize=1024)
 def _plan(names: tuple[str, ...]) -> _Plan | None:
     """What ``_accept`` checks of an event with exactly these attribute names (none null):
     a getter of its spec string attributes (the required four among them), whether it has a
     ``time``, and its extensions' names; None when the names alone make it invalid. Cached:
     a producer sends the same names in the same order event after event."""
+    try:
+        return _PLANS[names]
+    except KeyError:
+        pass
+    plan = _make_plan(names)
+    if len(names) <= _PLAN_NAMES_MAX and max(map(len, names), default=0) <= _PLAN_NAME_CHARS_MAX:
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        _PLANS[names] = plan
+    return plan
+
+
+def _make_plan(names: tuple[str, ...]) -> _Plan | None:
     if not set(REQUIRED) <= set(names):
         return None
     strings = [name for name in names if name in _STRING_ATTRIBUTES]
     others = [name for name in names if name not in _STRING_ATTRIBUTES]
-    if not all(valid_name(name) for name in others):
+    if not all(_NAME.match(name) for name in others):
         return None
     extensions = tuple(name for name in others if name != "time")
     return operator.itemgetter(*strings), "time" in others, extensions

@@ -260,3 +260,18 @@ def test_the_quick_time_check_leaves_the_calendar_to_the_full_one() -> None:
     for stamp, valid in expected.items():
         assert attributes.valid_time(stamp) is valid, stamp
         assert attributes._valid_time_full(stamp) is valid, stamp
+
+
+def test_the_plans_of_attribute_names_stay_bounded() -> None:
+    """Names are planned once and remembered, but not many, long or made-up ones: a producer
+    cannot grow the cache with them."""
+    base = {"specversion": "1.0", "id": "1", "source": "s", "type": "t"}
+    many = {**base, **{f"x{n}": "v" for n in range(40)}}
+    long = {**base, "x" * 100: "v"}
+    for attrs in (many, long, base):
+        assert attributes.check(attrs) == (attrs, [])
+    assert tuple(base) in attributes._PLANS
+    assert tuple(many) not in attributes._PLANS and tuple(long) not in attributes._PLANS
+    for n in range(attributes._PLANS_MAX + 10):
+        attributes.check({**base, f"e{n}": 1})
+    assert len(attributes._PLANS) <= attributes._PLANS_MAX
