@@ -122,6 +122,11 @@ def _make_plan(names: tuple[str, ...]) -> _Plan | None:
     return operator.itemgetter(*strings), "time" in others, extensions
 
 
+def accept(attributes: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``check``'s attributes when it would find no problem, else None (no problems named)."""
+    return _accept(attributes)
+
+
 def _accept(attributes: Mapping[str, Any]) -> dict[str, Any] | None:
     """The attributes without ``null`` members if ``_problems`` would find none, else None.
     Strings are checked for control characters all at once: joined, they contain one if and

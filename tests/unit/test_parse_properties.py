@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventhub import errors
-from eventhub.codec import attributes, parse
+from eventhub.codec import attributes, jsontext, parse
 from eventhub.events import NewEvent
 
 header_names = st.one_of(
@@ -275,3 +275,67 @@ def test_the_plans_of_attribute_names_stay_bounded() -> None:
     for n in range(attributes._PLANS_MAX + 10):
         attributes.check({**base, f"e{n}": 1})
     assert len(attributes._PLANS) <= attributes._PLANS_MAX
+
+
+valid_events = st.fixed_dictionaries(
+    {
+        "specversion": st.just("1.0"),
+        "id": st.text(min_size=1, max_size=5),
+        "source": st.sampled_from(["/s", "s"]),
+        "type": st.sampled_from(["t", "t.u"]),
+    },
+    optional={
+        "time": st.sampled_from(["2020-01-01T00:00:00Z", "2020-02-30T00:00:00Z", "2024-02-29T1"]),
+        "datacontenttype": st.sampled_from(["application/json", "text/plain", "a/b+json"]),
+        "subject": st.one_of(st.none(), st.text(max_size=3)),
+        "data": st.one_of(json_values, st.just(2**70), st.just({"b": 1, "a": [2**64]})),
+        "data_base64": st.just("AAEC"),
+        "ext": st.one_of(
+            st.none(), st.booleans(), st.integers(-(2**32), 2**32), st.text(max_size=3)
+        ),
+        "Bad": st.just("x"),
+    },
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    item=st.one_of(valid_events, event_objects),
+    repeat=st.booleans(),
+    default_time=st.sampled_from([None, "2026-01-01T00:00:00Z"]),
+)
+def test_the_quick_batch_event_is_the_full_one(
+    item: dict[str, Any], repeat: bool, default_time: str | None
+) -> None:
+    """``parse_batch`` takes an event through ``_quick_event`` when it can, else through
+    ``event_from_json``: where the quick one answers, both must give the same event (the
+    attributes in the same order too); a body with a repeated member is never quick."""
+    body = jsontext.dumps(item)  # integers beyond 64 bits too
+    if repeat and len(item) > 1:
+        first = next(iter(item))
+        body = body[:-1] + b"," + jsontext.dumps({first: item[first]})[1:]
+    (parsed,) = jsontext.loads(b"[" + body + b"]")
+    quick = parse._quick_event(parsed, default_time)
+    full, problems = parse.event_from_json(parsed, 0, default_time)
+    if quick is None:
+        return
+    assert full is not None and not problems
+    assert quick == full
+    assert list(quick.attributes) == list(full.attributes)
+    assert not (repeat and len(item) > 1)
+
+
+def test_the_quick_batch_event_takes_the_common_shape() -> None:
+    item = {
+        "specversion": "1.0",
+        "id": "1",
+        "source": "/s",
+        "type": "t",
+        "time": "2026-11-27T10:00:00.5Z",
+        "datacontenttype": "application/json",
+        "data": {"b": 1, "a": [1, 2]},
+    }
+    quick = parse._quick_event(item, None)
+    assert quick is not None and quick == parse.event_from_json(item, 0)[0]
+    assert parse._quick_event({**item, "data": 2**70}, None) is None  # beyond orjson
+    assert parse._quick_event({**item, "data_base64": "AAEC"}, None) is None
