@@ -16,6 +16,12 @@ socket). When one is chosen, the PostgreSQL ceiling (``pg_ceiling.py``: raw asyn
 of the same rows) is measured on that server in the same run, and the summary gives the
 PostgreSQL figures as ratios to it and to the SQLite figures of the same run.
 
+With ``batch``, each round first measures the SQLite ceiling (``sqlite_ceiling.py``: raw
+``executemany`` of 100-row batches of 1 KB rows into eventhub's schema, the hub's
+``synchronous``), and the batch ratio is (c)/(s): batch events/s over that ceiling's rows/s,
+both of the same round, the median over rounds. This is the one batch ratio: issue 13's
+definition, and the one ``python -m bench``'s targets table shows.
+
 With ``--url`` (and ``--key``) the eventhub scenarios go to an already running eventhub instead
 of a fresh local one; the bare endpoint still runs here, as this machine's ceiling.
 
@@ -69,6 +75,7 @@ ADMIN_KEY = "bench-admin-key-" + "x" * 24
 
 TARGET_RATIO = 0.60  # (b) binary (and (b') structured) events/s over (a) bare requests/s
 TARGET_BATCH = 50_000  # (c) batch events/s
+TARGET_BATCH_OVER_SQLITE = 0.60  # (c) over (s), the SQLite ceiling of the same round (issue 13)
 TARGET_PG_OVER_SQLITE = 0.50  # (b) on PostgreSQL over (b) on SQLite, same run (issue 12)
 SATURATED = 0.9  # a process using this share of a core is taken to be the bottleneck
 
@@ -474,10 +481,54 @@ def postgres_ratios(
     return out
 
 
-def summarize(
-    runs: list[dict[str, Any]], pg_ceiling: dict[str, Any] | None = None
+def sqlite_ceiling(seconds: float, batch: int, synchronous: str) -> dict[str, Any]:
+    """(s): ``sqlite_ceiling.py`` in its own process, as ``python -m bench`` runs it."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "sqlite_ceiling.py"),
+            *("--seconds", str(seconds), "--batch", str(batch)),
+            *("--synchronous", synchronous),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=REPO,
+    )
+    result: dict[str, Any] = orjson.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+def batch_ratios(
+    runs: list[dict[str, Any]], ceilings: dict[int, dict[str, Any]], generator: str
 ) -> dict[str, Any]:
-    """Medians per (generator, scenario), and the ratio (b)/(a) taken within each round."""
+    """(c)/(s): batch events/s over the SQLite ceiling's rows/s of the same round, the median
+    over rounds."""
+    per_round = [
+        r["events_per_s"] / ceilings[r["round"]]["rows_per_s"]
+        for r in runs
+        if r["generator"] == generator
+        and r["scenario"] == "batch"
+        and r["round"] in ceilings
+        and r["events_per_s"]
+    ]
+    ratio = _median(list(per_round))
+    return {
+        "batch_over_sqlite": ratio,
+        "batch_over_sqlite_per_round": per_round,
+        "batch_over_sqlite_target_met": (
+            None if ratio is None else ratio >= TARGET_BATCH_OVER_SQLITE
+        ),
+        "sqlite_ceiling_rows_per_s": _median([c["rows_per_s"] for c in ceilings.values()]),
+    }
+
+
+def summarize(
+    runs: list[dict[str, Any]],
+    pg_ceiling: dict[str, Any] | None = None,
+    sqlite_ceilings: dict[int, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Medians per (generator, scenario), the ratio (b)/(a) taken within each round, and
+    (c)/(s) against the SQLite ceiling of each round."""
     rows = []
     for generator in dict.fromkeys(r["generator"] for r in runs):
         for name in SCENARIOS:
@@ -534,8 +585,11 @@ def summarize(
             **per_mode,
             "batch_events_per_s": batch["events_per_s"] if batch else None,
             "batch_target_met": None if not batch else batch["events_per_s"] >= TARGET_BATCH,
+            **batch_ratios(runs, sqlite_ceilings or {}, generator),
         }
     summary: dict[str, Any] = {"rows": rows, "ratios": ratios}
+    if sqlite_ceilings:
+        summary["sqlite_ceilings"] = {str(k): v for k, v in sorted(sqlite_ceilings.items())}
     if any(SCENARIOS[r["scenario"]].database == "postgres" for r in runs):
         summary["postgres"] = postgres_ratios(runs, rows, pg_ceiling)
         summary["pg_ceiling"] = pg_ceiling
@@ -585,6 +639,19 @@ def markdown(summary: dict[str, Any]) -> str:
                 f"- {generator}: (c) = {r['batch_events_per_s']:,.0f} events/s "
                 f"(target ≥ {TARGET_BATCH:,}: {verdict})"
             )
+        if r.get("batch_over_sqlite") is not None:
+            verdict = "met" if r["batch_over_sqlite_target_met"] else "MISSED"
+            rounds = ", ".join(f"{x:.2f}" for x in r["batch_over_sqlite_per_round"])
+            lines.append(
+                f"- {generator}: (c)/(s) = {r['batch_over_sqlite']:.2f}, batch events/s over "
+                f"the SQLite ceiling measured in the same round (rounds {rounds}; "
+                f"target ≥ {TARGET_BATCH_OVER_SQLITE:.2f}: {verdict})"
+            )
+    for round_no, c in summary.get("sqlite_ceilings", {}).items():
+        lines.append(
+            f"- (s) round {round_no}: SQLite ceiling (sqlite_ceiling.py) {c['rows_per_s']:,.0f} "
+            f"rows/s in {c['batch']}-row commits, synchronous={c['synchronous']}"
+        )
     ceiling = summary.get("pg_ceiling")
     if ceiling:
         lines.append(
@@ -665,6 +732,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=3.0,
         help="with -pg scenarios: seconds of each PostgreSQL ceiling measurement",
     )
+    parser.add_argument(
+        "--sqlite-ceiling-seconds",
+        type=float,
+        default=3.0,
+        help="with batch: seconds of each round's SQLite ceiling measurement",
+    )
     parser.add_argument("--quick", action="store_true", help="3 s a scenario, 1 s warm-up, 1 round")
     parser.add_argument(
         "--url", help="an already running eventhub (e.g. https://hub.example:8080) to measure"
@@ -717,6 +790,8 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     pg_ceiling_result: dict[str, Any] | None = None
+    sqlite_ceilings: dict[int, dict[str, Any]] = {}
+    measure_sqlite = any(s.mode == "batch" and s.database == "sqlite" for s in args.scenario_list)
     try:
         with contextlib.ExitStack() as stack:
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="eventhub-bench-"))
@@ -748,6 +823,16 @@ def main(argv: list[str] | None = None) -> int:
             pool_file = Path(tmp) / "pool.tsv"
             payloads.write_pool(pool_file, payloads.build_pool())
             for round_no in range(1, args.runs + 1):
+                if measure_sqlite:
+                    # (s) of this round, just before its hubs: the batch ratio's denominator.
+                    ceiling = sqlite_ceiling(
+                        args.sqlite_ceiling_seconds, args.batch, args.synchronous or "full"
+                    )
+                    sqlite_ceilings[round_no] = ceiling
+                    print(
+                        f"  round {round_no} sqlite ceiling {ceiling['rows_per_s']:>9,.0f} rows/s",
+                        file=sys.stderr,
+                    )
                 for generator in args.generators:
                     for scenario in args.scenario_list:
                         workdir = Path(tmp) / f"r{round_no}-{generator}-{scenario.name}"
@@ -795,7 +880,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         children.stop_all()
 
-    summary = summarize(runs, pg_ceiling_result)
+    summary = summarize(runs, pg_ceiling_result, sqlite_ceilings)
     report = {
         "benchmark": "ingest",
         "started": started,
@@ -815,6 +900,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {
             "binary_over_bare": TARGET_RATIO,
             "batch_events_per_s": TARGET_BATCH,
+            "batch_over_sqlite": TARGET_BATCH_OVER_SQLITE,
             "binary_pg_over_sqlite": TARGET_PG_OVER_SQLITE,
         },
         "summary": summary,

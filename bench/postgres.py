@@ -34,8 +34,8 @@ TARGET_PG_OVER_SQLITE = 0.50  # single-event ingest on PostgreSQL over SQLite, s
 
 INGEST = {
     "tiny": "--duration 1 --warmup 0.5 --runs 1 --generator aiohttp --connections 8"
-    " --pg-ceiling-seconds 0.5",
-    "quick": "--quick --pg-ceiling-seconds 1",
+    " --pg-ceiling-seconds 0.5 --sqlite-ceiling-seconds 0.5",
+    "quick": "--quick --pg-ceiling-seconds 1 --sqlite-ceiling-seconds 1",
     "full": "--runs 3 --duration 6 --pg-ceiling-seconds 3",
 }
 DELIVER = {

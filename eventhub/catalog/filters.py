@@ -6,7 +6,8 @@ event lacks never matches; non-string attributes compare by their canonical stri
 
 Filters compile once into plain closures. ``TriggerIndex`` keeps thousands of triggers cheap:
 triggers that can only match certain ``type`` values are looked up by the event's type, and
-only the rest are evaluated for every event.
+only the rest are evaluated, once per distinct combination of the attribute values they read
+(``reads``): events of one producer mostly share them, so a batch evaluates them once or twice.
 
 ``all``, ``any`` and ``not`` nest at most ``MAX_DEPTH`` levels, checked on the way down
 before each recursion: deeper is a 400, never a RecursionError, and a stored draft stays far
@@ -119,6 +120,29 @@ def exact_types(expressions: Sequence[Any]) -> frozenset[str] | None:
     return found
 
 
+def reads(expressions: Sequence[Any]) -> frozenset[str] | None:
+    """The attribute names a (valid) filter list looks at, or None when that is not known
+    (``sql``: a CESQL expression is opaque here). Its result depends on nothing else."""
+    names: set[str] = set()
+    for expression in expressions:
+        ((dialect, body),) = expression.items()
+        if dialect in ("exact", "prefix", "suffix"):
+            names.update(body)
+        elif dialect in ("all", "any"):
+            found = reads(body)
+            if found is None:
+                return None
+            names |= found
+        elif dialect == "not":
+            found = reads([body])
+            if found is None:
+                return None
+            names |= found
+        else:
+            return None
+    return frozenset(names)
+
+
 def _types_of(expression: Any) -> frozenset[str] | None:
     ((dialect, body),) = expression.items()
     if dialect == "exact" and isinstance(body.get("type"), str):
@@ -132,15 +156,27 @@ def _types_of(expression: Any) -> frozenset[str] | None:
     return None
 
 
+_SCAN_CACHE_SIZE = 4096  # distinct value combinations remembered; then it starts over
+
+
 class TriggerIndex:
     """Which triggers an event fires. Triggers limited to exact types sit in a dict by type;
-    only the others are evaluated for every event."""
+    the others (the scan) are evaluated for an event only when no earlier event had the same
+    values, with the same types, of every attribute a scanned trigger reads: the answer is
+    remembered by those values (each built-in ``eventhub`` model has two scanned triggers,
+    reading ``source`` and ``type``). With a ``sql`` trigger in the scan nothing is
+    remembered."""
 
     def __init__(self) -> None:
         self._filters: dict[int, Filter] = {}
         self._by_type: dict[str, set[int]] = defaultdict(set)
         self._types_of: dict[int, frozenset[str]] = {}
         self._scan: set[int] = set()
+        self._reads: dict[int, frozenset[str] | None] = {}
+        # The attribute names the scan reads, in a fixed order (None: not known), and the
+        # scan's matches by those attributes' values; both reset whenever the scan changes.
+        self._scan_names: tuple[str, ...] | None = ()
+        self._scan_cache: dict[tuple[Any, ...], list[int]] = {}
 
     def __len__(self) -> int:
         return len(self._filters)
@@ -151,6 +187,8 @@ class TriggerIndex:
         types = exact_types(expressions)
         if types is None:
             self._scan.add(key)
+            self._reads[key] = reads(expressions)
+            self._scan_changed()
         else:
             self._types_of[key] = types
             for t in types:
@@ -159,13 +197,48 @@ class TriggerIndex:
     def remove(self, key: int) -> None:
         if self._filters.pop(key, None) is None:
             return
-        self._scan.discard(key)
+        if key in self._scan:
+            self._scan.discard(key)
+            del self._reads[key]
+            self._scan_changed()
         for t in self._types_of.pop(key, ()):
             self._by_type[t].discard(key)
             if not self._by_type[t]:
                 del self._by_type[t]
 
+    def _scan_changed(self) -> None:
+        self._scan_cache = {}
+        names: set[str] = set()
+        for found in self._reads.values():
+            if found is None:
+                self._scan_names = None
+                return
+            names |= found
+        self._scan_names = tuple(sorted(names))
+
     def match(self, attributes: Mapping[str, Any]) -> list[int]:
+        """The triggers ``attributes`` fire. The list may be one the index remembers: read
+        it, do not change it."""
         keys = self._by_type.get(_text(attributes.get("type")) or "", ())
         filters = self._filters
-        return [k for k in (*keys, *self._scan) if filters[k](attributes)]
+        typed = [k for k in keys if filters[k](attributes)]
+        return typed + self._match_scan(attributes) if typed else self._match_scan(attributes)
+
+    def _match_scan(self, attributes: Mapping[str, Any]) -> list[int]:
+        """The scanned triggers ``attributes`` fire; the caller must not change the list."""
+        names = self._scan_names
+        if names is None:
+            return [k for k in self._scan if self._filters[k](attributes)]
+        values = tuple(map(attributes.get, names))
+        # The types too: 1 and True are equal keys, but "1" and "true" to a filter.
+        key = (*values, *map(type, values))
+        try:
+            found = self._scan_cache.get(key)
+        except TypeError:  # a value that cannot be a key: evaluate
+            return [k for k in self._scan if self._filters[k](attributes)]
+        if found is None:
+            found = [k for k in self._scan if self._filters[k](attributes)]
+            if len(self._scan_cache) >= _SCAN_CACHE_SIZE:
+                self._scan_cache.clear()
+            self._scan_cache[key] = found
+        return found

@@ -143,9 +143,13 @@ def event_from_json(
     has_data, has_b64 = "data" in obj, "data_base64" in obj
     if has_data and has_b64:
         problems.append(Problem("data and data_base64 are mutually exclusive", "data", index))
-    attrs, found = attributes.check(
-        {k: v for k, v in obj.items() if k not in attributes.RESERVED}, index
-    )
+    if has_data or has_b64:
+        fields = dict(obj)  # a copy in C, then the two members that are not attributes out
+        fields.pop("data", None)
+        fields.pop("data_base64", None)
+    else:
+        fields = obj  # check copies what it returns: obj is not changed
+    attrs, found = attributes.check(fields, index)
     problems.extend(found)
     if extra_rules is not None:
         problems.extend(extra_rules(attrs, index))
@@ -175,6 +179,42 @@ def event_from_json(
     return _event(attrs, data, kind, default_time, identity), []
 
 
+def _quick_event(obj: Any, default_time: str | None) -> NewEvent | None:
+    """``event_from_json``'s event for the common shape of a batch member (an object without
+    repeated names or ``data_base64``, valid, its data JSON or absent), in fewer calls; None
+    for anything else, which ``event_from_json`` then decides, problems and all. It must
+    give the same event as ``event_from_json`` (a property test holds them together)."""
+    if type(obj) is not dict or "data_base64" in obj:  # jsontext.Members: repeated names
+        return None
+    if "data" in obj:
+        fields = dict(obj)
+        value = fields.pop("data")
+    else:
+        fields, value = obj, _ABSENT
+    attrs = attributes.accept(fields)
+    if attrs is None:
+        return None
+    data: bytes | None = None
+    identity: bytes | None = None
+    kind = DataKind.NONE
+    if value is not _ABSENT:
+        content_type = attrs.get("datacontenttype")
+        if isinstance(value, str) and not media.is_json(
+            content_type if isinstance(content_type, str) else None
+        ):
+            return None  # text data: the full path
+        try:
+            data = orjson.dumps(value)
+            identity = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:  # an integer beyond 64 bits: the full path
+            return None
+        kind = DataKind.JSON
+    return _event(attrs, data, kind, default_time, identity)
+
+
+_ABSENT: Any = object()
+
+
 def parse_structured(body: bytes) -> NewEvent:
     event, problems = event_from_json(jsontext.loads(body))
     if event is None:
@@ -198,6 +238,10 @@ def parse_batch(
     events: list[NewEvent] = []
     problems: list[Problem] = []
     for index, item in enumerate(items):
+        quick = None if extra_rules is not None else _quick_event(item, default_time)
+        if quick is not None:
+            events.append(quick)
+            continue
         event, found = event_from_json(item, index, default_time, extra_rules)
         if event is not None:
             events.append(event)

@@ -65,6 +65,12 @@ def test_python_m_bench_tiny_writes_a_report(tmp_path: Path) -> None:
     assert set(report["ratios"]) >= {"delivery_over_raw_client"}
     assert any(name.startswith("ingest_binary_over_bare") for name in report["ratios"])
     assert any(name.startswith("ingest_structured_over_bare") for name in report["ratios"])
+    # one batch ratio: over the SQLite ceiling the ingest part measured in its own rounds
+    ingest_ratios = report["ingest"]["summary"]["ratios"]["aiohttp"]
+    assert (
+        report["ratios"]["ingest_batch_over_sqlite_aiohttp"] == (ingest_ratios["batch_over_sqlite"])
+    )
+    assert ingest_ratios["sqlite_ceiling_rows_per_s"] > 0
     pg = report["postgres"]  # issue 12: the hub on PostgreSQL beside SQLite, one run
     pg_rows = {r["scenario"] for r in pg["ingest"]["summary"]["rows"]}
     assert pg_rows == {"binary", "binary-pg", "batch", "batch-pg"}
@@ -88,6 +94,7 @@ def test_python_m_bench_tiny_writes_a_report(tmp_path: Path) -> None:
     measured = {t["target"] for t in report["targets"]}
     assert "events lost after kill -9" in measured
     assert any(t.startswith("binary ingest / bare endpoint") for t in measured)
+    assert any(t.startswith("batch ingest / SQLite ceiling") for t in measured)
     assert "restart with 200 waiting instances, s" in measured
     assert "RSS of 200 waiting instances above an empty hub, MB" in measured
     assert any(t.startswith("fail-over after SIGKILL") for t in measured)

@@ -113,6 +113,10 @@ leaf = st.one_of(
     st.builds(lambda t: {"exact": {"type": t}}, st.sampled_from(TYPES)),
     st.builds(lambda s: {"exact": {"source": s}}, st.sampled_from(["s1", "s2"])),
     st.builds(lambda p: {"prefix": {"type": p}}, st.sampled_from(["a", "b", "x"])),
+    # An extension that arrives as a string, an integer or a boolean: 1 and True are equal
+    # as Python values but not to a filter ("1", "true"), so the index must not mix them up.
+    st.builds(lambda n: {"exact": {"n": n}}, st.sampled_from(["1", "true"])),
+    st.builds(lambda q: {"sql": q}, st.sampled_from(["type = 'a'", "n = 1", "EXISTS n"])),
 )
 expression = st.recursive(
     leaf,
@@ -124,7 +128,8 @@ expression = st.recursive(
     max_leaves=6,
 )
 events = st.fixed_dictionaries(
-    {"type": st.sampled_from([*TYPES, "d"]), "source": st.sampled_from(["s1", "s2", "s3"])}
+    {"type": st.sampled_from([*TYPES, "d"]), "source": st.sampled_from(["s1", "s2", "s3"])},
+    optional={"n": st.sampled_from([1, True, "1", "true", 0, False])},
 )
 
 
@@ -143,3 +148,40 @@ def test_the_index_agrees_with_evaluating_every_trigger(
     compiled = {k: filters.compile_filters(e) for k, e in enumerate(triggers) if k != 0}
     for event in samples:
         assert sorted(index.match(event)) == sorted(k for k, f in compiled.items() if f(event))
+    # Matches are remembered by the values the scanned triggers read: a trigger added or
+    # removed afterwards must count for the same events at once.
+    last = len(triggers)
+    index.add(last, triggers[-1])
+    compiled[last] = filters.compile_filters(triggers[-1])
+    index.remove(1)
+    compiled.pop(1, None)
+    for event in samples + samples:
+        assert sorted(index.match(event)) == sorted(k for k, f in compiled.items() if f(event))
+
+
+def test_the_index_tells_equal_values_of_different_types_apart() -> None:
+    # 1 == True in Python, but a filter compares "1" and "true": the scan's remembered
+    # matches must be keyed by type as well as by value.
+    index = filters.TriggerIndex()
+    index.add(1, [{"exact": {"n": "1"}}])
+    index.add(2, [{"exact": {"n": "true"}}])
+    for _ in range(2):
+        assert index.match({"type": "t", "n": 1}) == [1]
+        assert index.match({"type": "t", "n": True}) == [2]
+        assert index.match({"type": "t", "n": "1"}) == [1]
+        assert index.match({"type": "t"}) == []
+
+
+def test_the_index_forgets_remembered_matches_when_its_triggers_change() -> None:
+    index = filters.TriggerIndex()
+    index.add(1, [{"prefix": {"source": "/a"}}])
+    event = {"type": "t", "source": "/a/b", "x": "y"}
+    assert index.match(event) == [1]
+    index.add(2, [{"exact": {"x": "y"}}])  # reads an attribute the scan did not read before
+    assert sorted(index.match(event)) == [1, 2]
+    index.remove(1)
+    assert index.match(event) == [2]
+    index.add(3, [{"sql": "x = 'y'"}])  # opaque: nothing remembered while it is in the scan
+    assert sorted(index.match(event)) == [2, 3]
+    index.remove(3)
+    assert index.match(event) == [2]

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventhub import errors
-from eventhub.codec import attributes, parse
+from eventhub.codec import attributes, jsontext, parse
 from eventhub.events import NewEvent
 
 header_names = st.one_of(
@@ -219,3 +219,123 @@ def test_the_quick_acceptance_agrees_with_the_full_check(base: bool, extra: dict
     assert (accepted is not None) == (problems == [])
     if accepted is not None:
         assert accepted == normalised
+
+
+timestamps = st.builds(
+    lambda y, mo, d, t, h, mi, s, frac, zone: (
+        f"{y:04d}-{mo:02d}-{d:02d}{t}{h:02d}:{mi:02d}:{s:02d}{frac}{zone}"
+    ),
+    st.integers(0, 9999),
+    st.integers(0, 13),
+    st.integers(0, 32),
+    st.sampled_from(["T", "t", " "]),
+    st.integers(0, 25),
+    st.integers(0, 61),
+    st.integers(0, 61),
+    st.sampled_from(["", ".5", ".123456789", "."]),
+    st.sampled_from(["Z", "z", "+00:00", "-23:59", "+24:00", "+05:60", "", "+0500"]),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(value=st.one_of(timestamps, st.text(max_size=30)))
+def test_the_quick_time_check_agrees_with_the_full_one(value: str) -> None:
+    """``valid_time`` accepts most timestamps by one pattern with the ranges in it, and sends
+    the rest (the 29th-31st, leap seconds, anything odd) to the full check: never a
+    different answer."""
+    assert attributes.valid_time(value) == attributes._valid_time_full(value)
+
+
+def test_the_quick_time_check_leaves_the_calendar_to_the_full_one() -> None:
+    expected = {
+        "2024-02-29T23:59:59Z": True,
+        "2023-02-29T23:59:59Z": False,  # not a leap year
+        "1900-02-29T00:00:00Z": False,
+        "2000-02-29T00:00:00Z": True,
+        "2023-04-31T10:00:00+02:00": False,
+        "2023-12-31T23:59:60Z": True,  # a leap second
+        "2023-02-28T00:00:00Z": True,
+        "2023-02-28T24:00:00Z": False,
+    }
+    for stamp, valid in expected.items():
+        assert attributes.valid_time(stamp) is valid, stamp
+        assert attributes._valid_time_full(stamp) is valid, stamp
+
+
+def test_the_plans_of_attribute_names_stay_bounded() -> None:
+    """Names are planned once and remembered, but not many, long or made-up ones: a producer
+    cannot grow the cache with them."""
+    base = {"specversion": "1.0", "id": "1", "source": "s", "type": "t"}
+    many = {**base, **{f"x{n}": "v" for n in range(40)}}
+    long = {**base, "x" * 100: "v"}
+    for attrs in (many, long, base):
+        assert attributes.check(attrs) == (attrs, [])
+    assert tuple(base) in attributes._PLANS
+    assert tuple(many) not in attributes._PLANS and tuple(long) not in attributes._PLANS
+    for n in range(attributes._PLANS_MAX + 10):
+        attributes.check({**base, f"e{n}": 1})
+    assert len(attributes._PLANS) <= attributes._PLANS_MAX
+
+
+valid_events = st.fixed_dictionaries(
+    {
+        "specversion": st.just("1.0"),
+        "id": st.text(min_size=1, max_size=5),
+        "source": st.sampled_from(["/s", "s"]),
+        "type": st.sampled_from(["t", "t.u"]),
+    },
+    optional={
+        "time": st.sampled_from(["2020-01-01T00:00:00Z", "2020-02-30T00:00:00Z", "2024-02-29T1"]),
+        "datacontenttype": st.sampled_from(["application/json", "text/plain", "a/b+json"]),
+        "subject": st.one_of(st.none(), st.text(max_size=3)),
+        "data": st.one_of(json_values, st.just(2**70), st.just({"b": 1, "a": [2**64]})),
+        "data_base64": st.just("AAEC"),
+        "ext": st.one_of(
+            st.none(), st.booleans(), st.integers(-(2**32), 2**32), st.text(max_size=3)
+        ),
+        "Bad": st.just("x"),
+    },
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    item=st.one_of(valid_events, event_objects),
+    repeat=st.booleans(),
+    default_time=st.sampled_from([None, "2026-01-01T00:00:00Z"]),
+)
+def test_the_quick_batch_event_is_the_full_one(
+    item: dict[str, Any], repeat: bool, default_time: str | None
+) -> None:
+    """``parse_batch`` takes an event through ``_quick_event`` when it can, else through
+    ``event_from_json``: where the quick one answers, both must give the same event (the
+    attributes in the same order too); a body with a repeated member is never quick."""
+    body = jsontext.dumps(item)  # integers beyond 64 bits too
+    if repeat and len(item) > 1:
+        first = next(iter(item))
+        body = body[:-1] + b"," + jsontext.dumps({first: item[first]})[1:]
+    (parsed,) = jsontext.loads(b"[" + body + b"]")
+    quick = parse._quick_event(parsed, default_time)
+    full, problems = parse.event_from_json(parsed, 0, default_time)
+    if quick is None:
+        return
+    assert full is not None and not problems
+    assert quick == full
+    assert list(quick.attributes) == list(full.attributes)
+    assert not (repeat and len(item) > 1)
+
+
+def test_the_quick_batch_event_takes_the_common_shape() -> None:
+    item = {
+        "specversion": "1.0",
+        "id": "1",
+        "source": "/s",
+        "type": "t",
+        "time": "2026-11-27T10:00:00.5Z",
+        "datacontenttype": "application/json",
+        "data": {"b": 1, "a": [1, 2]},
+    }
+    quick = parse._quick_event(item, None)
+    assert quick is not None and quick == parse.event_from_json(item, 0)[0]
+    assert parse._quick_event({**item, "data": 2**70}, None) is None  # beyond orjson
+    assert parse._quick_event({**item, "data_base64": "AAEC"}, None) is None

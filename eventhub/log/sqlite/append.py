@@ -137,7 +137,13 @@ def append_rows(
     # Identity for the whole batch in one query, then two executemany: a statement per
     # row would cost three times as much (PERF-NOTES.md: batch, never per row). The hub's
     # own events (``fresh``: a random id each) are new by construction: no query.
-    known = {} if fresh else latest_of(cur, {(e.source, e.id) for e in events})
+    # Every event here was validated: source, id and type are strings (no NewEvent.source,
+    # whose str() is for callers that cannot know that; three property calls an event).
+    known = (
+        {}
+        if fresh
+        else latest_of(cur, {(e.attributes["source"], e.attributes["id"]) for e in events})
+    )
     touched: dict[tuple[str, str], tuple[int, int, bytes]] = {}
     out: list[Appended] = []
     rows: list[tuple[Any, ...]] = []
@@ -150,7 +156,8 @@ def append_rows(
     first_new = last_offset + 1
     offset = last_offset
     for event in events:
-        key = (event.source, event.id)
+        attributes = event.attributes
+        key = (attributes["source"], attributes["id"])
         previous = known.get(key)
         if previous is not None and previous[2] == event.digest:
             out.append(Appended(previous[0], previous[1], duplicate=True))
@@ -159,14 +166,13 @@ def append_rows(
         revision = 1 if previous is None else previous[1] + 1
         known[key] = touched[key] = (offset, revision, event.digest)
         out.append(Appended(offset, revision, duplicate=False))
-        attributes = event.attributes
         rows.append(
             (
                 offset,
                 key[0],
                 key[1],
                 revision,
-                event.type,
+                attributes["type"],
                 orjson.dumps(attributes),
                 event.data,
                 int(event.kind),
@@ -186,7 +192,7 @@ def append_rows(
             stamp = time if isinstance(time, str) else received_at
             members[key] = (key[0], key[1], trace, traces.time_key(stamp), stamp, offset)
         group = attributes.get("group")
-        cls = (event.type, key[0], group if isinstance(group, str) else "")
+        cls = (attributes["type"], key[0], group if isinstance(group, str) else "")
         classes[cls] = classes.get(cls, 0) + 1
         if matcher is not None:
             for tid in matcher(attributes):
