@@ -4,7 +4,7 @@ end-to-end latency, the scaling ratio two/one, and fail-over after SIGKILL.
 A fresh database of a throwaway PostgreSQL (``pg.py``) and hub processes on it: ``eventhub
 serve``, the same ``EVENTHUB_SECRET_KEY`` and ``EVENTHUB_DATABASE``, a port each, a small
 ``EVENTHUB_LEASE_SECONDS`` (3 s; 1 s at ``--size tiny``). One process first, with the run's
-models published on it (a process reads the catalogue at its start: README, "PostgreSQL");
+models published on it (as a deployment would; one published later reaches the others too);
 its figures; then a second process joins, and the same scenarios again. Each scenario's subscriptions are created on the first process
 and spread by the leases (the run waits until every process holds its fair share), and are
 deleted afterwards, so the next scenario's spread alone; producers send to the processes in
@@ -137,8 +137,8 @@ class Cluster:
 
 @contextlib.contextmanager
 def cluster(tmp: Path, uri: str, lease: float, runs: list[str]) -> Iterator[Cluster]:
-    """One hub process on a fresh database, with every run's model published on it (a
-    process reads the catalogue at its start: publish first, then add the others)."""
+    """One hub process on a fresh database, with every run's model published on it (before
+    the others join, as a deployment would)."""
     made = Cluster(
         pg.fresh_database(uri, "scale"), tmp, {"EVENTHUB_LEASE_SECONDS": f"{lease:g}"}, runs[0]
     )
