@@ -68,7 +68,7 @@ class Engine(ownership.Ownership):
         self._reloader = self._tasks.watch(RELOAD_TASK, self._reload_loop)
         # The first share is claimed (and ``_changed`` told) before this returns; ``Local``
         # tells nothing: what it holds (everything) is taken up here.
-        await self._leases.start(self._tasks, self._changed)
+        await self._leases.start(self._tasks, self._changed, self._idle)
         held = {p for p in partitions.ALL if self._leases.holds(partitions.lease_id(p))}
         await self._gain(held - self._active)
 

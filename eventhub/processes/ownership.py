@@ -30,6 +30,14 @@ class Ownership(starting.Starting):
         await self._lose({int(p) for p in lost})
         await self._gain({int(p) for p in gained})
 
+    def _idle(self, held: AbstractSet[str]) -> set[str]:
+        """Of the ``held`` partitions (lease ids), those with no instance task here: releasing
+        one abandons no call in flight (a task runs while its instance has a step to make or a
+        call to retry; a waiting instance has none). The start consumers and the timer resume
+        from the database without repeating a call."""
+        busy = {partitions.lease_id(partitions.partition_of(i)) for i in self._runners}
+        return {p for p in held if p not in busy}
+
     async def _gain(self, gained: set[int]) -> None:
         """Take up ``gained``; if the database fails meanwhile, the reload task tries again
         (the lease task tells a gain once)."""

@@ -45,6 +45,20 @@ class Calls(LoopbackReceiver):
         return web.json_response({})
 
 
+class Held(Calls):
+    """A receiver that answers nothing until ``go`` is set: its calls stay in flight."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        super().__init__()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.arrivals[request.headers["ce-id"]].append(time.monotonic())
+        await asyncio.wait_for(self.go.wait(), 20)
+        return web.json_response({})
+
+
 def definition(calls: Calls, timeout: float | None = None) -> dict[str, Any]:
     wait: dict[str, Any] = {"type": "order.approved"}
     if timeout is not None:
@@ -247,3 +261,46 @@ async def test_a_survivor_finishes_the_instances_of_a_killed_process(
             assert min(first) < killed and len(first) == 2, (i, first)
             repeated += 1
     assert repeated <= n - 8
+
+
+async def test_a_joining_process_takes_idle_partitions_and_repeats_no_call(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """a drives 8 instances whose first call is held in flight; b joins and gets 16 of the
+    32 partitions: a releases idle ones, so none of those calls is abandoned and repeated.
+    (Sorted order would release "0", "1", "10" ..: 8 busy partitions would rarely all miss.)"""
+    calls = Held()
+    await calls.start()
+    a, b = hub_process(tmp_path, "a", pg_dsn), None
+    n = 8
+    try:
+        async with running(a) as http:
+            await until("a holds every partition", shared(pg_dsn, [partitions.PARTITIONS]), 5)
+            (a_node,) = await partition_owners(pg_dsn)
+            await define(http, a, definition(calls))
+            await asyncio.gather(*(send(http, a, "order.created") for _ in range(n)))
+
+            async def in_flight() -> bool:
+                return len(calls.arrivals) == n
+
+            await until("every first call in flight", in_flight, 10)
+            ids = sorted(await states(pg_dsn))
+            busy = {partitions.partition_of(i) for i in ids}
+            b = hub_process(tmp_path, "b", pg_dsn)
+            await b.ready(http)
+            await until("the partitions shared", shared(pg_dsn, [16, 16]), 3 * LEASE + 5)
+            assert busy <= (await partition_owners(pg_dsn))[a_node]
+            calls.go.set()
+            await until("every instance waiting", all_in(pg_dsn, n, {"Waiting"}), 10)
+            for hub in (a, b):
+                hub.signal(signal.SIGTERM)
+                assert await hub.exited() == 0
+    finally:
+        calls.go.set()
+        a.close()
+        if b is not None:
+            b.close()
+        await calls.stop()
+    for i in ids:
+        assert len(calls.arrivals[lifecycle.call_id(i, 0)]) == 1, i
+    assert len(calls.arrivals) == n
