@@ -79,5 +79,5 @@ class Engine(ownership.Ownership):
         for side in (self._timer, self._reloader):
             if side is not None:
                 running.append(side)
-        await asyncio.gather(*(w.stop() for w in running))
+        await asyncio.gather(*(w.stop() for w in running), *self._halting)
         await self._leases.stop()  # after the runners: nobody else drives them before
