@@ -95,6 +95,7 @@ class Hub:
                 on_change=self._on_change,
                 reload_matcher=self._reload_matcher,
                 on_instance_ids=self._on_instance_ids,
+                on_instances_cancelled=self._on_instances_cancelled,
                 on_definition=self._on_definition,
             ),
             observe_commit=self.metrics.committed,
@@ -248,6 +249,10 @@ class Hub:
     def _on_instance_ids(self, ids: set[str], due: float | None) -> None:
         """Another process made these instances Running or set a due time (PostgreSQL)."""
         self.processes.nudged(ids, due)  # the engine ignores it outside start..stop
+
+    def _on_instances_cancelled(self, ids: set[str]) -> None:
+        """Another process cancelled these instances (PostgreSQL): stop their tasks here."""
+        self.processes.cancelled_elsewhere(ids)
 
     def _on_definition(self, definition_id: str | None) -> None:
         """Another process saved or deleted this process definition (PostgreSQL)."""

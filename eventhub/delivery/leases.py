@@ -19,6 +19,9 @@ from eventhub import tasks
 
 # (gained, lost): called by the lease task after ``holds`` already answers the new way.
 Changed = Callable[[Set[str], Set[str]], Awaitable[None]]
+# Of these held ids, the ones with nothing in flight: a rebalance releases those first, so a
+# joining process takes over no call that would then be made twice.
+Idle = Callable[[Set[str]], Set[str]]
 
 
 class Leases(Protocol):
@@ -26,9 +29,11 @@ class Leases(Protocol):
         """Whether this process delivers ``sub_id`` now."""
         ...
 
-    async def start(self, owner: tasks.Tasks, changed: Changed) -> None:
+    async def start(self, owner: tasks.Tasks, changed: Changed, idle: Idle | None = None) -> None:
         """Claim a first share (returns once it is claimed) and keep renewing, as a task
-        watched by ``owner``; ``changed`` hears every gain and loss after that."""
+        watched by ``owner``; ``changed`` hears every gain and loss after that. ``idle``
+        (the instances' partitions): which held ids to release first when over the share;
+        without it, the first in sorted order."""
         ...
 
     async def take(self, sub_id: str) -> bool:
@@ -50,7 +55,7 @@ class Local:
     def holds(self, sub_id: str) -> bool:
         return True
 
-    async def start(self, owner: tasks.Tasks, changed: Changed) -> None:
+    async def start(self, owner: tasks.Tasks, changed: Changed, idle: Idle | None = None) -> None:
         return None
 
     async def take(self, sub_id: str) -> bool:

@@ -86,6 +86,9 @@ class Hooks:
     # Another process's commit made these instances Running, or set a due time (the
     # earliest; None: none): the holders of their partitions drive them (PostgreSQL only).
     on_instance_ids: Callable[[set[str], float | None], None] | None = None
+    # Another process's commit cancelled these instances: their holder stops their tasks
+    # (a call in flight, its retries) at once (PostgreSQL only).
+    on_instances_cancelled: Callable[[set[str]], None] | None = None
     # Another process saved or deleted this process definition (None: any may have
     # changed, e.g. after a lost connection): reload it (PostgreSQL only).
     on_definition: Callable[[str | None], None] | None = None

@@ -60,6 +60,7 @@ class Core:
         self._runners: dict[str, tasks.Watched] = {}
         self._again: set[str] = set()  # woken while their task was still finishing
         self._fresh: dict[str, tuple[Instance, StoredEvent]] = {}  # handed over by a commit
+        self._halting: set[asyncio.Task[None]] = set()  # tasks of instances cancelled elsewhere
         self._pages = Pages(store)
         self._permits = asyncio.Semaphore(_START_PAGES)
         self._shares = PerOwner(_START_PAGES)

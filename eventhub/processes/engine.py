@@ -68,7 +68,7 @@ class Engine(ownership.Ownership):
         self._reloader = self._tasks.watch(RELOAD_TASK, self._reload_loop)
         # The first share is claimed (and ``_changed`` told) before this returns; ``Local``
         # tells nothing: what it holds (everything) is taken up here.
-        await self._leases.start(self._tasks, self._changed)
+        await self._leases.start(self._tasks, self._changed, self._idle)
         held = {p for p in partitions.ALL if self._leases.holds(partitions.lease_id(p))}
         await self._gain(held - self._active)
 
@@ -79,5 +79,5 @@ class Engine(ownership.Ownership):
         for side in (self._timer, self._reloader):
             if side is not None:
                 running.append(side)
-        await asyncio.gather(*(w.stop() for w in running))
+        await asyncio.gather(*(w.stop() for w in running), *self._halting)
         await self._leases.stop()  # after the runners: nobody else drives them before

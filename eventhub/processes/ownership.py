@@ -9,7 +9,9 @@ through the group commit, after their queued writes), so another process never d
 instance at the same time; gaining one reads its Running instances from the database (a call
 that was in flight on a dead holder is sent again, with the same ``ce-id``). A commit on
 another process that makes an instance Running or sets a due time reaches this one as
-``nudged``; definitions saved or deleted elsewhere are reloaded (``changed_elsewhere``)."""
+``nudged``; a cancel committed there stops the instance's task here
+(``cancelled_elsewhere``); definitions saved or deleted elsewhere are reloaded
+(``changed_elsewhere``)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,14 @@ class Ownership(starting.Starting):
         then take up what was gained."""
         await self._lose({int(p) for p in lost})
         await self._gain({int(p) for p in gained})
+
+    def _idle(self, held: AbstractSet[str]) -> set[str]:
+        """Of the ``held`` partitions (lease ids), those with no instance task here: releasing
+        one abandons no call in flight (a task runs while its instance has a step to make or a
+        call to retry; a waiting instance has none). The start consumers and the timer resume
+        from the database without repeating a call."""
+        busy = {partitions.lease_id(partitions.partition_of(i)) for i in self._runners}
+        return {p for p in held if p not in busy}
 
     async def _gain(self, gained: set[int]) -> None:
         """Take up ``gained``; if the database fails meanwhile, the reload task tries again
@@ -84,6 +94,19 @@ class Ownership(starting.Starting):
             self._drive(instance_id)
         if due is not None:
             self._due(due)
+
+    def cancelled_elsewhere(self, ids: set[str]) -> None:
+        """Another process's commit cancelled ``ids``: stop the tasks this process runs for
+        them now (a call in flight is abandoned, no retry follows), as a cancel made here
+        does; without this they would run on until their next compare-and-set."""
+        for instance_id in ids:
+            runner = self._runners.pop(instance_id, None)
+            self._again.discard(instance_id)
+            self._fresh.pop(instance_id, None)
+            if runner is not None:
+                halting = asyncio.ensure_future(runner.stop())
+                self._halting.add(halting)
+                halting.add_done_callback(self._halting.discard)
 
     def changed_elsewhere(self, definition_id: str | None) -> None:
         """Another process saved or deleted ``definition_id`` (None: maybe any): reload."""

@@ -2,7 +2,9 @@
 ``processes/partitions.py``): instances are driven by the holder of their partition only,
 definitions made on one process reach the other, wakes and timeouts reach the holder by
 ``NOTIFY``, and after a SIGKILL the survivor takes the dead process's partitions over and
-finishes its instances, repeating (with the same ``ce-id``) only calls that were in flight.
+finishes its instances, repeating (with the same ``ce-id``) only calls that were in flight;
+a process that joins is handed idle partitions (no call repeated), and a cancel made on the
+non-holder stops the holder's call at once.
 Real processes, the session's PostgreSQL (tests/postgres.py), one real receiver."""
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import asyncpg  # type: ignore[import-untyped]
 from aiohttp import web
 
 from eventhub.processes import lifecycle, partitions
+from tests.conftest import TEST_SECRET_KEY
 from tests.e2e.helpers import ServerProcess, bearer
 from tests.e2e.loopback import LoopbackReceiver
 from tests.e2e.test_postgres_leases import LEASE, hub_process, running, until
@@ -43,6 +46,42 @@ class Calls(LoopbackReceiver):
         if self.delay:
             await asyncio.sleep(self.delay)
         return web.json_response({})
+
+
+class Held(Calls):
+    """A receiver that answers nothing until ``go`` is set: its calls stay in flight."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        super().__init__()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.arrivals[request.headers["ce-id"]].append(time.monotonic())
+        await asyncio.wait_for(self.go.wait(), 20)
+        return web.json_response({})
+
+
+class HungUp(Calls):
+    """A receiver that holds every call until its caller hangs up (recorded in ``hung_up``)
+    or ``go`` is set, then answers 500 (so that the caller retries)."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        self.hung_up: list[str] = []
+        super().__init__()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        ce_id = request.headers["ce-id"]
+        self.arrivals[ce_id].append(time.monotonic())
+        deadline = time.monotonic() + 20
+        while not self.go.is_set() and time.monotonic() < deadline:
+            if request.protocol.transport is None:  # the connection was closed by the caller
+                self.hung_up.append(ce_id)
+                break
+            await asyncio.sleep(0.02)
+        return web.Response(status=500)
 
 
 def definition(calls: Calls, timeout: float | None = None) -> dict[str, Any]:
@@ -247,3 +286,118 @@ async def test_a_survivor_finishes_the_instances_of_a_killed_process(
             assert min(first) < killed and len(first) == 2, (i, first)
             repeated += 1
     assert repeated <= n - 8
+
+
+async def test_a_joining_process_takes_idle_partitions_and_repeats_no_call(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """a drives 8 instances whose first call is held in flight; b joins and gets 16 of the
+    32 partitions: a releases idle ones, so none of those calls is abandoned and repeated.
+    (Sorted order would release "0", "1", "10" ..: 8 busy partitions would rarely all miss.)"""
+    calls = Held()
+    await calls.start()
+    a, b = hub_process(tmp_path, "a", pg_dsn), None
+    n = 8
+    try:
+        async with running(a) as http:
+            await until("a holds every partition", shared(pg_dsn, [partitions.PARTITIONS]), 5)
+            (a_node,) = await partition_owners(pg_dsn)
+            await define(http, a, definition(calls))
+            await asyncio.gather(*(send(http, a, "order.created") for _ in range(n)))
+
+            async def in_flight() -> bool:
+                return len(calls.arrivals) == n
+
+            await until("every first call in flight", in_flight, 10)
+            ids = sorted(await states(pg_dsn))
+            busy = {partitions.partition_of(i) for i in ids}
+            b = hub_process(tmp_path, "b", pg_dsn)
+            await b.ready(http)
+            await until("the partitions shared", shared(pg_dsn, [16, 16]), 3 * LEASE + 5)
+            assert busy <= (await partition_owners(pg_dsn))[a_node]
+            calls.go.set()
+            await until("every instance waiting", all_in(pg_dsn, n, {"Waiting"}), 10)
+            for hub in (a, b):
+                hub.signal(signal.SIGTERM)
+                assert await hub.exited() == 0
+    finally:
+        calls.go.set()
+        a.close()
+        if b is not None:
+            b.close()
+        await calls.stop()
+    for i in ids:
+        assert len(calls.arrivals[lifecycle.call_id(i, 0)]) == 1, i
+    assert len(calls.arrivals) == n
+
+
+async def test_a_cancel_on_another_process_stops_the_holders_call(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """A cancel made on the process that does not hold the instance's partition reaches the
+    holder (``NOTIFY eventhub_instance``, "stop"): it hangs up the call in flight at once and
+    never retries it, while the other instances' calls, answered 500, are retried."""
+    calls = HungUp()
+    await calls.start()
+    quick = {"EVENTHUB_DELIVERY_INITIAL_DELAY": "0.1"}  # retries come within 0.1 s
+
+    def hub(name: str) -> ServerProcess:
+        env = {
+            "EVENTHUB_DATABASE": pg_dsn,
+            "EVENTHUB_SECRET_KEY": TEST_SECRET_KEY,
+            "EVENTHUB_LEASE_SECONDS": str(LEASE),
+            **quick,
+        }
+        return ServerProcess(tmp_path / f"{name}.db", tmp_path / f"{name}.log", env)
+
+    a, b = hub("a"), None
+    n = 4
+    try:
+        async with running(a) as http:
+            await until("a holds every partition", shared(pg_dsn, [partitions.PARTITIONS]), 5)
+            (a_node,) = await partition_owners(pg_dsn)
+            b = hub("b")
+            await b.ready(http)
+            await until("the partitions shared", shared(pg_dsn, [16, 16]), 3 * LEASE + 5)
+            on_a = (await partition_owners(pg_dsn))[a_node]
+            await define(http, a, definition(calls))
+            await until("b knows the definition", lambda: knows_definition(http, b), 5)
+            await asyncio.gather(*(send(http, a, "order.created") for _ in range(n)))
+
+            async def in_flight() -> bool:
+                return len(calls.arrivals) == n
+
+            await until("every first call in flight", in_flight, 10)
+            ids = sorted(await states(pg_dsn))
+            target = ids[0]
+            elsewhere = b if partitions.partition_of(target) in on_a else a
+            url = f"{elsewhere.url}/api/instances/{target}/cancel"
+            async with http.post(url, headers=bearer()) as r:
+                assert r.status == 200, await r.text()
+            call = lifecycle.call_id(target, 0)
+
+            async def hung_up() -> bool:
+                return call in calls.hung_up
+
+            await until("the holder hung the cancelled call up", hung_up, 5)
+            calls.go.set()
+            others = [lifecycle.call_id(i, 0) for i in ids[1:]]
+
+            async def retried_twice() -> bool:
+                return all(len(calls.arrivals[c]) >= 3 for c in others)
+
+            # The others' second retry comes after the first's delay and the second's: a
+            # retry of the cancelled call (due a first retry's delay after the hang-up) would
+            # have arrived by then.
+            await until("the other calls retried twice", retried_twice, 10)
+            assert len(calls.arrivals[call]) == 1
+            assert (await states(pg_dsn))[target] == "Cancelled"
+            for each in (a, b):
+                each.signal(signal.SIGTERM)
+                assert await each.exited() == 0
+    finally:
+        calls.go.set()
+        a.close()
+        if b is not None:
+            b.close()
+        await calls.stop()

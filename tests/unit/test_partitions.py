@@ -1,6 +1,6 @@
 """Pure parts of instances on several processes: the partition of an id (the same on every
 process, spread over all partitions) and the ``eventhub_instance`` payloads (under
-PostgreSQL's 8000-byte limit, read back as sent)."""
+PostgreSQL's 8000-byte limit, read back as sent; a cancel's "stop" told apart from a wake)."""
 
 from __future__ import annotations
 
@@ -33,3 +33,14 @@ def test_instance_payloads_fit_and_read_back(count: int, due: float | None) -> N
     read = [wakeup.parse_instances(p) for p in payloads]
     assert set().union(*(r[0] for r in read)) == ids
     assert {r[1] for r in read} == {due}
+
+
+def test_stop_payloads_fit_read_back_and_are_told_apart() -> None:
+    ids = {secrets.token_hex(8) for _ in range(2000)}
+    payloads = wakeup.stop_payloads(ids)
+    assert len(payloads) > 1 and all(len(p.encode()) < 8000 for p in payloads)
+    read = [wakeup.parse_stopped(p) for p in payloads]
+    assert set().union(*(r or set() for r in read)) == ids
+    # A wake-up is not a stop, whatever its due time.
+    assert wakeup.parse_stopped(wakeup.instance_payloads({"x"}, None)[0]) is None
+    assert wakeup.parse_stopped(wakeup.instance_payloads({"x"}, 12.5)[0]) is None

@@ -14,7 +14,8 @@ old lease expired), so never two owners at once.
 Every ``lease_seconds / 3`` (sooner when poked) the lease task: heartbeats this node, renews
 its leases (what did not renew was lost), counts the live nodes and the subscriptions, and
 moves to its fair share ``ceil(subscriptions / live nodes)``: releasing the surplus (so a
-joining process gets some) or claiming free and expired ones. If renewing keeps failing for
+joining process gets some; the ones the owner's ``idle`` names first, for partitions those
+with no call in flight) or claiming free and expired ones. If renewing keeps failing for
 ``lease_seconds / 2``, it gives up every lease locally (stops those supervisors), well before
 another process may claim them. Releases go through the store's group commit, so the cursor
 writes of the stopped supervisors queued before them commit first.
@@ -31,7 +32,7 @@ from collections.abc import Awaitable, Callable, Set
 from dataclasses import dataclass
 
 from eventhub import tasks
-from eventhub.delivery.leases import Changed
+from eventhub.delivery.leases import Changed, Idle
 from eventhub.log.postgres.connection import Connection
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ class PgLeases:
         self._live = 1
         self._total = 0
         self._changed: Changed | None = None
+        self._idle: Idle | None = None
         self._wake = asyncio.Event()
         self._task: tasks.Watched | None = None
         # A round and a ``take`` never interleave: a round that renewed before a take's
@@ -153,8 +155,9 @@ class PgLeases:
     def held(self) -> Set[str]:
         return frozenset(self._held)
 
-    async def start(self, owner: tasks.Tasks, changed: Changed) -> None:
+    async def start(self, owner: tasks.Tasks, changed: Changed, idle: Idle | None = None) -> None:
         self._changed = changed
+        self._idle = idle
         await self.tick()
         self._task = owner.watch(self.kind.task, self._run)
 
@@ -232,7 +235,7 @@ class PgLeases:
         self._share = math.ceil(self._total / self._live)
         surplus = len(self._held) - self._share
         if surplus > 0:
-            released = set(sorted(self._held)[:surplus])
+            released = self._surplus(surplus)
             self._held -= released
             gained -= released
             await self._tell(set(), lost | released)
@@ -252,6 +255,16 @@ class PgLeases:
             gained |= claimed
         if gained or lost:
             await self._tell(gained, lost)
+
+    def _surplus(self, surplus: int) -> set[str]:
+        """Which ``surplus`` leases to release: the idle ones first (when the owner says which
+        are), so a joining process repeats no call that was in flight here; then in sorted
+        order, as subscriptions always do."""
+        held = sorted(self._held)
+        if self._idle is not None:
+            idle = self._idle(frozenset(self._held))
+            held = [i for i in held if i in idle] + [i for i in held if i not in idle]
+        return set(held[:surplus])
 
     async def _tell(self, gained: set[str], lost: set[str]) -> None:
         if self._changed is not None and (gained or lost):

@@ -785,7 +785,14 @@ class PostgresStore:
     def _instances_nudged(self, pid: int, payload: str) -> None:
         """A notification of ``eventhub_instance``: only another process's is news (this
         process's commits reach its engine by ``on_instances`` and the writes' results)."""
-        if pid == self._writer_pid or self._hooks.on_instance_ids is None:
+        if pid == self._writer_pid:
+            return
+        stopped = wakeup.parse_stopped(payload)
+        if stopped is not None:
+            if self._hooks.on_instances_cancelled is not None:
+                self._hooks.on_instances_cancelled(stopped)
+            return
+        if self._hooks.on_instance_ids is None:
             return
         try:
             ids, due = wakeup.parse_instances(payload)
@@ -933,11 +940,18 @@ class PostgresStore:
         step: int | None = None,
     ) -> Instance | None:
         names = self._names()
-        return await self.transact(
-            lambda conn, emit, clock: pg_instances.finish(
+
+        async def finish(conn: Connection, emit: Emit, clock: CommitClock) -> Instance | None:
+            ended = await pg_instances.finish(
                 conn, emit, instance_id, expect, state, names, clock, reason, step
             )
-        )
+            if ended is not None and state is State.CANCELLED:
+                # Its holder may be another process, still calling or retrying: it stops.
+                assert self._nudges is not None, "only inside a flush"
+                self._nudges.stopped.add(instance_id)
+            return ended
+
+        return await self.transact(finish)
 
     async def expire_instances(self, limit: int) -> int:
         names = self._names()

@@ -29,8 +29,11 @@ SUBSCRIPTION_CHANNEL = "eventhub_subscription"
 CHANGE_CHANNEL = "eventhub_changed"
 CHANGE_KINDS = ("key", "source", "model")
 # A commit made process instances Running (payload: their ids) or set a due time (a wait's
-# timeout, a buffered event's expiry) the holder of their partition must hear of (SPEC §9).
+# timeout, a buffered event's expiry) the holder of their partition must hear of (SPEC §9);
+# or (payload ``"stop <id>,..."``) cancelled them, so that the holder stops their tasks at
+# once rather than at its next compare-and-set (a call in flight, its retries).
 INSTANCE_CHANNEL = "eventhub_instance"
+STOP = "stop"
 # A process definition was saved or deleted (payload: its id): the others reload it.
 PROCESS_CHANNEL = "eventhub_process"
 # NOTIFY payloads must stay under 8000 bytes: tids are cut into payloads of this size.
@@ -61,7 +64,15 @@ def parse(payload: str) -> tuple[int, set[int]]:
 
 def instance_payloads(ids: set[str], due: float | None) -> list[str]:
     """``"<due or -> <id>,<id>,..."``: as many as the ids need (at least one)."""
-    when = "-" if due is None else repr(due)
+    return _id_payloads("-" if due is None else repr(due), ids)
+
+
+def stop_payloads(ids: set[str]) -> list[str]:
+    """``"stop <id>,<id>,..."``: cancelled instances, for their holders to stop."""
+    return _id_payloads(STOP, ids)
+
+
+def _id_payloads(when: str, ids: set[str]) -> list[str]:
     out: list[str] = []
     chunk: list[str] = []
     size = 0
@@ -80,15 +91,23 @@ def parse_instances(payload: str) -> tuple[set[str], float | None]:
     return {i for i in ids.split(",") if i}, None if when == "-" else float(when)
 
 
-class Nudges:
-    """What one flush tells the holders of instances: the ids it made Running and the
-    earliest due time it set. Sent once, inside the flush's transaction."""
+def parse_stopped(payload: str) -> set[str] | None:
+    """The ids of a ``"stop <id>,..."`` payload (cancelled instances); None for another."""
+    marker, _, ids = payload.partition(" ")
+    return {i for i in ids.split(",") if i} if marker == STOP else None
 
-    __slots__ = ("due", "ids")
+
+class Nudges:
+    """What one flush tells the holders of instances: the ids it made Running, the
+    earliest due time it set, the ids it cancelled. Sent once, inside the flush's
+    transaction."""
+
+    __slots__ = ("due", "ids", "stopped")
 
     def __init__(self) -> None:
         self.ids: set[str] = set()
         self.due: float | None = None
+        self.stopped: set[str] = set()
 
     def add(self, ids: Iterable[str] = (), due: float | None = None) -> None:
         self.ids.update(ids)
@@ -96,9 +115,12 @@ class Nudges:
             self.due = due
 
     async def notify(self, conn: Connection) -> None:
-        if not self.ids and self.due is None:
-            return
-        for payload in instance_payloads(self.ids, self.due):
+        sent: list[str] = []
+        if self.ids or self.due is not None:
+            sent += instance_payloads(self.ids, self.due)
+        if self.stopped:
+            sent += stop_payloads(self.stopped)
+        for payload in sent:
             await conn.execute("SELECT pg_notify($1, $2)", INSTANCE_CHANNEL, payload)
 
 

@@ -169,3 +169,44 @@ async def kinds(dsn: str) -> dict[tuple[str, str], str]:
     finally:
         await conn.close()
     return {(r["kind"], r["id"]): r["owner"] for r in rows}
+
+
+async def test_a_rebalance_releases_idle_partitions_first(pg_dsn: str, nodes: list[Node]) -> None:
+    """When a process joins, the others release their surplus: the partitions their owner
+    calls idle first (no instance task: no call in flight to repeat), busy ones only when
+    the idle ones are too few. Sorted order alone would release "0" and "1" here."""
+    a, b, _ = nodes
+    kind = Kind("partition", "SELECT g::text FROM generate_series(0, 3) AS g", "partitions")
+    owner = tasks.Tasks()
+    busy = {"0", "1"}
+    asked: list[Set[str]] = []
+
+    def idle(held: Set[str]) -> set[str]:
+        asked.append(held)
+        return set(held) - busy
+
+    async def changed(gained: Set[str], lost: Set[str]) -> None:
+        return None
+
+    try:
+        a_parts = a.store.leases(LEASE, kind)
+        b_parts = b.store.leases(LEASE, kind)
+        await a_parts.start(owner, changed, idle)
+        assert a_parts.held == {"0", "1", "2", "3"}
+        await b_parts.start(owner, changed)  # joins: a holds every partition
+        await a_parts.tick()  # share 2: the busy ones stay, the idle ones go
+        assert a_parts.held == busy and asked[-1] == {"0", "1", "2", "3"}
+        await b_parts.tick()
+        assert b_parts.held == {"2", "3"}
+
+        # Fewer idle than the surplus: the idle first, then busy ones (sorted order).
+        busy = {"0", "1"}
+        await b_parts.stop()
+        await a_parts.tick()
+        assert a_parts.held == {"0", "1", "2", "3"}
+        busy = {"0", "1", "2"}
+        await b_parts.start(owner, changed)
+        await a_parts.tick()
+        assert a_parts.held == {"1", "2"}  # "3" (idle) and "0" (first of the busy) went
+    finally:
+        await owner.stop()
