@@ -136,3 +136,46 @@ async def test_head_on_events_still_takes_the_router(server: Running) -> None:
         writer.write(head("HEAD", "/events", _AUTH))
         status = await reader.readline()
     assert status.split()[1] in (b"200", b"204")
+
+
+async def _both_ways(server: Running, request: bytes, absolute: bytes) -> tuple[Answer, Answer]:
+    """The answer to ``request`` (the direct way) and to ``absolute`` (the same request in
+    absolute form: the ASGI way), each on a connection of its own."""
+    answers = []
+    for raw in (request, absolute):
+        async with _connection(server) as (reader, writer):
+            writer.write(raw)
+            answers.append(await read_answer(reader))
+    return answers[0], answers[1]
+
+
+async def test_hostile_requests_get_the_same_refusal_either_way(server: Running) -> None:
+    """Probes as an attacker would send them, the direct way and the ASGI way: no key, a
+    wrong key, a body declared past ``max_body_bytes`` (refused before it is read), a
+    malformed body. Each is refused alike, and nothing is stored."""
+    body = _event("h-1")
+    url = f"{server.url}/events"
+    big = str(server.hub.settings.max_body_bytes + 1)
+    probes = {
+        "no key": (
+            head("POST", "/events", {"Content-Type": STRUCTURED}, len(body)) + body,
+            head("POST", url, {"Content-Type": STRUCTURED}, len(body)) + body,
+            401,
+        ),
+        "a wrong key": (
+            _post("/events", body, Authorization="Bearer not-a-key-0123456789"),
+            _post(url, body, Authorization="Bearer not-a-key-0123456789"),
+            401,
+        ),
+        "a body past the limit": (
+            head("POST", "/events", {**_AUTH, "Content-Type": STRUCTURED, "Content-Length": big}),
+            head("POST", url, {**_AUTH, "Content-Type": STRUCTURED, "Content-Length": big}),
+            413,
+        ),
+        "malformed JSON": (_post("/events", b"{not json"), _post(url, b"{not json"), 400),
+    }
+    for name, (direct_raw, asgi_raw, want) in probes.items():
+        direct, via_asgi = await _both_ways(server, direct_raw, asgi_raw)
+        assert direct.status == via_asgi.status == want, name
+        assert json.loads(direct.body) == json.loads(via_asgi.body), name
+    assert await server.log() == []
