@@ -95,6 +95,7 @@ def test_python_m_bench_tiny_writes_a_report(tmp_path: Path) -> None:
     assert "events lost after kill -9" in measured
     assert any(t.startswith("binary ingest / bare endpoint") for t in measured)
     assert any(t.startswith("batch ingest / SQLite ceiling") for t in measured)
+    assert any(t.startswith("structured ingest / bare endpoint") for t in measured)
     assert "restart with 200 waiting instances, s" in measured
     assert "RSS of 200 waiting instances above an empty hub, MB" in measured
     assert any(t.startswith("fail-over after SIGKILL") for t in measured)
