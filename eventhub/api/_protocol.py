@@ -124,6 +124,7 @@ class LimitedProtocol(HttpToolsProtocol):
     _refused = False  # an error answer was sent or is due: ignore further bytes
     _drained = 0  # bytes ignored since
     _direct_ingest: _direct.Direct | None = None  # how POST /events is served without ASGI
+    _waiting: _direct.DirectCycle | None = None  # a POST /events whose body is in this read
 
     # -- connection ----------------------------------------------------------------------------
 
@@ -170,7 +171,11 @@ class LimitedProtocol(HttpToolsProtocol):
         in_body, heads = self._in_body, self._heads
         self._read_bytes = len(data)
         try:
-            self.parser.feed_data(data)
+            try:
+                self.parser.feed_data(data)
+            finally:
+                # Before any error is answered: a cycle started is one _answer waits for.
+                self._start_waiting()
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, errors.EventHubError):
                 self._answer(exc.__context__)
@@ -252,8 +257,14 @@ class LimitedProtocol(HttpToolsProtocol):
             on_response=self.on_response_complete,
         )
         cycle.direct = direct
+        cycle.launch = self._start_asgi_task
         if existing_cycle is None or existing_cycle.response_complete:
-            self._start_asgi_task(cycle, self.app)
+            if self.expect_100_continue:
+                self._start_asgi_task(cycle, self.app)
+            else:
+                # Served by on_message_complete if the body completes in this read (no task),
+                # else started as a task once the read is parsed (data_received).
+                self._waiting = cycle
         else:
             # Pipelined: queued as uvicorn queues its own cycles.
             self.flow.pause_reading()
@@ -262,6 +273,19 @@ class LimitedProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._in_body = False
         super().on_message_complete()
+        cycle = self._waiting
+        if cycle is not None:
+            self._waiting = None
+            if not cycle.serve_now():
+                self._start_asgi_task(cycle, self.app)
+
+    def _start_waiting(self) -> None:
+        """A ``POST /events`` whose body did not complete in the read that brought its head
+        runs as uvicorn runs a cycle: a task that reads the rest."""
+        cycle = self._waiting
+        if cycle is not None:
+            self._waiting = None
+            self._start_asgi_task(cycle, self.app)
 
     # -- answers -------------------------------------------------------------------------------
 
