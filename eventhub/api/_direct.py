@@ -8,7 +8,9 @@ protocol (``api/_protocol.py``) recognises ``POST /events`` when its head comple
 a ``DirectCycle`` in place of uvicorn's cycle. The request is then served by the same
 ``ingest.Endpoint`` (auth, admission, body limits and deadline, validation, the commit, the
 metrics), and a successful answer is written in one ``transport.write`` from bytes prepared
-once per second (the ``date`` header).
+once per second (the ``date`` header). When the whole body came in the read that completed
+the head, not even a task is started: the request is served from the protocol's callbacks
+and answered from its commit's (``DirectCycle.serve_now``).
 
 What stays uvicorn's, because ``DirectCycle`` *is* its cycle: the body buffered by the
 protocol's ``on_body``, ``Expect: 100-continue`` (written on the first ``receive``),
