@@ -7,11 +7,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ADMIN_KEY, Running
 from tests.e2e.helpers import STRUCTURED, custom_server
+from tests.e2e.test_metrics import scrape, value
 from tests.reliability.ingest_raw import Answer, head, read_answer
 
 _AUTH: dict[str, str | bytes] = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -250,3 +254,38 @@ async def test_an_error_found_in_the_callback_keeps_the_connection(server: Runni
     assert json.loads(refused.body)["error"]["code"]
     assert accepted.status == 200, accepted.body
     assert [e["event"]["id"] for e in await server.log()] == ["k-2"]
+
+
+async def test_the_callback_way_counts_and_logs_as_the_task_way(
+    server: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Requests in one write each (served from the protocol's callbacks): an accepted event,
+    one refused by validation, one refused on its headers. Each is counted in /metrics by
+    mode and outcome, in the latency histogram, and gets one access line with its status
+    and who asked."""
+    caplog.set_level(logging.INFO, logger="eventhub.access")
+    bad = json.dumps({"specversion": "1.0", "id": "x", "source": "/direct"}).encode()
+    requests = [
+        _post("/events", _event("m-1")),
+        _post("/events", bad),
+        head("POST", "/events", {"Content-Type": STRUCTURED}, len(bad)) + bad,
+    ]
+    statuses = []
+    for raw in requests:
+        async with _connection(server) as (reader, writer):
+            writer.write(raw)
+            statuses.append((await read_answer(reader)).status)
+    assert statuses == [200, 400, 401]
+    samples = await scrape(server)
+    for mode, outcome in (
+        ("structured", "ok"),
+        ("structured", "invalid_event"),
+        ("unknown", "unauthorized"),
+    ):
+        labels = {"path": "/events", "mode": mode, "outcome": outcome}
+        assert value(samples, "eventhub_ingest_requests_total", **labels) == 1, labels
+    assert value(samples, "eventhub_ingest_duration_seconds_count", path="/events") == 3
+    lines = [r.getMessage() for r in caplog.records if r.name == "eventhub.access"]
+    posts = [line for line in lines if line.startswith("POST /events ")]
+    assert [line.split()[2] for line in posts] == ["200", "400", "401"]
+    assert [line.split()[-1] for line in posts] == ["key=env-admin", "key=env-admin", "key=-"]
