@@ -8,7 +8,9 @@ protocol (``api/_protocol.py``) recognises ``POST /events`` when its head comple
 a ``DirectCycle`` in place of uvicorn's cycle. The request is then served by the same
 ``ingest.Endpoint`` (auth, admission, body limits and deadline, validation, the commit, the
 metrics), and a successful answer is written in one ``transport.write`` from bytes prepared
-once per second (the ``date`` header).
+once per second (the ``date`` header). When the whole body came in the read that completed
+the head, not even a task is started: the request is served from the protocol's callbacks
+and answered from its commit's (``DirectCycle.serve_now``).
 
 What stays uvicorn's, because ``DirectCycle`` *is* its cycle: the body buffered by the
 protocol's ``on_body``, ``Expect: 100-continue`` (written on the first ``receive``),
@@ -24,8 +26,10 @@ ASGI app as before.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -36,7 +40,7 @@ from eventhub.api import errors as api_errors
 from eventhub.ops import logs
 
 if TYPE_CHECKING:
-    from eventhub.api.ingest import Endpoint
+    from eventhub.api.ingest import Endpoint, Pending
 
 _JSON_HEAD = b"content-type: application/json\r\n"
 _CLOSE = b"connection: close\r\n"
@@ -86,12 +90,27 @@ class _Heads:
 
 _HEADS = _Heads()
 
+# Answers waiting for a slow client's transport to drain (``DirectCycle._committed``): held
+# here, since the loop keeps only weak references to tasks.
+_LATE: set[asyncio.Task[None]] = set()
+
 
 class DirectCycle(RequestResponseCycle):
-    """uvicorn's request/response cycle for one ``POST /events``, served by ``Direct``."""
+    """uvicorn's request/response cycle for one ``POST /events``, served by ``Direct``.
+
+    Two ways. A request whose whole body came with its head (the common case) is served by
+    ``serve_now`` from the protocol's ``on_message_complete``, with no task and no
+    coroutine: ``Endpoint.begin`` queues its events for the group commit, and the commit
+    future's done-callback writes the answer. Any other (a body still arriving, ``100
+    Continue``, a pipelined request, an error) runs as uvicorn runs a cycle, in a task
+    (``run_asgi``), through ``Endpoint.handle``, or ``Endpoint.refuse`` for an error found
+    by ``serve_now``."""
 
     direct: Direct
+    # Starts this cycle's task, as the protocol starts uvicorn's (tracked for shutdown).
+    launch: Callable[[RequestResponseCycle, Any], None]
     _status: int | None = None
+    _pending: Pending | None = None  # begun by serve_now
 
     async def run_asgi(self, app: Any) -> None:
         # uvicorn's wrapper (an unexpected error is logged, answered 500 if nothing was sent,
@@ -103,9 +122,15 @@ class DirectCycle(RequestResponseCycle):
         line, and an unexpected error answered by the app's handler for ``Exception``."""
         scope["app"] = self.direct.app
         logged = logs.ACCESS.isEnabledFor(logging.INFO)
-        started = time.perf_counter() if logged else 0.0
+        pending = self._pending
+        started = time.perf_counter() if pending is None else pending.started
         try:
-            await self.direct.endpoint.handle(scope, receive, send, self.answer, self.ready_body)
+            if pending is not None:
+                await self.direct.endpoint.refuse(pending, scope, receive, send)
+            else:
+                await self.direct.endpoint.handle(
+                    scope, receive, send, self.answer, self.ready_body
+                )
         except Exception as exc:
             if not self.response_started:
                 handler = api_errors.HANDLERS[Exception]
@@ -115,6 +140,68 @@ class DirectCycle(RequestResponseCycle):
         finally:
             if logged:
                 logs.access(scope, self.status, time.perf_counter() - started)
+
+    def serve_now(self) -> bool:
+        """Serve this request from the protocol's callback, its body whole (the protocol's
+        ``on_message_complete``): False when it must run as a task instead (``100
+        Continue`` owed, or a store that cannot queue without a coroutine), or to answer an
+        error found here (``refuse``, in the task: errors are rare and the ASGI answer of
+        each is exact)."""
+        endpoint = self.direct.endpoint
+        if not endpoint.immediate:
+            return False
+        body = self.ready_body()
+        if body is None:
+            return False
+        scope: Scope = self.scope  # type: ignore[assignment]  # uvicorn's TypedDict
+        scope["app"] = self.direct.app
+        pending = self._pending = endpoint.begin(scope, body)
+        if pending.future is None:
+            return False
+        pending.future.add_done_callback(self._committed)
+        return True
+
+    def _committed(self, future: asyncio.Future[Any]) -> None:
+        """The commit of a request begun by ``serve_now`` is done: its answer, or its error
+        answered in a task (``refuse``). A client gone meanwhile gets nothing written, as
+        ``answer`` writes nothing then; its slot is released all the same."""
+        pending = self._pending
+        assert pending is not None
+        endpoint = self.direct.endpoint
+        try:
+            reply = endpoint.end(pending)
+        except asyncio.CancelledError:
+            endpoint.record(pending, "aborted")
+            self._access(pending.started)
+            self.transport.close()
+            return
+        except Exception as exc:
+            pending.error = exc
+            self.launch(self, None)
+            return
+        if self.flow.write_paused and not self.disconnected:
+            # The client reads slowly: wait for the transport to drain, in a task (rare).
+            task = asyncio.get_running_loop().create_task(self._answer_later(pending, reply))
+            _LATE.add(task)
+            task.add_done_callback(_LATE.discard)
+            return
+        self._write(reply)
+        endpoint.record(pending, "ok")
+        self._access(pending.started)
+
+    async def _answer_later(self, pending: Pending, reply: bytes) -> None:
+        outcome = "aborted"
+        try:
+            await self.answer(reply)
+            outcome = "ok"
+        finally:
+            self.direct.endpoint.record(pending, outcome)
+            self._access(pending.started)
+
+    def _access(self, started: float) -> None:
+        if logs.ACCESS.isEnabledFor(logging.INFO):
+            scope: Scope = self.scope  # type: ignore[assignment]
+            logs.access(scope, self.status, time.perf_counter() - started)
 
     @property
     def status(self) -> int | None:
@@ -142,6 +229,10 @@ class DirectCycle(RequestResponseCycle):
         connection is not kept alive."""
         if self.flow.write_paused and not self.disconnected:
             await self.flow.drain()
+        self._write(body)
+
+    def _write(self, body: bytes | None) -> None:
+        """``answer``'s write, once the transport takes it (nothing when the client is gone)."""
         if self.disconnected:
             return
         self.response_started = True

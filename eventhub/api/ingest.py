@@ -9,13 +9,14 @@ the answer.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import parse_qsl
 
 import orjson
 from starlette.requests import ClientDisconnect
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from eventhub import auth, errors
 from eventhub.api import _asgi
@@ -82,6 +83,13 @@ class Ingest:
         auth.verify_body(caller, body)
         return body
 
+    def arrived(self, incoming: _asgi.Incoming, caller: auth.Caller, body: bytes) -> bytes:
+        """``body`` for a body the server already holds whole: the same checks as ``body``
+        (its declared size, 411 for an unsized one, its signature), no read."""
+        _asgi.check_length(incoming.header(b"content-length"), self.body_limit(caller))
+        auth.verify_body(caller, body)
+        return body
+
     def body_limit(self, caller: auth.Caller) -> int:
         """``max_body_bytes`` with a key; without one, the named source's own limit or
         ``max_unauthenticated_body_bytes``: what keyless load may hold in memory is bounded
@@ -99,6 +107,15 @@ class Ingest:
         hub = self.hub
         auth.authorize_publish(caller, ((e.source, e.type) for e in events), hub.sources, body)
         return await hub.store.append(events)
+
+    def append_soon(
+        self, append_soon: AppendSoon, events: list[NewEvent], body: bytes, caller: auth.Caller
+    ) -> asyncio.Future[list[Appended]]:
+        """``append`` without a coroutine, for a store that queues (``append_soon``): the
+        future resolves once the group commit that holds ``events`` is durable."""
+        hub = self.hub
+        auth.authorize_publish(caller, ((e.source, e.type) for e in events), hub.sources, body)
+        return append_soon(events)
 
 
 class Endpoint:
@@ -168,6 +185,100 @@ class Endpoint:
             hub.metrics.ingested(
                 self._path, incoming.mode, outcome, incoming.events, time.perf_counter() - started
             )
+
+    # -- served from the protocol's callbacks (api/_direct.py) ---------------------------------
+
+    @property
+    def immediate(self) -> bool:
+        """Whether ``begin`` can serve a request: ``POST /events`` on a store that queues
+        its appends without a coroutine (the SQLite store's ``append_soon``)."""
+        return self._handler is post_events and _append_soon(self._ingest.hub) is not None
+
+    def begin(self, scope: Scope, body: bytes) -> Pending:
+        """``handle`` up to the commit, without a coroutine, for a request whose whole body
+        arrived with its head: who asks, admission, the body's checks, the parse, the right
+        to publish, then its events queued for the next group commit. The slot taken is
+        held until ``end``. An error is returned in ``Pending.error`` (the slot released),
+        for ``refuse`` to answer as ``handle`` does."""
+        incoming = _asgi.Incoming(scope, _no_receive)
+        pending = Pending(incoming)
+        ingest = self._ingest
+        hub = ingest.hub
+        try:
+            _asgi.check_content_type(incoming)
+            caller = ingest.caller(incoming, self._naming, self._signature_headers)
+            keyed = caller.principal is not None
+            hub.enter_ingest(keyed)
+            try:
+                content_type, essence = _events_mode(incoming)
+                body = ingest.arrived(incoming, caller, body)
+                events = _events_of(ingest, incoming, content_type, essence, body)
+                append_soon = _append_soon(hub)
+                assert append_soon is not None, "begin without immediate"
+                pending.future = ingest.append_soon(append_soon, events, body, caller)
+            except BaseException:
+                hub.leave_ingest(keyed)
+                raise
+        except Exception as exc:
+            pending.error = exc
+            return pending
+        pending.keyed = keyed
+        pending.events = events
+        return pending
+
+    def end(self, pending: Pending) -> bytes:
+        """Once ``pending.future`` is done: the slot released, then the receipt, or the
+        commit's error raised."""
+        self._ingest.hub.leave_ingest(pending.keyed)
+        assert pending.future is not None
+        return _receipt(pending.events, pending.future.result())
+
+    async def refuse(self, pending: Pending, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer ``pending.error`` as ``handle`` answers an error (and count it)."""
+        assert pending.error is not None
+        outcome = _outcome(pending.error)
+        try:
+            await api_errors.respond(scope, receive, send, pending.error)
+        finally:
+            self.record(pending, outcome)
+
+    def record(self, pending: Pending, outcome: str) -> None:
+        """The request's metrics, as ``handle`` counts them."""
+        incoming = pending.incoming
+        self._ingest.hub.metrics.ingested(
+            self._path,
+            incoming.mode,
+            outcome,
+            incoming.events,
+            time.perf_counter() - pending.started,
+        )
+
+
+class Pending:
+    """One request begun by ``Endpoint.begin``: its commit's future, or its error."""
+
+    __slots__ = ("error", "events", "future", "incoming", "keyed", "started")
+
+    def __init__(self, incoming: _asgi.Incoming) -> None:
+        self.started = time.perf_counter()
+        self.incoming = incoming
+        self.future: asyncio.Future[list[Appended]] | None = None
+        self.error: Exception | None = None
+        self.events: list[NewEvent] = []
+        self.keyed = True
+
+
+# The SQLite store's ``append_soon``: queue events for the next group commit, return its future.
+AppendSoon = Callable[[list[NewEvent]], "asyncio.Future[list[Appended]]"]
+
+
+def _append_soon(hub: Hub) -> AppendSoon | None:
+    soon: AppendSoon | None = getattr(hub.store, "append_soon", None)
+    return soon
+
+
+async def _no_receive() -> Message:
+    raise AssertionError("a request begun whole reads no body")
 
 
 def _outcome(exc: Exception) -> str:
@@ -268,10 +379,29 @@ def _one_receipt(event: NewEvent, appended: Appended) -> bytes:
 
 async def post_events(ingest: Ingest, incoming: _asgi.Incoming, caller: auth.Caller) -> bytes:
     """``POST /events``: binary, structured or batch mode, told apart by Content-Type."""
+    content_type, essence = _events_mode(incoming)
+    body = await ingest.body(incoming, caller)
+    events = _events_of(ingest, incoming, content_type, essence, body)
+    return _receipt(events, await ingest.append(events, body, caller))
+
+
+def _events_mode(incoming: _asgi.Incoming) -> tuple[str | None, str]:
+    """``POST /events``'s Content-Type and its essence; its mode set on ``incoming``."""
     content_type = incoming.header(b"content-type")
     essence = media.essence(content_type)
-    mode = incoming.mode = _mode(essence, incoming.scope["headers"])
-    body = await ingest.body(incoming, caller)
+    incoming.mode = _mode(essence, incoming.scope["headers"])
+    return content_type, essence
+
+
+def _events_of(
+    ingest: Ingest,
+    incoming: _asgi.Incoming,
+    content_type: str | None,
+    essence: str,
+    body: bytes,
+) -> list[NewEvent]:
+    """The events of a ``POST /events`` body, by the mode ``_events_mode`` found."""
+    mode = incoming.mode
     if mode == "structured":
         events = [parse.parse_structured(body)]
     elif mode == "batch":
@@ -288,7 +418,7 @@ async def post_events(ingest: Ingest, incoming: _asgi.Incoming, caller: auth.Cal
             f"{media.STRUCTURED} or {media.BATCH}"
         )
     incoming.events = len(events)
-    return _receipt(events, await ingest.append(events, body, caller))
+    return events
 
 
 def _mode(essence: str, headers: Sequence[tuple[bytes, bytes]]) -> str:

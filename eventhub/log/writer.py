@@ -55,12 +55,18 @@ class GroupCommitWriter(Generic[T, R]):
         self._task = (owner or tasks.Tasks()).watch(self._name, self._run)
 
     async def submit(self, item: T) -> R:
+        return await self.queue(item)
+
+    def queue(self, item: T) -> asyncio.Future[R]:
+        """``submit`` without its coroutine: queue ``item`` for the next flush and return the
+        future that flush resolves (its result, or its error) once committed. For a caller in
+        a plain callback (api/_direct.py), which reads the result from a done-callback."""
         if self._closing:
             raise WriterClosed("the log is shutting down")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         self._wake.set()
-        return await future
+        return future
 
     def enqueue(self, item: T) -> None:
         """Queue ``item`` for the next flush without waiting for it (a failure is logged).

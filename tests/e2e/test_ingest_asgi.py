@@ -4,6 +4,7 @@ happens."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -34,7 +35,14 @@ async def test_an_unexpected_error_is_500_in_the_error_shape_and_stores_nothing(
     async def broken(events: list[NewEvent]) -> Any:
         raise RuntimeError("the disk is on fire")
 
+    def broken_soon(events: list[NewEvent]) -> asyncio.Future[Any]:
+        # The path served from the protocol's callbacks (api/_direct.py): the commit fails.
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_exception(RuntimeError("the disk is on fire"))
+        return future
+
     monkeypatch.setattr(server.hub.store, "append", broken)
+    monkeypatch.setattr(server.hub.store, "append_soon", broken_soon)
     paths = [
         ("/events", STRUCTURED, _event()),
         (

@@ -140,6 +140,24 @@ async def test_an_idle_keepalive_connection_closes_after_keepalive_timeout(tmp_p
         writer.close()
 
 
+async def test_keepalive_timeout_counts_from_the_last_answer(tmp_path: Path) -> None:
+    """The connection's one keep-alive timer (api/_protocol.py) fires while requests keep
+    coming: it must wait out the rest of the idle time, not close a connection that was idle
+    less than ``keepalive_timeout``; once the requests stop, the connection closes on time."""
+    async with hub(tmp_path, {"EVENTHUB_KEEPALIVE_TIMEOUT": "0.5"}) as process:
+        reader, writer = await connect(process)
+        start = time.monotonic()
+        while time.monotonic() - start < 1.3:  # past two timeouts, never 0.5 s idle
+            writer.write(HEALTHZ)
+            assert (await response(reader))[0] == 200
+            await asyncio.sleep(0.3)  # the client's pace: not a synchronisation
+        writer.write(HEALTHZ)
+        assert (await response(reader))[0] == 200
+        idle = await closed(reader, within=3)
+        assert 0.3 < idle < 2.0, idle
+        writer.close()
+
+
 # -- max_header_bytes ---------------------------------------------------------------------------
 
 

@@ -89,3 +89,30 @@ async def test_a_full_disk_fails_the_whole_flush_without_retrying_one_by_one() -
     await writer.stop()
     assert all(isinstance(o, errors.InsufficientStorage) for o in outcomes)
     assert len(flushes) == 1, "a storage failure is no one submission's fault: no retries"
+
+
+async def test_queue_returns_the_future_its_flush_resolves() -> None:
+    """``queue`` is ``submit`` without the coroutine (the ingest path served from the HTTP
+    protocol's callbacks): its futures share flushes with ``submit``'s, get their own
+    results, and resolve only once the flush that holds them has returned."""
+    flushes: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def flush(items: list[int]) -> list[int]:
+        await release.wait()
+        flushes.append(list(items))
+        return [i * 10 for i in items]
+
+    writer: GroupCommitWriter[int, int] = GroupCommitWriter(flush)
+    writer.start()
+    futures = [writer.queue(i) for i in range(3)]
+    submitted = asyncio.ensure_future(writer.submit(3))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert not any(f.done() for f in futures), "resolved before its flush returned"
+    release.set()
+    assert await asyncio.gather(*futures, submitted) == [0, 10, 20, 30]
+    assert flushes == [[0, 1, 2, 3]]
+    await writer.stop()
+    with pytest.raises(WriterClosed):
+        writer.queue(9)
