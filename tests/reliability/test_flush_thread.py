@@ -13,7 +13,7 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from eventhub.log.sqlite import SqliteStore
 from eventhub.log.sqlite.store import DEFER_EVENTS
 from tests.conftest import ManualClock
 from tests.contract.store.conftest import VAULT
-from tests.contract.store.samples import event
+from tests.contract.store.samples import DATA, STAMPS, event, traced
 
 BATCH = 100
 BATCHES = -(-DEFER_EVENTS // BATCH) + 2  # enough batches for one flush to be deferred
@@ -59,8 +59,10 @@ class Seen:
 
 
 @asynccontextmanager
-async def opened(path: Path, seen: Seen) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(path, ManualClock(), vault=VAULT, hooks=seen.hooks())
+async def opened(
+    path: Path, seen: Seen, clock: ManualClock | None = None
+) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(path, clock or ManualClock(), vault=VAULT, hooks=seen.hooks())
     await store.open()
     try:
         seen.tid = await store.ensure_trigger("m", "t")
@@ -160,3 +162,56 @@ async def test_close_waits_for_a_deferred_flush_in_flight(
     with sqlite3.connect(tmp_path / "log.db") as reader:
         stored = {offset for (offset,) in reader.execute("SELECT event_offset FROM events")}
     assert {r.offset for rs in done for r in rs} <= stored
+
+
+def _mixed(n: int) -> list[NewEvent]:
+    """A batch of traced and untraced events over two sources, with revisions and repeats
+    of earlier batches' events (so traces are left and joined across and within flushes)."""
+    out = []
+    for i in range(BATCH):
+        key = (n * BATCH + i) % 240  # ids come back every 240 events: revisions, repeats
+        trace = None if key % 3 == 0 else f"trace-{key % 7}"
+        stamp = STAMPS[key % len(STAMPS)]
+        data = (key + n // 3) % len(DATA)  # the same data for some repeats, not for others
+        source = "/m" if key % 2 else "/other"
+        out.append(traced(source, f"id-{key}", trace, stamp, data))
+    return out
+
+
+_TABLES = {
+    "events": "event_offset",
+    "event_ids": "source, id",
+    "trace_members": "source, id",
+    "traces": "trace_id",
+    "trigger_events": "tid, event_offset",
+    "event_types": "type, source, grp",
+}
+
+
+def _dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    with closing(sqlite3.connect(path)) as conn:
+        return {
+            table: conn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
+            for table, order in _TABLES.items()
+        }
+
+
+async def test_a_deferred_flush_writes_what_flushes_on_the_loop_write(tmp_path: Path) -> None:
+    """The same batches, in the same order: once all in one deferred flush, once a batch a
+    flush (each below ``DEFER_EVENTS``: on the loop). Every table the append path writes
+    ends the same, receipts too."""
+    batches = [_mixed(n) for n in range(BATCHES)]
+    deferred, on_loop = Seen(), Seen()
+    clock = ManualClock()  # one time for both: received_at is in the rows
+    async with opened(tmp_path / "deferred.db", deferred, clock) as store:
+        together = await asyncio.gather(*(store.append(b) for b in batches))
+    async with opened(tmp_path / "loop.db", on_loop, clock) as store:
+        one_by_one = [await store.append(b) for b in batches]
+    assert deferred.loop_thread not in deferred.inserts
+    assert set(on_loop.inserts) == {on_loop.loop_thread}
+    assert together == one_by_one
+    assert any(r.duplicate for rs in together for r in rs)
+    assert any(r.revision > 1 for rs in together for r in rs)
+    first, second = _dump(tmp_path / "deferred.db"), _dump(tmp_path / "loop.db")
+    assert all(first[table] for table in _TABLES), "every table written"
+    assert first == second
