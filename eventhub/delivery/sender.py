@@ -106,7 +106,12 @@ class Sender:
     async def _post(
         self, target: http1.Target, headers: Mapping[str, str], body: bytes, keep_body: int
     ) -> Answer:
-        async with self._slots:
+        # Not ``async with``: its __aenter__ and __aexit__ are two coroutines a request, and
+        # the slot is nearly always free.
+        slots = self._slots
+        if not slots.try_acquire():
+            await slots.acquire()
+        try:
             started = time.perf_counter()
             try:
                 answer = await self._pool.post(target, headers, body, keep_body)
@@ -126,6 +131,8 @@ class Sender:
                     body=answer.body,
                 )
             return Answer(None, None, error, (time.perf_counter() - started) * 1000)
+        finally:
+            slots.release()
 
 
 def _error_of(answer: http1.Answer) -> str | None:
