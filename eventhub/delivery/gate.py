@@ -29,6 +29,13 @@ class Gate:
         """Every permit is back: nobody holds one, and so nobody waits for one."""
         return self._free == self._permits
 
+    def try_acquire(self) -> bool:
+        """Take a permit if one is free; never waits (the common case costs no coroutine)."""
+        if self._free > 0:
+            self._free -= 1
+            return True
+        return False
+
     async def acquire(self) -> None:
         if self._free > 0:
             self._free -= 1

@@ -46,7 +46,9 @@ class ProtocolError(Exception):
     """The receiver's answer is not HTTP/1.x."""
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__ (~1.1 us
+# against ~0.3), and one is built for every delivery. Nothing changes one once built.
+@dataclass(slots=True)
 class Answer:
     status: int
     retry_after: str | None

@@ -34,9 +34,7 @@ def default_ssl_context() -> ssl.SSLContext:
     return context
 
 
-def _expire(waiter: asyncio.Future[http1.Answer]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
+_TICK = 0.001
 
 
 class Pool:
@@ -58,6 +56,11 @@ class Pool:
         self._idle: dict[tuple[str, str, int], list[http1.Connection]] = {}
         self._idle_count = 0
         self._sweeper: tasks.Watched | None = None
+        # The answers awaited now and when each expires, watched by one timer for all of them
+        # (``_watch``), at most ``delivery_connections`` of them (the sender's gate).
+        self._inflight: dict[asyncio.Future[http1.Answer], float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     async def start(self, owner: tasks.Tasks | None = None) -> None:
         """Load the CAs and start the sweeper, watched by ``owner`` (the hub's) or a private
@@ -77,6 +80,9 @@ class Pool:
                 conn.close()
         self._idle.clear()
         self._idle_count = 0
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     @property
     def idle(self) -> int:
@@ -97,11 +103,13 @@ class Pool:
             conn = await self._connect(target, deadline)
         try:
             waiter = conn.send(request, keep_body)
-            timer = loop.call_at(deadline, _expire, waiter)
+            self._inflight[waiter] = deadline
+            if self._timer is None or deadline < self._timer_at:
+                self._watch(loop, deadline)
             try:
                 answer = await waiter
             finally:
-                timer.cancel()
+                del self._inflight[waiter]
         except BaseException:
             conn.abort()
             raise
@@ -110,6 +118,36 @@ class Pool:
         else:
             conn.close()
         return answer
+
+    def _expire(self) -> None:
+        """Fail the answers past their deadline, and set the timer for the next deadline.
+
+        One timer for every request in flight instead of a ``call_at`` and a ``cancel`` per
+        request (2.4 us of uvloop's a request, ~4% of a fan-out). Every request gets the same
+        time limit, so a new request's deadline is rarely earlier than the timer's (only after
+        a slow connect: it then moves the timer), and the timer, when it fires, looks through
+        at most the sender's connections."""
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        # uvloop's timers tick in milliseconds and may fire a little early: a deadline within
+        # the tick is due now, not a timer to set again at once.
+        now = loop.time() + _TICK
+        earliest: float | None = None
+        for waiter, deadline in self._inflight.items():
+            if waiter.done():
+                continue
+            if deadline <= now:
+                waiter.set_exception(TimeoutError())
+            elif earliest is None or deadline < earliest:
+                earliest = deadline
+        if earliest is not None:
+            self._watch(loop, earliest)
+
+    def _watch(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(deadline, self._expire)
+        self._timer_at = deadline
 
     async def _connect(self, target: http1.Target, deadline: float) -> http1.Connection:
         loop = asyncio.get_running_loop()

@@ -22,6 +22,50 @@ SINGLE = frozenset({"binary", "structured"})
 # http-protocol-binding.md 3.1.3.2: percent-encode space, '"', '%' and all but printable ASCII.
 _HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
 
+# A fan-out renders one event for every subscription of its trigger (10,000 times), and the
+# supervisors share the very ``StoredEvent`` objects (``consume.pages``): what does not depend
+# on the subscription is encoded once per event and kept here, by offset. A hit must be the
+# same object (``is``), so another store's event at that offset (several hubs in one process,
+# in tests) is never taken for it. Bounded: cleared whole when full, a page's worth at most.
+_CACHED = 1024
+_event_json: dict[int, tuple[StoredEvent, bytes]] = {}
+_envelope_tail: dict[int, tuple[StoredEvent, bytes]] = {}
+
+
+def _cached(cache: dict[int, tuple[StoredEvent, bytes]], event: StoredEvent) -> bytes | None:
+    hit = cache.get(event.offset)
+    return hit[1] if hit is not None and hit[0] is event else None
+
+
+def _keep(cache: dict[int, tuple[StoredEvent, bytes]], event: StoredEvent, value: bytes) -> bytes:
+    if len(cache) >= _CACHED:
+        cache.clear()
+    cache[event.offset] = (event, value)
+    return value
+
+
+def event_json(event: StoredEvent) -> bytes:
+    """The event in the CloudEvents JSON format, encoded once per event."""
+    cached = _cached(_event_json, event)
+    if cached is not None:
+        return cached
+    return _keep(_event_json, event, orjson.dumps(event.to_cloudevent()))
+
+
+def _envelope_item_tail(event: StoredEvent) -> bytes:
+    """An envelope item from ``"eventId"`` to its closing brace: the same for every
+    subscription."""
+    cached = _cached(_envelope_tail, event)
+    if cached is not None:
+        return cached
+    item = {
+        "eventId": event.id,
+        "offset": event.offset,
+        "creationDate": event.attributes.get("time") or event.received_at,
+        "event": orjson.Fragment(event_json(event)),
+    }
+    return _keep(_envelope_tail, event, orjson.dumps(item)[1:])
+
 
 def page_size(sub: Subscription) -> int:
     return 1 if sub.format in SINGLE else sub.batch_size
@@ -59,22 +103,12 @@ def render(sub: Subscription, events: Sequence[StoredEvent]) -> tuple[dict[str, 
         return headers, event.data or b""
     if sub.format == "structured":
         (event,) = events
-        return {"content-type": "application/cloudevents+json"}, orjson.dumps(event.to_cloudevent())
+        return {"content-type": "application/cloudevents+json"}, event_json(event)
     if sub.format == "batch":
-        return {"content-type": "application/cloudevents-batch+json"}, orjson.dumps(
-            [e.to_cloudevent() for e in events]
-        )
-    body = orjson.dumps(
-        [
-            {
-                "subscriptionId": sub.id,
-                "triggerId": sub.trigger,
-                "eventId": e.id,
-                "offset": e.offset,
-                "creationDate": e.attributes.get("time") or e.received_at,
-                "event": e.to_cloudevent(),
-            }
-            for e in events
-        ]
-    )
+        body = b"[" + b",".join([event_json(e) for e in events]) + b"]"
+        return {"content-type": "application/cloudevents-batch+json"}, body
+    # {"subscriptionId":…,"triggerId":…, then the event's own part: what orjson.dumps of the
+    # whole item gives, byte for byte, with the event's part encoded once for all.
+    head = orjson.dumps({"subscriptionId": sub.id, "triggerId": sub.trigger})[:-1] + b","
+    body = b"[" + b",".join([head + _envelope_item_tail(e) for e in events]) + b"]"
     return {"content-type": "application/json"}, body

@@ -108,4 +108,19 @@ class Signer:
         return keys
 
     def headers(self, msg_id: str, now: float, body: bytes) -> dict[str, str]:
-        return headers(msg_id, int(now), body, self.keys(now))
+        """``headers`` with this subscription's keys, without the generic path's layers: it
+        runs once per delivery, and its calls and generator cost more than the HMAC of a 1 KB
+        body (5.0% of a 100-subscription delivery profile, 2.7% of it the HMAC)."""
+        timestamp = int(now)
+        prefix = _signed_prefix(msg_id, timestamp)
+        signature = self._current.entry(prefix, body)
+        previous = self._previous
+        if previous is not None and (
+            self._previous_expires is None or now < self._previous_expires
+        ):
+            signature += " " + previous.entry(prefix, body)
+        return {
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature,
+        }

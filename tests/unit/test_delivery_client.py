@@ -464,3 +464,30 @@ async def test_https_callbacks_are_verified_and_kept_alive(certificate: tuple[Pa
         await post(strict, server)
     await strict.close()
     await server.stop()
+
+
+async def test_each_request_times_out_at_its_own_deadline_under_one_shared_timer() -> None:
+    # One timer watches every request in flight: a later request must neither expire with
+    # the first one nor wait past its own limit, and a request answered meanwhile is untouched.
+    p = pool.Pool(connect_timeout=1.0, total_timeout=0.3, max_idle=8, rules=LOOPBACK)
+    await p.start()
+    stalled = await serving(stall(2.0))
+    quick = await serving(OK)
+    loop = asyncio.get_running_loop()
+
+    async def timed_out_after() -> float:
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            await post(p, stalled)
+        return loop.time() - started
+
+    first = asyncio.create_task(timed_out_after())
+    await asyncio.sleep(0.15)
+    second = asyncio.create_task(timed_out_after())
+    assert (await post(p, quick)).status == 200
+    for elapsed in await asyncio.gather(first, second):
+        assert 0.28 <= elapsed < 0.45
+    assert (await post(p, quick)).status == 200  # the timer is set again for new requests
+    await p.close()
+    await stalled.stop()
+    await quick.stop()

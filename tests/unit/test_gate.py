@@ -50,3 +50,16 @@ async def test_a_waiter_cancelled_after_being_handed_the_permit_passes_it_on() -
     assert gate.free == 0
     gate.release()
     assert gate.free == 1
+
+
+async def test_try_acquire_takes_only_a_free_permit_and_never_jumps_the_queue() -> None:
+    gate = Gate(1)
+    assert gate.try_acquire() and gate.free == 0
+    assert not gate.try_acquire()
+    waiter = asyncio.create_task(gate.acquire())
+    await asyncio.sleep(0)
+    gate.release()  # handed to the waiter, not freed for a try_acquire to take
+    assert not gate.try_acquire()
+    await waiter
+    gate.release()
+    assert gate.idle and gate.try_acquire()

@@ -101,3 +101,21 @@ def test_precomputed_key_signs_as_hmac_does(length: int) -> None:
     expected = base64.b64encode(hmac.digest(key, b"msg_9.1700000000." + body, "sha256")).decode()
     assert signing.sign("msg_9", 1700000000, body, [signing.Key(key)]) == f"v1,{expected}"
     assert signing.sign("msg_9", 1700000000, body, [key]) == f"v1,{expected}"
+
+
+@pytest.mark.parametrize("expires", [None, 61.0, 59.0])
+def test_a_signers_headers_are_the_generic_headers_of_its_live_keys(expires: float | None) -> None:
+    # Signer.headers is the per-delivery shortcut of ``headers``: the same bytes, with the
+    # previous secret exactly while it has not expired (never, without an expiry).
+    old, new = signing.new_secret(), signing.new_secret()
+    now = 1_800_000_000.5
+    signer = signing.Signer(new, old, None if expires is None else now - 60 + expires)
+    keys = [signing.parse_secret(new)]
+    if expires is None or expires > 60:
+        keys.append(signing.parse_secret(old))
+    body = b'{"a":1}' * 100
+    assert signer.headers("msg_x_7", now, body) == signing.headers("msg_x_7", int(now), body, keys)
+    alone = signing.Signer(new)
+    assert alone.headers("msg_x_7", now, body) == signing.headers(
+        "msg_x_7", int(now), body, keys[:1]
+    )
