@@ -204,6 +204,7 @@ class LimitedProtocol(HttpToolsProtocol):
             if self._drained > LINGER_BYTES:
                 self.transport.close()
             return
+        idle_since = self._idle_since
         self._unset_keepalive_if_required()
         in_body, heads = self._in_body, self._heads
         self._read_bytes = len(data)
@@ -229,6 +230,11 @@ class LimitedProtocol(HttpToolsProtocol):
                 self._unsupported_upgrade_warning()
             return
         if not self._head_started:
+            if idle_since is not None and heads == self._heads:
+                # Blank lines between requests (RFC 9112 §2.2) start no head, so no
+                # header_timeout watches them: the connection is still idle since its last
+                # answer, and its keep-alive timer (still pending) must close it on time.
+                self._idle_since = idle_since
             return
         # A head is still incomplete. If this read neither finished a body nor a head, every
         # byte of it belongs to that head; otherwise the split is unknown and the read is not

@@ -26,36 +26,56 @@ _HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
 # supervisors share the very ``StoredEvent`` objects (``consume.pages``): what does not depend
 # on the subscription is encoded once per event and kept here, by offset. A hit must be the
 # same object (``is``), so another store's event at that offset (several hubs in one process,
-# in tests) is never taken for it. Bounded: cleared whole when full, a page's worth at most.
+# in tests) is never taken for it. Bounded: cleared whole when full, a page's worth of events
+# at most, and ``_CACHED_BYTES`` of them and their encodings: what is kept outlives its
+# delivery, and 1,024 events of a few MiB each (``max_body_bytes``) would be gigabytes.
 _CACHED = 1024
-_event_json: dict[int, tuple[StoredEvent, bytes]] = {}
-_envelope_tail: dict[int, tuple[StoredEvent, bytes]] = {}
+_CACHED_BYTES = 32 * 1024 * 1024
 
 
-def _cached(cache: dict[int, tuple[StoredEvent, bytes]], event: StoredEvent) -> bytes | None:
-    hit = cache.get(event.offset)
-    return hit[1] if hit is not None and hit[0] is event else None
+class _Cache:
+    """One encoding of events by offset, bounded in count and bytes."""
+
+    __slots__ = ("entries", "size")
+
+    def __init__(self) -> None:
+        self.entries: dict[int, tuple[StoredEvent, bytes]] = {}
+        self.size = 0  # the kept encodings and their events' data, in bytes
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, event: StoredEvent) -> bytes | None:
+        hit = self.entries.get(event.offset)
+        return hit[1] if hit is not None and hit[0] is event else None
+
+    def keep(self, event: StoredEvent, value: bytes) -> bytes:
+        size = len(value) + (len(event.data) if event.data is not None else 0)
+        if len(self.entries) >= _CACHED or self.size + size > _CACHED_BYTES:
+            self.entries.clear()
+            self.size = 0
+        if size <= _CACHED_BYTES:
+            self.entries[event.offset] = (event, value)
+            self.size += size
+        return value
 
 
-def _keep(cache: dict[int, tuple[StoredEvent, bytes]], event: StoredEvent, value: bytes) -> bytes:
-    if len(cache) >= _CACHED:
-        cache.clear()
-    cache[event.offset] = (event, value)
-    return value
+_event_json = _Cache()
+_envelope_tail = _Cache()
 
 
 def event_json(event: StoredEvent) -> bytes:
     """The event in the CloudEvents JSON format, encoded once per event."""
-    cached = _cached(_event_json, event)
+    cached = _event_json.get(event)
     if cached is not None:
         return cached
-    return _keep(_event_json, event, orjson.dumps(event.to_cloudevent()))
+    return _event_json.keep(event, orjson.dumps(event.to_cloudevent()))
 
 
 def _envelope_item_tail(event: StoredEvent) -> bytes:
     """An envelope item from ``"eventId"`` to its closing brace: the same for every
     subscription."""
-    cached = _cached(_envelope_tail, event)
+    cached = _envelope_tail.get(event)
     if cached is not None:
         return cached
     item = {
@@ -64,7 +84,7 @@ def _envelope_item_tail(event: StoredEvent) -> bytes:
         "creationDate": event.attributes.get("time") or event.received_at,
         "event": orjson.Fragment(event_json(event)),
     }
-    return _keep(_envelope_tail, event, orjson.dumps(item)[1:])
+    return _envelope_tail.keep(event, orjson.dumps(item)[1:])
 
 
 def page_size(sub: Subscription) -> int:

@@ -158,6 +158,22 @@ async def test_keepalive_timeout_counts_from_the_last_answer(tmp_path: Path) -> 
         writer.close()
 
 
+async def test_blank_lines_between_requests_do_not_keep_a_connection_open(
+    tmp_path: Path,
+) -> None:
+    """Blank lines between requests (RFC 9112 §2.2 lets a server ignore them) start no head:
+    they must not hold an idle keep-alive connection open past ``keepalive_timeout``, with
+    neither the keep-alive timer nor ``header_timeout`` watching it."""
+    async with hub(tmp_path, {"EVENTHUB_KEEPALIVE_TIMEOUT": "0.5"}) as process:
+        reader, writer = await connect(process)
+        writer.write(HEALTHZ)
+        assert (await response(reader))[0] == 200
+        writer.write(b"\r\n")
+        idle = await closed(reader, within=5)
+        assert idle < 2.0, idle
+        writer.close()
+
+
 # -- max_header_bytes ---------------------------------------------------------------------------
 
 

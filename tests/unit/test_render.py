@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import orjson
@@ -96,3 +97,17 @@ def test_what_is_kept_stays_bounded() -> None:
     for offset in range(3 * render._CACHED):
         render.render(sub, [event(offset, DataKind.JSON, b"1")])
     assert len(render._event_json) <= render._CACHED
+
+
+def test_what_is_kept_stays_bounded_in_bytes() -> None:
+    """The caches keep events past their delivery (until they fill up): bounded by count alone,
+    1,024 events of a few MiB each (``max_body_bytes`` is 10 MiB) would stay in memory, three
+    copies each, after every delivery is done. What they keep must stay bounded in bytes."""
+    sub = subscription("envelope")
+    data = b'"' + b"x" * (1024 * 1024) + b'"'  # one shared 1 MiB value: the copies are render's
+    for offset in range(200):
+        render.render(sub, [event(offset, DataKind.JSON, data)])
+    gc.collect()
+    kept = [o for o in gc.get_objects() if type(o) is StoredEvent and o.data is data]
+    # Each kept event holds 1 MiB here, and at least as much again in its encodings.
+    assert len(kept) <= 64, f"{len(kept)} events of 1 MiB kept after their delivery"
