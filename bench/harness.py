@@ -163,13 +163,22 @@ class Network:
     advertise: str = "127.0.0.1"
 
 
+# The receiver every scenario starts: ``lean`` (lean_receiver.py, uvloop + httptools) or
+# ``aiohttp`` (receiver.py, ~5x the CPU a request: the receiver of the figures before issue 13).
+# A script's ``--receiver`` sets it before its first scenario.
+RECEIVERS = {"lean": "lean_receiver.py", "aiohttp": "receiver.py"}
+RECEIVER = "lean"
+
+
 @contextlib.contextmanager
 def receiver(
     tmp: Path, net: Network, latency: bool = False, record: bool = False, calls: bool = False
 ) -> Iterator[tuple[str, str]]:
-    """A receiver process; yields (its URL from here, its URL as the hub reaches it)."""
+    """A receiver process (``RECEIVER``'s kind); yields (its URL from here, its URL as the hub
+    reaches it)."""
     port = free_port()
-    args = [sys.executable, str(BENCH / "receiver.py"), "--port", str(port), "--host", net.bind]
+    script = str(BENCH / RECEIVERS[RECEIVER])
+    args = [sys.executable, script, "--port", str(port), "--host", net.bind]
     args += ["--latency"] if latency else []
     args += ["--record"] if record else []
     args += ["--calls"] if calls else []
