@@ -164,7 +164,7 @@ def scenario_throughput(tmp: Path, opts: argparse.Namespace, pool: harness.Pool)
                 await harness.setup_trigger(http, hub)
                 # One event a request: a delivery here is a request, like the raw client's.
                 await harness.subscribe(http, hub, rhub + "/hook", subs, batch_size=1)
-                receiver0 = await harness.receiver_stats(http, rlocal)
+                receiver0 = await harness.receiver_stats(http, rlocal, counts_only=True)
                 with harness.py_spy(hub.pid if hub.local else None, profile(opts, "throughput")):
                     started = time.perf_counter()
                     await harness.post_events(http, hub, pool, events)
@@ -172,7 +172,7 @@ def scenario_throughput(tmp: Path, opts: argparse.Namespace, pool: harness.Pool)
                         http, rlocal, subs * events, timeout=600, poll=0.05
                     )
                     elapsed = time.perf_counter() - started
-                receiver1 = await harness.receiver_stats(http, rlocal)
+                receiver1 = await harness.receiver_stats(http, rlocal, counts_only=True)
                 return {
                     "deliveries": subs * events,
                     "seconds": elapsed,
@@ -284,7 +284,7 @@ def scenario_latency(
                 tasks = []
                 total = int(rate * seconds)
                 pid = hub.pid if hub.local else None
-                receiver0 = (await harness.receiver_stats(http, rlocal))["cpu_s"]
+                receiver0 = (await harness.receiver_stats(http, rlocal, counts_only=True))["cpu_s"]
                 hub0 = loadgen.process_cpu_seconds(pid) if pid else None
                 cpu0 = cpu_seconds()
                 tool: dict[str, Any] = {"client": opts.producer_client}
@@ -374,14 +374,14 @@ def scenario_fanout(tmp: Path, opts: argparse.Namespace, pool: harness.Pool) -> 
                     await asyncio.sleep(1.0)
                     await http.post(rlocal + "/reset")
                     pid = hub.pid if hub.local else None
-                    receiver0 = await harness.receiver_stats(http, rlocal)
+                    receiver0 = await harness.receiver_stats(http, rlocal, counts_only=True)
                     with harness.py_spy(pid, profile(opts, "fanout")):
                         started = time.perf_counter()
                         first = harness.event_batch(pool, hub.run, 0, 1)
                         await harness.post_batch(http, hub, first)
                         await harness.until_received(http, rlocal, subs, timeout=120, poll=0.005)
                         fanout = time.perf_counter() - started
-                    receiver1 = await harness.receiver_stats(http, rlocal)
+                    receiver1 = await harness.receiver_stats(http, rlocal, counts_only=True)
                     return {
                         "subscriptions": subs,
                         "create_seconds": create_s,

@@ -94,7 +94,9 @@ class Connection(asyncio.Protocol):
             return OK
         if method == b"GET" and path == b"/stats":
             query = urllib.parse.parse_qs((parsed.query or b"").decode())
-            body = receiver.counts.stats(bool(query.get("detail", [""])[0]))
+            body = receiver.counts.stats(
+                bool(query.get("detail", [""])[0]), bool(query.get("counts", [""])[0])
+            )
             return (
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                 b"content-length: %d\r\n\r\n%s" % (len(body), body)

@@ -7,7 +7,8 @@ that is a whole core of the two the hub and the receiver share, and it got ~2,30
 out. This one costs a fraction of that (``bench/README.md``, "The files").
 
 Open loop: request ``j`` is due at ``start + j / rate`` and leaves then whether or not earlier
-ones were answered. It goes out on an idle connection; if every connection is busy, another is
+ones were answered. Its ``sentAt`` and its send → answer time count from that due time, so a
+request that had to wait (for a connection, or for this process) carries the wait. It goes out on an idle connection; if every connection is busy, another is
 opened (up to ``max_connections``) and the request waits for the first connection free. Each
 request's departure minus its due time is its lateness: the report says how many left more than
 ``LATE_MS`` late and by how much, so an offered rate the producer did not hold is visible.
@@ -99,8 +100,7 @@ class Requests:
         """Requests that carry ``events`` events."""
         return events if not self.batch else math.ceil(events / self.batch)
 
-    def build(self, j: int) -> bytes:
-        sent_at = time.time()
+    def build(self, j: int, sent_at: float) -> bytes:
         if not self.batch:
             head, rest = self.singles[j % len(self.singles)]
             body = b'{"sentAt":%r,%s' % (sent_at, rest)
@@ -124,15 +124,15 @@ class Exchange(asyncio.Protocol):
         self.producer = producer
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
-        self.sent = 0.0  # perf_counter of the request in flight; 0: idle
+        self.sent = 0.0  # perf_counter due time of the request in flight; 0: idle
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         self.transport = cast(asyncio.Transport, transport)
 
-    def send(self, data: bytes, now: float) -> None:
+    def send(self, data: bytes, due: float) -> None:
         assert self.transport is not None
-        self.sent = now
+        self.sent = due
         self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
@@ -171,7 +171,8 @@ class Producer:
         self.outstanding = 0
         self.failures = 0
         self.statuses: collections.Counter[int] = collections.Counter()
-        self.acks: list[float] = []  # ms from departure to the answer's end, 2xx answers
+        self.acks: list[float] = []  # ms from the due time to the answer's end, 2xx answers
+        self.epoch = time.time() - time.perf_counter()  # perf_counter -> epoch seconds
         self.lateness: list[float] = []  # ms from due to departure, every request
         self.drained: asyncio.Event | None = None
 
@@ -203,11 +204,13 @@ class Producer:
             self.idle.append(exchange)
 
     def _depart(self, exchange: Exchange, due: float, j: int) -> None:
+        # A request's times run from when it was due, not from when it left: a request kept
+        # waiting for a connection (or by this process's own lateness) counts that wait in its
+        # latency, as an open-loop measure must (no coordinated omission).
         assert self.requests is not None
-        data = self.requests.build(j)
-        now = time.perf_counter()
-        self.lateness.append((now - due) * 1000)
-        exchange.send(data, now)
+        data = self.requests.build(j, due + self.epoch)
+        self.lateness.append((time.perf_counter() - due) * 1000)
+        exchange.send(data, due)
 
     def offer_one(self, due: float, j: int) -> None:
         self.outstanding += 1

@@ -13,7 +13,8 @@ request) unless told ``--receiver aiohttp``: this one stays to reproduce earlier
                   epoch s, latency ms]]}; "unique" (subscription, event) pairs only with
                   --record, and with ?detail=1 how many subscriptions got each event id; with
                   --calls, "calls": distinct ``ce-id``s, and with ?detail=1 "arrivals" {ce-id:
-                  epoch seconds of its first arrival}; "cpu_s": this process's CPU seconds)
+                  epoch seconds of its first arrival}; "cpu_s": this process's CPU seconds;
+                  ?counts=1: only "requests", "events" and "cpu_s")
     POST /reset   forget everything counted so far
 """
 
@@ -37,7 +38,7 @@ async def hook(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     counts: Counts = request.app["counts"]
-    body = counts.stats(bool(request.query.get("detail")))
+    body = counts.stats(bool(request.query.get("detail")), bool(request.query.get("counts")))
     return web.Response(body=body, content_type="application/json")
 
 

@@ -88,6 +88,8 @@ def test_receiver_counts_latencies_by_path_and_resets(
     assert len(stats["latencies_ms"]) == 3 and all(ms >= 0 for ms in stats["latencies_ms"])
     assert list(stats["paths"]) == ["a"] and len(stats["paths"]["a"]) == 1
     assert stats["cpu_s"] > 0
+    _, light = _call(r.url + "/stats?counts=1")  # what a poll reads: no latencies
+    assert set(light) == {"requests", "events", "cpu_s"} and light["events"] == 3
     assert _call(r.url + "/reset", "POST", b"")[0] == 204
     status, stats = _call(r.url + "/stats")
     assert (stats["requests"], stats["events"], stats["latencies_ms"]) == (0, 0, [])
