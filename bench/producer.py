@@ -187,9 +187,11 @@ class Producer:
             _, exchange = await loop.create_connection(lambda: Exchange(self), self.host, self.port)
         except OSError:
             self.opening -= 1
-            if self.waiting:  # nothing else will carry it: count it failed
-                self.waiting.popleft()
-                self._finish(failed=True)
+            if not self.connections and not self.opening:
+                # Nothing will ever carry what waits: count it failed.
+                while self.waiting:
+                    self.waiting.popleft()
+                    self._finish(failed=True)
             return
         self.opening -= 1
         self.opened += 1
