@@ -334,6 +334,10 @@ def scenario_latency(
                     "receiver_cpu_us_per_request": (stats["cpu_s"] - receiver0)
                     / max(1, stats["requests"])
                     * 1e6,
+                    # a delivery may carry many events (the subscriptions' default batchSize)
+                    "receiver_cpu_us_per_event": (stats["cpu_s"] - receiver0)
+                    / max(1, stats["events"])
+                    * 1e6,
                     "hub_cpu_us_per_event": hub_cpu / total * 1e6 if hub_cpu else None,
                     "offered_per_s": rate,
                     "achieved_per_s": total / sent_for,
