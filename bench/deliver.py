@@ -667,6 +667,18 @@ def markdown(results: dict[str, Any]) -> str:
             f"{fmt(r.get('ack_p50_ms'))} / {fmt(r.get('ack_p99_ms'))} |"
             for r in rates["rows"]
         ]
+        # What the tools took of the same cores, so a missed rate can be told from a slow tool.
+        tools = [
+            f"{r.get('producer', 'single')} {r['offered_per_s']:,}/s: producer "
+            f"{t['client']} {fmt(t.get('cpu_us_per_request'), '{:.0f}')} µs a request"
+            + (f", {t['late']:,} of {t['requests']:,} sent > 2 ms late" if "late" in t else "")
+            + f"; receiver {r['receiver']} {fmt(r.get('receiver_cpu_us_per_event'), '{:.0f}')}"
+            " µs an event"
+            for r in rates["rows"]
+            if (t := r.get("producer_tool"))
+        ]
+        if tools:
+            lines += ["", "Tools' CPU: " + "; ".join(tools) + "."]
     rec = results.get("recovery")
     if rec and "skipped" not in rec:
         lines += [
