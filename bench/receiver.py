@@ -14,7 +14,7 @@ request) unless told ``--receiver aiohttp``: this one stays to reproduce earlier
                   --record, and with ?detail=1 how many subscriptions got each event id; with
                   --calls, "calls": distinct ``ce-id``s, and with ?detail=1 "arrivals" {ce-id:
                   epoch seconds of its first arrival}; "cpu_s": this process's CPU seconds;
-                  ?counts=1: only "requests", "events" and "cpu_s")
+                  ?counts=1: the counts alone, no latencies, arrivals or per-event lists)
     POST /reset   forget everything counted so far
 """
 

@@ -89,7 +89,7 @@ def test_receiver_counts_latencies_by_path_and_resets(
     assert list(stats["paths"]) == ["a"] and len(stats["paths"]["a"]) == 1
     assert stats["cpu_s"] > 0
     _, light = _call(r.url + "/stats?counts=1")  # what a poll reads: no latencies
-    assert set(light) == {"requests", "events", "cpu_s"} and light["events"] == 3
+    assert set(light) == {"requests", "events", "cpu_s"} and light["events"] == 3  # no lists
     assert _call(r.url + "/reset", "POST", b"")[0] == 204
     status, stats = _call(r.url + "/stats")
     assert (stats["requests"], stats["events"], stats["latencies_ms"]) == (0, 0, [])
@@ -107,6 +107,8 @@ def test_receiver_records_unique_deliveries_and_first_calls(
     _, stats = _call(record.url + "/stats?detail=1")
     assert (stats["requests"], stats["events"], stats["unique"]) == (2, 4, 1)
     assert stats["per_event"] == {"e1": 1}
+    _, light = _call(record.url + "/stats?counts=1")  # what a poll reads: counts, no lists
+    assert light["unique"] == 1 and "per_event" not in light
 
     receivers.append(calls := Receiver(script, "--calls"))
     for ce_id in ("c1", "c2", "c1"):
@@ -114,6 +116,8 @@ def test_receiver_records_unique_deliveries_and_first_calls(
     _, stats = _call(calls.url + "/stats?detail=1")
     assert (stats["requests"], stats["events"], stats["calls"]) == (3, 3, 2)
     assert stats["arrivals"]["c1"] <= stats["arrivals"]["c2"]  # a repeat keeps the first
+    _, light = _call(calls.url + "/stats?counts=1")
+    assert light["calls"] == 2 and "arrivals" not in light
 
 
 def test_lean_receiver_keeps_connections_alive_and_refuses_garbage(
