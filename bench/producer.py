@@ -46,8 +46,8 @@ TICK = 0.01  # the batched producer sends the events due every 10 ms in one requ
 
 class Requests:
     """Binary-mode single events (``batch=0``) or JSON batches of ``batch`` events to ``POST
-    /events``, as bytes on the wire; ``build(j)`` stamps request ``j``'s ids and the send
-    time (``data.sentAt``, epoch seconds) into them. Event ``i``'s id is ``<run>-<tag><i>``,
+    /events``, as bytes on the wire; ``build(j, sent_at)`` stamps request ``j``'s ids and
+    ``sent_at`` (``data.sentAt``, epoch seconds: the producer gives the request's due time). Event ``i``'s id is ``<run>-<tag><i>``,
     as ``harness.binary_headers``/``harness.event_batch`` name them."""
 
     def __init__(
