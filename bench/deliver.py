@@ -52,9 +52,12 @@ from typing import Any
 
 import aiohttp
 import harness
+import loadgen
 import orjson
 import pg
+import producer as producer_tool
 import uvloop
+from counts import cpu_seconds
 
 # -- the raw client ceiling --------------------------------------------------------------------
 
@@ -161,6 +164,7 @@ def scenario_throughput(tmp: Path, opts: argparse.Namespace, pool: harness.Pool)
                 await harness.setup_trigger(http, hub)
                 # One event a request: a delivery here is a request, like the raw client's.
                 await harness.subscribe(http, hub, rhub + "/hook", subs, batch_size=1)
+                receiver0 = await harness.receiver_stats(http, rlocal, counts_only=True)
                 with harness.py_spy(hub.pid if hub.local else None, profile(opts, "throughput")):
                     started = time.perf_counter()
                     await harness.post_events(http, hub, pool, events)
@@ -168,10 +172,15 @@ def scenario_throughput(tmp: Path, opts: argparse.Namespace, pool: harness.Pool)
                         http, rlocal, subs * events, timeout=600, poll=0.05
                     )
                     elapsed = time.perf_counter() - started
+                receiver1 = await harness.receiver_stats(http, rlocal, counts_only=True)
                 return {
                     "deliveries": subs * events,
                     "seconds": elapsed,
                     "deliveries_per_s": subs * events / elapsed,
+                    "receiver": harness.RECEIVER,
+                    "receiver_cpu_us_per_request": (receiver1["cpu_s"] - receiver0["cpu_s"])
+                    / max(1, receiver1["requests"] - receiver0["requests"])
+                    * 1e6,
                 }
 
         measured = asyncio.run(run())
@@ -201,7 +210,23 @@ def scenario_throughput(tmp: Path, opts: argparse.Namespace, pool: harness.Pool)
     }
 
 
-TICK = 0.01  # the batched producer sends the events due every 10 ms in one request
+TICK = producer_tool.TICK  # the batched producer sends the events due every 10 ms in one request
+
+
+async def lean_producer(
+    hub: harness.Hub, pool: harness.Pool, rate: int, total: int, producer: str
+) -> dict[str, Any]:
+    """``total`` events at ``rate`` a second to the hub on the lean producer (``producer.py``):
+    one a request (binary mode), or (``batched``) the events due every 10 ms in one request."""
+    batch = 0 if producer == "single" else max(1, round(rate * TICK))
+    requests = producer_tool.Requests(
+        hub.url + "/events", hub.auth, pool, hub.run, "l", batch=batch, total=total
+    )
+    n = requests.count(total)
+    per_s = n / (total / rate)  # requests a second
+    lean = producer_tool.Producer(hub.url)
+    await lean.connect(producer_tool.pool_size(per_s))
+    return await lean.run(requests, n, per_s, timeout=300)
 
 
 def scenario_latency(
@@ -259,23 +284,39 @@ def scenario_latency(
                 tasks = []
                 total = int(rate * seconds)
                 pid = hub.pid if hub.local else None
+                receiver0 = (await harness.receiver_stats(http, rlocal, counts_only=True))["cpu_s"]
+                hub0 = loadgen.process_cpu_seconds(pid) if pid else None
+                cpu0 = cpu_seconds()
+                tool: dict[str, Any] = {"client": opts.producer_client}
                 with harness.py_spy(pid, profile(opts, f"latency-{rate}-{producer}")):
-                    started = time.perf_counter()
-                    sent = 0
-                    while sent < total:
-                        due = sent if producer == "single" else sent + max(1, round(rate * TICK))
-                        delay = started + sent / rate - time.perf_counter()
-                        if delay > 0:
-                            await asyncio.sleep(delay)
-                        if producer == "single":
-                            tasks.append(asyncio.create_task(single(sent)))
-                            sent += 1
-                        else:
-                            n = min(due, total) - sent
-                            tasks.append(asyncio.create_task(batched(sent, n)))
-                            sent += n
-                    await asyncio.gather(*tasks)
-                    sent_for = time.perf_counter() - started
+                    if opts.producer_client == "lean":
+                        lean = await lean_producer(hub, pool, rate, total, producer)
+                        acks = lean.pop("acks_ms")
+                        failures = lean["failures"]
+                        sent_for = lean["offered_for_s"]
+                        tool.update(lean)
+                    else:
+                        started = time.perf_counter()
+                        sent = 0
+                        while sent < total:
+                            step = max(1, round(rate * TICK))
+                            due = sent if producer == "single" else sent + step
+                            delay = started + sent / rate - time.perf_counter()
+                            if delay > 0:
+                                await asyncio.sleep(delay)
+                            if producer == "single":
+                                tasks.append(asyncio.create_task(single(sent)))
+                                sent += 1
+                            else:
+                                n = min(due, total) - sent
+                                tasks.append(asyncio.create_task(batched(sent, n)))
+                                sent += n
+                        await asyncio.gather(*tasks)
+                        sent_for = time.perf_counter() - started
+                        tool["requests"] = len(tasks)
+                        tool["cpu_s"] = cpu_seconds() - cpu0
+                        tool["cpu_us_per_request"] = tool["cpu_s"] / len(tasks) * 1e6
+                hub_cpu = loadgen.process_cpu_seconds(pid) - hub0 if pid and hub0 else None
                 with contextlib.suppress(RuntimeError):
                     await harness.until_received(
                         http, rlocal, total * subs, timeout=60, poll=0.05, count="events"
@@ -284,6 +325,20 @@ def scenario_latency(
                 lat = stats["latencies_ms"]
                 return {
                     "producer": producer,
+                    # The tools' own cost, beside the hub on the same cores: the producer's
+                    # CPU a request (its client: lean or aiohttp), the receiver's a delivery
+                    # (its /stats polls included), the hub's an event (from the first send
+                    # to the last answer of the ingest).
+                    "producer_tool": tool,
+                    "receiver": harness.RECEIVER,
+                    "receiver_cpu_us_per_request": (stats["cpu_s"] - receiver0)
+                    / max(1, stats["requests"])
+                    * 1e6,
+                    # a delivery may carry many events (the subscriptions' default batchSize)
+                    "receiver_cpu_us_per_event": (stats["cpu_s"] - receiver0)
+                    / max(1, stats["events"])
+                    * 1e6,
+                    "hub_cpu_us_per_event": hub_cpu / total * 1e6 if hub_cpu else None,
                     "offered_per_s": rate,
                     "achieved_per_s": total / sent_for,
                     "events": total,
@@ -301,7 +356,8 @@ def scenario_latency(
                     "ack_p99_ms": harness.percentile(acks, 0.99),
                 }
 
-        result = asyncio.run(run())
+        # The lean producer runs on uvloop; the aiohttp one as it always ran, on asyncio's loop.
+        result = (uvloop.run if opts.producer_client == "lean" else asyncio.run)(run())
     result["target_met"] = bool(result["p99_ms"] is not None and result["p99_ms"] < 25)
     return result
 
@@ -322,16 +378,21 @@ def scenario_fanout(tmp: Path, opts: argparse.Namespace, pool: harness.Pool) -> 
                     await asyncio.sleep(1.0)
                     await http.post(rlocal + "/reset")
                     pid = hub.pid if hub.local else None
+                    receiver0 = await harness.receiver_stats(http, rlocal, counts_only=True)
                     with harness.py_spy(pid, profile(opts, "fanout")):
                         started = time.perf_counter()
                         first = harness.event_batch(pool, hub.run, 0, 1)
                         await harness.post_batch(http, hub, first)
                         await harness.until_received(http, rlocal, subs, timeout=120, poll=0.005)
                         fanout = time.perf_counter() - started
+                    receiver1 = await harness.receiver_stats(http, rlocal, counts_only=True)
                     return {
                         "subscriptions": subs,
                         "create_seconds": create_s,
                         "fanout_seconds": fanout,
+                        # what the receiver took of the same two cores (its polls included)
+                        "receiver": harness.RECEIVER,
+                        "receiver_cpu_s": receiver1["cpu_s"] - receiver0["cpu_s"],
                     }
 
             result = asyncio.run(run())
@@ -606,6 +667,18 @@ def markdown(results: dict[str, Any]) -> str:
             f"{fmt(r.get('ack_p50_ms'))} / {fmt(r.get('ack_p99_ms'))} |"
             for r in rates["rows"]
         ]
+        # What the tools took of the same cores, so a missed rate can be told from a slow tool.
+        tools = [
+            f"{r.get('producer', 'single')} {r['offered_per_s']:,}/s: producer "
+            f"{t['client']} {fmt(t.get('cpu_us_per_request'), '{:.0f}')} µs a request"
+            + (f", {t['late']:,} of {t['requests']:,} sent > 2 ms late" if "late" in t else "")
+            + f"; receiver {r['receiver']} {fmt(r.get('receiver_cpu_us_per_event'), '{:.0f}')}"
+            " µs an event"
+            for r in rates["rows"]
+            if (t := r.get("producer_tool"))
+        ]
+        if tools:
+            lines += ["", "Tools' CPU: " + "; ".join(tools) + "."]
     rec = results.get("recovery")
     if rec and "skipped" not in rec:
         lines += [
@@ -658,6 +731,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=["single", "batched"],
         help="latency producers for --only rates: single (one event a request), batched",
     )
+    p.add_argument(
+        "--receiver",
+        choices=sorted(harness.RECEIVERS),
+        default="lean",
+        help="the webhook receiver: lean (uvloop + httptools) or aiohttp (the old one)",
+    )
+    p.add_argument(
+        "--producer-client",
+        choices=["lean", "aiohttp"],
+        default="lean",
+        help="the latency scenarios' producer: lean (producer.py) or aiohttp (the old one)",
+    )
     p.add_argument("--recovery-rate", type=int, default=500)
     p.add_argument("--recovery-seconds", type=float, default=6.0)
     p.add_argument("--out", type=Path)
@@ -687,6 +772,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.pg_uri = None  # set in main() while the throwaway server runs
     args.external = harness.Hub(args.url.rstrip("/"), args.key, "") if args.url else None
     args.net = harness.Network(args.receiver_host, args.advertise or args.receiver_host)
+    harness.RECEIVER = args.receiver  # every scenario's, the raw ceilings' too: like for like
     if args.quick:
         args.subscriptions, args.backlog, args.raw_seconds = 10, 50, 1.0
         args.rate, args.latency_seconds, args.fanout = 200, 2.0, 200
