@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -67,33 +67,8 @@ _COUNT_JOINS = (
 )
 
 
-class Writes(Protocol):
-    """Where a flush's row statements go: the writer's cursor, or ``Deferred``."""
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Any: ...
-
-
-class Deferred:
-    """A flush's row statements held, in order, to run later on the writer's connection in
-    the commit thread, right before its ``COMMIT``: CPython's sqlite3 lets go of the GIL
-    while SQLite steps a statement, so SQLite's work overlaps the loop's parsing of the next
-    requests. Only statements whose effect nothing in the flush reads back may be held."""
-
-    __slots__ = ("statements",)
-
-    def __init__(self) -> None:
-        self.statements: list[tuple[str, list[Sequence[Any]]]] = []
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> None:
-        self.statements.append((sql, list(rows)))
-
-    def run(self, cur: sqlite3.Cursor) -> None:
-        for sql, rows in self.statements:
-            cur.executemany(sql, rows)
-
-
 def write_members(
-    cur: Writes, leave: Iterable[tuple[str, str]], joins: Iterable[tuple[Any, ...]]
+    cur: sqlite3.Cursor, leave: Iterable[tuple[str, str]], joins: Iterable[tuple[Any, ...]]
 ) -> None:
     """A flush's trace memberships in three executemany: ``leave`` (every (source, id) that
     was in the log before the flush and has a new revision: out of its trace, if any; the
@@ -156,12 +131,9 @@ def append_rows(
     last_offset: int,
     matcher: Matcher | None,
     fresh: bool = False,
-    writes: Writes | None = None,
 ) -> tuple[list[Appended], int]:
     """Write ``events`` after ``last_offset``; their receipts and the new last offset. The
-    triggers ``matcher`` names for each event are indexed and added to ``matched``. The
-    identity query runs on ``cur`` now; the row statements go to ``writes`` (default
-    ``cur``), which may hold them for later (``Deferred``)."""
+    triggers ``matcher`` names for each event are indexed and added to ``matched``."""
     # Identity for the whole batch in one query, then two executemany: a statement per
     # row would cost three times as much (PERF-NOTES.md: batch, never per row). The hub's
     # own events (``fresh``: a random id each) are new by construction: no query.
@@ -226,18 +198,17 @@ def append_rows(
             for tid in matcher(attributes):
                 links.append((tid, offset))
                 matched.add(tid)
-    target = cur if writes is None else writes
     if rows:
-        target.executemany(_INSERT_EVENT, rows)
-        target.executemany(
+        cur.executemany(_INSERT_EVENT, rows)
+        cur.executemany(
             _UPSERT_ID, [(s, i, off, rev, dig) for (s, i), (off, rev, dig) in touched.items()]
         )
     if members or leave:
-        write_members(target, leave, members.values())
+        write_members(cur, leave, members.values())
     if links:
-        target.executemany("INSERT INTO trigger_events (tid, event_offset) VALUES (?, ?)", links)
+        cur.executemany("INSERT INTO trigger_events (tid, event_offset) VALUES (?, ?)", links)
     if classes:
-        target.executemany(
+        cur.executemany(
             "INSERT INTO event_types (type, source, grp, count, first_seen, last_seen)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (type, source, grp) DO UPDATE SET"
             " count = count + excluded.count, last_seen = excluded.last_seen",

@@ -10,10 +10,7 @@ A flush writes its rows on the loop (per-row work must not pay a thread hand-off
 hands only a durable ``COMMIT`` to a thread of its own: its fsync takes milliseconds on a
 slow disk, and sqlite3 lets go of the GIL for it, so the loop parses and delivers meanwhile
 instead of standing still. No one hears of a flush's rows before its ``COMMIT`` returns,
-and nothing else uses the writer connection while a transaction is open (``_quiet``). A
-large flush of appends alone (``DEFER_EVENTS``) hands its row statements to that thread too,
-to run before the COMMIT (``append.Deferred``): SQLite's C work then overlaps the loop's
-parsing of the next requests; its rows are still built, matched and deduplicated on the loop.
+and nothing else uses the writer connection while a transaction is open (``_quiet``).
 
 A full disk (SQLITE_FULL, while writing rows, at the COMMIT in the commit thread, or as the
 WAL grows) fails the whole flush with ``errors.InsufficientStorage``: the transaction is rolled
@@ -42,7 +39,7 @@ from eventhub.log import commit, figures, retention, sealing
 from eventhub.log.base import NO_HOOKS, Hooks, StepNames
 from eventhub.log.records import KeyRecord, Pruned, SourceRecord
 from eventhub.log.sqlite import admin, instances, reads, records
-from eventhub.log.sqlite.append import Append, Deferred, Emitting, WriteOp, append_rows
+from eventhub.log.sqlite.append import Append, Emitting, WriteOp, append_rows
 from eventhub.log.sqlite.checkpointer import Checkpointer
 from eventhub.log.sqlite.connections import (
     logged,
@@ -76,10 +73,6 @@ R = TypeVar("R")
 # how many attempts queue it at once (``record_delivery``): ~5 ms of the loop for the write.
 DELIVERIES_HOLD = 0.05
 DELIVERIES_HELD = 512
-
-# From how many events a flush's row statements run in the commit thread (``Deferred``).
-# Below, on the loop as before: a flush of single-event requests is left as it was measured.
-DEFER_EVENTS = 500
 
 
 def _probe(cur: sqlite3.Cursor) -> None:
@@ -240,7 +233,6 @@ class SqliteStore:
         now = self._clock.now()
         clock = commit.Clock(now, rfc3339(now))
         correlated: instances.Correlated | None = None
-        deferred: Deferred | None = None  # row statements for the commit thread
 
         emitted: list[NewEvent] = []  # lifecycle events of the flush's writes: one append
         emit = emitted.extend
@@ -251,29 +243,12 @@ class SqliteStore:
             try:
                 if appends:
                     merged = [event for op in appends for event in op.events]
-                    correlating = hooks.step_names is not None and any(
-                        CORRELATION_ATTRIBUTE in e.attributes for e in merged
-                    )
-                    if (
-                        self._durable_commit
-                        and len(merged) >= DEFER_EVENTS
-                        and not correlating
-                        and len(appends) == len(ops)
-                    ):
-                        # Appends alone, nothing read back: the row statements wait for the
-                        # commit thread (``Deferred``), which runs them before its COMMIT.
-                        deferred = Deferred()
                     appended, self._last_offset = append_rows(
-                        cur,
-                        merged,
-                        clock.text,
-                        matched,
-                        self._last_offset,
-                        hooks.matcher,
-                        writes=deferred,
+                        cur, merged, clock.text, matched, self._last_offset, hooks.matcher
                     )
-                    if correlating:
-                        assert hooks.step_names is not None
+                    if hooks.step_names is not None and any(
+                        CORRELATION_ATTRIBUTE in e.attributes for e in merged
+                    ):
                         correlated = instances.correlate_appended(
                             cur,
                             emit,
@@ -302,7 +277,7 @@ class SqliteStore:
                         cur, emitted, clock.text, matched, self._last_offset, hooks.matcher, True
                     )
                 if self._durable_commit:
-                    await self._commit(deferred)
+                    await self._commit()
                 else:
                     cur.execute("COMMIT")  # no fsync in WAL at synchronous=normal: microseconds
             except asyncio.CancelledError:
@@ -354,13 +329,13 @@ class SqliteStore:
         """Raise unless a real (one-page) write commits now: for ``/readyz``."""
         await self.write(_probe)
 
-    async def _commit(self, deferred: Deferred | None = None) -> None:
-        """``COMMIT`` in the commit thread, after the ``deferred`` row statements, if any;
-        returns once it is durable. Only for commits that fsync: the hand-off costs tens of
-        microseconds of the loop's time, more than a commit without an fsync takes."""
+    async def _commit(self) -> None:
+        """``COMMIT`` in the commit thread; returns once it is durable. Only for commits that
+        fsync: the hand-off costs tens of microseconds of the loop's time, more than a
+        commit without an fsync takes."""
         assert self._conn is not None and self._committer is not None
         done = asyncio.get_running_loop().run_in_executor(
-            self._committer, _finish, self._conn, deferred
+            self._committer, self._conn.execute, "COMMIT"
         )
         # Shielded: a cancelled writer must not leave the thread's COMMIT unobserved.
         await asyncio.shield(done)
@@ -737,13 +712,6 @@ class SqliteStore:
         """The event at ``offset``, if the log still holds it."""
         found = await self.read_after(offset - 1, 1)
         return found[0] if found and found[0].offset == offset else None
-
-
-def _finish(conn: sqlite3.Connection, deferred: Deferred | None) -> None:
-    """The end of a flush, in the commit thread: its held row statements, then COMMIT."""
-    if deferred is not None:
-        deferred.run(conn.cursor())
-    conn.execute("COMMIT")
 
 
 def _nothing(_cur: sqlite3.Cursor) -> None:
