@@ -92,6 +92,19 @@ def test_another_event_at_a_kept_offset_is_encoded_afresh() -> None:
     assert render.render(sub, [first])[1] == whole(sub, [first])
 
 
+def test_an_equal_event_read_apart_is_a_hit() -> None:
+    # Subscriptions at different cursors read their pages apart: the same event of the log
+    # arrives as several equal objects, each of which must find what the first one encoded.
+    sub = subscription("envelope")
+    first = event(43, DataKind.JSON, b'{"n":1}')
+    again = event(43, DataKind.JSON, b'{"n":1}')
+    assert again is not first and again == first
+    assert render.render(sub, [first])[1] == whole(sub, [first])
+    kept = render._event_json.get(first)
+    assert kept is not None and render._event_json.get(again) is kept
+    assert render.render(sub, [again])[1] == whole(sub, [again])
+
+
 def test_what_is_kept_stays_bounded() -> None:
     sub = subscription("batch")
     for offset in range(3 * render._CACHED):
