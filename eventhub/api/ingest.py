@@ -162,10 +162,7 @@ class Endpoint:
         outcome = "aborted"
         try:
             try:
-                _asgi.check_content_type(incoming)
-                caller = ingest.caller(incoming, self._naming, self._signature_headers)
-                keyed = caller.principal is not None
-                hub.enter_ingest(keyed)
+                caller, keyed = self._admit(incoming)
                 try:
                     reply = await self._handler(ingest, incoming, caller)
                 finally:
@@ -186,6 +183,15 @@ class Endpoint:
                 self._path, incoming.mode, outcome, incoming.events, time.perf_counter() - started
             )
 
+    def _admit(self, incoming: _asgi.Incoming) -> tuple[auth.Caller, bool]:
+        """Who asks (from the head alone), and an ingest slot taken for them: keyed, or from
+        the keyless pool (the bool). ``hub.leave_ingest(keyed)`` gives it back."""
+        _asgi.check_content_type(incoming)
+        caller = self._ingest.caller(incoming, self._naming, self._signature_headers)
+        keyed = caller.principal is not None
+        self._ingest.hub.enter_ingest(keyed)
+        return caller, keyed
+
     # -- served from the protocol's callbacks (api/_direct.py) ---------------------------------
 
     @property
@@ -205,10 +211,7 @@ class Endpoint:
         ingest = self._ingest
         hub = ingest.hub
         try:
-            _asgi.check_content_type(incoming)
-            caller = ingest.caller(incoming, self._naming, self._signature_headers)
-            keyed = caller.principal is not None
-            hub.enter_ingest(keyed)
+            caller, keyed = self._admit(incoming)
             try:
                 content_type, essence = _events_mode(incoming)
                 body = ingest.arrived(incoming, caller, body)
