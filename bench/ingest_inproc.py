@@ -32,6 +32,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from bench import bare_app
+from bench.protocol import NullTransport
 from eventhub import app as app_module
 from eventhub import server as eventhub_server
 from eventhub.settings import Settings
@@ -74,30 +75,15 @@ class Answers:
                 self.done.set()
 
 
-class Transport(asyncio.Transport):
+class Transport(NullTransport):
+    """``protocol.py``'s in-memory transport, keeping the status of what is written."""
+
     def __init__(self, answers: Answers) -> None:
         super().__init__()
         self._answers = answers
-        self.closing = False
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        addresses = {"sockname": ("127.0.0.1", 8080), "peername": ("127.0.0.1", 50000)}
-        return addresses.get(name, default)
 
     def write(self, data: Any) -> None:
         self._answers.seen(bytes(data[:12]))
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 async def per_request_us(
